@@ -1,0 +1,43 @@
+# twgroupd — see README.md. `make test` is what CI runs (.ci/run).
+GO      ?= go
+PKGS    := ./...
+FUZZTIME ?= 10s
+BIN     := bin/twgroupd
+
+.PHONY: all build test race fuzz bench lint run clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/twgroupd
+
+# The whole suite: unit, multi-node on 127.0.0.1, subprocess CLI tests.
+test:
+	$(GO) vet $(PKGS)
+	$(GO) test -count=1 -timeout 8m $(PKGS)
+
+race:
+	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+
+# Runs every fuzz target for FUZZTIME each (go test allows one -fuzz target per run).
+fuzz:
+	@set -e; for pkg in $$($(GO) list $(PKGS)); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz' || true); do \
+	    echo "== $$pkg $$f"; \
+	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; \
+	done
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+# The main job: a local network of nodes doing group chat.
+run: build
+	./$(BIN) devnet
+
+clean:
+	rm -rf bin
