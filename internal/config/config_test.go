@@ -1,0 +1,252 @@
+package config
+
+import (
+	"bytes"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/spf13/pflag"
+)
+
+func writeConf(t *testing.T, dir, text string) string {
+	t.Helper()
+	p := filepath.Join(dir, ConfFileName)
+	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// parseArgs runs a real pflag parse, as the CLI does after normalising.
+func parseArgs(t *testing.T, args ...string) (Config, error) {
+	t.Helper()
+	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+	AddFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		t.Fatalf("parse %q: %v", args, err)
+	}
+	return Load(fs)
+}
+
+func TestDefaults(t *testing.T) {
+	dir := t.TempDir()
+	c, err := parseArgs(t, "--datadir="+dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.DataDir != dir || c.ConfFile != "" || c.RPCPort != 28332 || c.DHTPort != 29333 ||
+		c.RPCConnect != "127.0.0.1" || c.Debug || c.RPCUser != "" || len(c.Warnings) != 0 {
+		t.Fatalf("defaults: %+v", c)
+	}
+	if got := c.ResolvedHTMLDir(); got != SystemHTMLDir && got != filepath.Join(dir, "html") {
+		t.Fatalf("html dir %q", got)
+	}
+}
+
+func TestDefaultDataDirIsHome(t *testing.T) {
+	home := t.TempDir()
+	t.Setenv("HOME", home)
+	c, err := parseArgs(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join(home, ".twgroupd"); c.DataDir != want {
+		t.Fatalf("datadir %q, want %q", c.DataDir, want)
+	}
+}
+
+func TestFileAndPrecedence(t *testing.T) {
+	dir := t.TempDir()
+	writeConf(t, dir, `# twgroupd test config
+rpcuser = alice
+rpcpassword=p#ss=word with spaces
+  # indented comment
+
+rpcport=40001
+rpcallowip=10.0.0.*
+rpcallowip=192.168.1.2
+addnode=127.0.0.1:29334
+bootstrap=[::1]:29335
+debug=1
+upstream=http://u:secret@127.0.0.1:28332
+registry=reg.json
+rpcthreads=4
+`)
+	c, err := parseArgs(t, "--datadir="+dir, "--rpcport=40002", "--rpcallowip=127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.RPCUser != "alice" || c.RPCPassword != "p#ss=word with spaces" {
+		t.Fatalf("credentials from file: %q %q", c.RPCUser, c.RPCPassword)
+	}
+	if c.RPCPort != 40002 {
+		t.Fatalf("command line must win: rpcport %d", c.RPCPort)
+	}
+	if !reflect.DeepEqual(c.RPCAllowIP, []string{"127.0.0.1"}) {
+		t.Fatalf("command-line list replaces the file's: %q", c.RPCAllowIP)
+	}
+	if !reflect.DeepEqual(c.Bootstrap, []string{"[::1]:29335", "127.0.0.1:29334"}) {
+		t.Fatalf("bootstrap %q", c.Bootstrap)
+	}
+	if !c.Debug || c.Upstream != "http://u:secret@127.0.0.1:28332" {
+		t.Fatalf("debug/upstream %+v", c)
+	}
+	if c.Registry != filepath.Join(dir, "reg.json") {
+		t.Fatalf("registry %q", c.Registry)
+	}
+	if c.ConfFile != filepath.Join(dir, ConfFileName) {
+		t.Fatalf("conf %q", c.ConfFile)
+	}
+	if len(c.Warnings) != 1 || !strings.Contains(c.Warnings[0], `"rpcthreads"`) {
+		t.Fatalf("warnings %q", c.Warnings)
+	}
+
+	// Without command-line overrides the file's lists are used whole.
+	c, err = parseArgs(t, "--datadir="+dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.RPCPort != 40001 || !reflect.DeepEqual(c.RPCAllowIP, []string{"10.0.0.*", "192.168.1.2"}) {
+		t.Fatalf("file values: %d %q", c.RPCPort, c.RPCAllowIP)
+	}
+	// -debug=0 on the command line turns off the file's debug=1.
+	c, err = parseArgs(t, "--datadir="+dir, "--debug=0")
+	if err != nil || c.Debug {
+		t.Fatalf("debug=0: %v %v", c.Debug, err)
+	}
+}
+
+func TestExplicitConf(t *testing.T) {
+	dir := t.TempDir()
+	other := filepath.Join(t.TempDir(), "x.conf")
+	if err := os.WriteFile(other, []byte("rpcuser=bob\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := parseArgs(t, "--datadir="+dir, "--conf="+other)
+	if err != nil || c.RPCUser != "bob" || c.ConfFile != other {
+		t.Fatalf("absolute -conf: %+v %v", c, err)
+	}
+	// A relative -conf is inside the datadir, as twisterd's GetConfigFile.
+	writeConf(t, dir, "rpcuser=carol\n")
+	c, err = parseArgs(t, "--datadir="+dir, "--conf="+ConfFileName)
+	if err != nil || c.RPCUser != "carol" {
+		t.Fatalf("relative -conf: %+v %v", c, err)
+	}
+	_, err = parseArgs(t, "--datadir="+dir, "--conf=missing.conf")
+	if err == nil || !strings.Contains(err.Error(), "missing.conf") {
+		t.Fatalf("missing explicit conf: %v", err)
+	}
+}
+
+func TestBadFiles(t *testing.T) {
+	cases := []struct{ text, want string }{
+		{"rpcuser=a\nrpcpassword\n", "line 2: expected key=value"},
+		{"[main]\n", "line 1: sections are not supported"},
+		{"RPCUSER=x\n", "line 1: invalid key"},
+		{"=x\n", "line 1: invalid key"},
+		{"-rpcuser=x\n", "line 1: invalid key"},
+		{"rpcport=1\n\nrpcport=2\n", "line 3: rpcport already set on line 1"},
+		{"conf=/etc/x\n", "line 1: conf cannot be set"},
+		{"rpcport=abc\n", "rpcport: invalid port \"abc\""},
+		{"rpcport=70000\n", "invalid port"},
+		{"dhtport=-1\n", "invalid port"},
+		{"addnode=nohostport\n", "is not host:port"},
+		{"bootstrap=host:0\n", "invalid port"},
+		{"upstream=ftp://u:topsecret@h:1\n", "invalid URL"},
+		{"upstream=http://u:topsecret@[::1\n", "invalid URL"},
+		{"rpcconnect=\n", "empty host"},
+	}
+	for _, tc := range cases {
+		dir := t.TempDir()
+		writeConf(t, dir, tc.text)
+		_, err := parseArgs(t, "--datadir="+dir)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: error %v, want %q", tc.text, err, tc.want)
+			continue
+		}
+		if strings.Contains(err.Error(), "topsecret") {
+			t.Errorf("%q: error leaks credentials: %v", tc.text, err)
+		}
+		if !strings.Contains(err.Error(), ConfFileName) {
+			t.Errorf("%q: error does not name the file: %v", tc.text, err)
+		}
+	}
+}
+
+func TestBadFlags(t *testing.T) {
+	dir := t.TempDir()
+	_, err := parseArgs(t, "--datadir="+dir, "--rpcport=x")
+	if err == nil || !strings.Contains(err.Error(), `-rpcport: invalid port "x"`) {
+		t.Fatalf("bad flag: %v", err)
+	}
+	if _, err := Resolve(Values{"nosuch": {"1"}}); err == nil {
+		t.Fatal("unknown option accepted")
+	}
+	if _, err := Resolve(Values{"rpcport": {"1", "2"}}); err == nil {
+		t.Fatal("two values for a single setting accepted")
+	}
+}
+
+func TestDebugCategories(t *testing.T) {
+	for arg, want := range map[string]bool{"--debug": true, "--debug=net": true, "--debug=0": false, "--debug=false": false, "--debug=1": true} {
+		c, err := parseArgs(t, "--datadir="+t.TempDir(), arg)
+		if err != nil || c.Debug != want {
+			t.Errorf("%s: debug %v err %v", arg, c.Debug, err)
+		}
+	}
+}
+
+func TestWorldReadablePasswordWarns(t *testing.T) {
+	dir := t.TempDir()
+	p := writeConf(t, dir, "rpcpassword=x\n")
+	if err := os.Chmod(p, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := parseArgs(t, "--datadir="+dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Warnings) != 1 || !strings.Contains(c.Warnings[0], "chmod 600") {
+		t.Fatalf("warnings %q", c.Warnings)
+	}
+}
+
+func TestLogValueHidesSecrets(t *testing.T) {
+	c := Config{RPCUser: "u", RPCPassword: "hunter2hunter2", Upstream: "http://up:topsecret@127.0.0.1:28332"}
+	var buf bytes.Buffer
+	slog.New(slog.NewTextHandler(&buf, nil)).Info("config", "cfg", c)
+	out := buf.String()
+	if strings.Contains(out, "hunter2") || strings.Contains(out, "topsecret") {
+		t.Fatalf("secret in log: %s", out)
+	}
+	if !strings.Contains(out, "rpcpassword_set=true") || !strings.Contains(out, "127.0.0.1:28332") {
+		t.Fatalf("log lacks fields: %s", out)
+	}
+}
+
+func TestTakesValue(t *testing.T) {
+	if !TakesValue("datadir") || !TakesValue("rpcallowip") || TakesValue("debug") || TakesValue("nosuch") {
+		t.Fatal("TakesValue")
+	}
+}
+
+func FuzzParseFile(f *testing.F) {
+	f.Add([]byte("rpcuser=a\nrpcpassword=b\n# c\nrpcallowip=1\nrpcallowip=2\n"))
+	f.Add([]byte("[x]\n=\n\r\n"))
+	f.Add([]byte("rpcport=1\nrpcport=2"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		vals, err := ParseFile(data)
+		if err != nil {
+			return
+		}
+		for k, v := range vals {
+			if !validKey(k) || len(v) == 0 {
+				t.Fatalf("bad entry %q=%q", k, v)
+			}
+		}
+	})
+}
