@@ -76,36 +76,49 @@ func eciesKeys(priv *btcec.PrivateKey, pub *btcec.PublicKey) (aesKey, macKey []b
 // Decrypt opens the envelope with k. The MAC is checked (constant time)
 // before any AES work, so a wrong key costs one ECDH and one HMAC.
 func (e *Envelope) Decrypt(k *PrivateKey) ([]byte, error) {
-	if k == nil || k.Key == nil {
-		return nil, errors.New("ecies: no key")
-	}
+	_, plain, err := e.DecryptAny([]*PrivateKey{k})
+	return plain, err
+}
+
+// DecryptAny tries keys in order and returns the index of the first that
+// opens the envelope, as processReceivedDM's wallet loop does (spec §5.3
+// step 2). The envelope is checked and its ephemeral key parsed once; each
+// failed trial costs one ECDH and one HMAC. ErrMAC when no key fits.
+func (e *Envelope) DecryptAny(keys []*PrivateKey) (int, []byte, error) {
 	if len(e.Mac) != sha512.Size {
-		return nil, fmt.Errorf("%w: mac length %d", ErrEnvelope, len(e.Mac))
+		return -1, nil, fmt.Errorf("%w: mac length %d", ErrEnvelope, len(e.Mac))
 	}
 	if len(e.Body)%aes.BlockSize != 0 {
-		return nil, fmt.Errorf("%w: body length %d not a multiple of 16", ErrEnvelope, len(e.Body))
+		return -1, nil, fmt.Errorf("%w: body length %d not a multiple of 16", ErrEnvelope, len(e.Body))
 	}
 	if e.Orig < 0 || e.Orig > MaxOrig {
-		return nil, fmt.Errorf("%w: orig %d", ErrEnvelope, e.Orig)
+		return -1, nil, fmt.Errorf("%w: orig %d", ErrEnvelope, e.Orig)
 	}
 	pub, err := ParsePubKey(e.Key)
 	if err != nil {
-		return nil, fmt.Errorf("%w: ephemeral key: %v", ErrEnvelope, err)
+		return -1, nil, fmt.Errorf("%w: ephemeral key: %v", ErrEnvelope, err)
 	}
-	aesKey, macKey := eciesKeys(k.Key, pub)
-	m := hmac.New(sha512.New, macKey)
-	m.Write(e.Body)
-	if !hmac.Equal(m.Sum(nil), e.Mac) {
-		return nil, ErrMAC
+	sum := make([]byte, 0, sha512.Size)
+	for i, k := range keys {
+		if k == nil || k.Key == nil {
+			continue
+		}
+		aesKey, macKey := eciesKeys(k.Key, pub)
+		m := hmac.New(sha512.New, macKey)
+		m.Write(e.Body)
+		if !hmac.Equal(m.Sum(sum[:0]), e.Mac) {
+			continue
+		}
+		block, err := aes.NewCipher(aesKey)
+		if err != nil {
+			return -1, nil, err
+		}
+		plain := make([]byte, max(len(e.Body), int(e.Orig)))
+		cipher.NewCBCDecrypter(block, make([]byte, aes.BlockSize)).CryptBlocks(plain[:len(e.Body)], e.Body)
+		// orig truncates, or zero-extends as twisterd's pre-zeroed buffer does.
+		return i, plain[:e.Orig], nil
 	}
-	block, err := aes.NewCipher(aesKey)
-	if err != nil {
-		return nil, err
-	}
-	plain := make([]byte, max(len(e.Body), int(e.Orig)))
-	cipher.NewCBCDecrypter(block, make([]byte, aes.BlockSize)).CryptBlocks(plain[:len(e.Body)], e.Body)
-	// orig truncates, or zero-extends as twisterd's pre-zeroed buffer does.
-	return plain[:e.Orig], nil
+	return -1, nil, ErrMAC
 }
 
 // MarshalBencode encodes the `dm` dict.
