@@ -1,0 +1,455 @@
+// Package devnet runs a local twister network of twgroupd nodes on 127.0.0.1
+// and drives a group chat through their JSON-RPC, the way a person would with
+// the CLI: it starts one `twgroupd serve` process per node with its own
+// datadir and ports and a shared local registry file, registers users, has
+// them follow each other, creates a group, invites, chats, changes the
+// description, sends a DM, and reports each node's view of the conversation.
+//
+// It owns process orchestration and the scripted conversation; it talks to
+// the nodes only through their RPC, so it proves what a user would see.
+package devnet
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/twgroupd/twgroupd/internal/upstream"
+)
+
+// Options configure a devnet.
+type Options struct {
+	Binary   string        // the twgroupd executable to start as `serve`
+	Dir      string        // base directory; each node gets Dir/nodeN
+	Nodes    int           // number of nodes (default 3)
+	Users    []string      // one user per node, round robin (default alice, bob, carol)
+	Timeout  time.Duration // how long to wait for the conversation to converge
+	KeepOpen bool          // keep the nodes running after the script until ctx ends
+	Out      io.Writer     // progress and the conversations
+}
+
+// Node is one running twgroupd process.
+type Node struct {
+	Name     string
+	Dir      string
+	RPCPort  int
+	DHTPort  int
+	User     string // the local user created on this node
+	Password string
+	cmd      *exec.Cmd
+	done     chan error
+	rpc      *upstream.Client
+}
+
+// RPCURL is the node's JSON-RPC address with credentials, for the CLI.
+func (n *Node) RPCURL() string {
+	return fmt.Sprintf("http://user:%s@127.0.0.1:%d/", n.Password, n.RPCPort)
+}
+
+// Call invokes an RPC method on the node.
+func (n *Node) Call(ctx context.Context, method string, params ...any) (json.RawMessage, error) {
+	return n.rpc.Call(ctx, method, params...)
+}
+
+// Net is a running devnet.
+type Net struct {
+	Nodes []*Node
+	out   io.Writer
+}
+
+// Message is one line of getdirectmsgs.
+type Message struct {
+	ID     int64  `json:"id"`
+	Time   int64  `json:"time"`
+	Text   string `json:"text"`
+	FromMe bool   `json:"fromMe"`
+	From   string `json:"from"`
+	K      int64  `json:"k"`
+}
+
+func (o *Options) defaults() {
+	if o.Nodes <= 0 {
+		o.Nodes = 3
+	}
+	if len(o.Users) == 0 {
+		o.Users = []string{"alice", "bob", "carol"}
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 90 * time.Second
+	}
+	if o.Out == nil {
+		o.Out = io.Discard
+	}
+}
+
+// Start launches the nodes and waits until each answers RPC. The first node
+// is every other node's DHT bootstrap.
+func Start(ctx context.Context, o Options) (*Net, error) {
+	o.defaults()
+	if o.Binary == "" {
+		return nil, errors.New("devnet: no twgroupd binary")
+	}
+	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("devnet: %w", err)
+	}
+	registry := filepath.Join(o.Dir, "registry.txt")
+	nw := &Net{out: o.Out}
+	for i := 0; i < o.Nodes; i++ {
+		rpcPort, err := freePort("tcp")
+		if err != nil {
+			return nil, err
+		}
+		dhtPort, err := freeDualPort()
+		if err != nil {
+			return nil, err
+		}
+		n := &Node{
+			Name:     fmt.Sprintf("node%d", i+1),
+			Dir:      filepath.Join(o.Dir, fmt.Sprintf("node%d", i+1)),
+			RPCPort:  rpcPort,
+			DHTPort:  dhtPort,
+			User:     o.Users[i%len(o.Users)],
+			Password: randomPassword(),
+		}
+		if err := os.MkdirAll(n.Dir, 0o700); err != nil {
+			return nil, fmt.Errorf("devnet: %w", err)
+		}
+		args := []string{"serve",
+			"-datadir=" + n.Dir,
+			"-rpcuser=user",
+			"-rpcpassword=" + n.Password,
+			"-rpcport=" + strconv.Itoa(n.RPCPort),
+			"-dhtport=" + strconv.Itoa(n.DHTPort),
+			"-registry=" + registry,
+		}
+		for _, prev := range nw.Nodes {
+			args = append(args, "-bootstrap=127.0.0.1:"+strconv.Itoa(prev.DHTPort))
+		}
+		logf, err := os.OpenFile(filepath.Join(n.Dir, "twgroupd.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("devnet: %w", err)
+		}
+		n.cmd = exec.Command(o.Binary, args...)
+		n.cmd.Stdout, n.cmd.Stderr = logf, logf
+		n.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		if err := n.cmd.Start(); err != nil {
+			logf.Close()
+			nw.Stop()
+			return nil, fmt.Errorf("devnet: start %s: %w", n.Name, err)
+		}
+		n.done = make(chan error, 1)
+		go func() { n.done <- n.cmd.Wait(); logf.Close() }()
+		n.rpc, err = upstream.New(n.RPCURL(), upstream.WithTimeout(20*time.Second))
+		if err != nil {
+			nw.Stop()
+			return nil, err
+		}
+		nw.Nodes = append(nw.Nodes, n)
+		if err := n.waitReady(ctx, 20*time.Second); err != nil {
+			nw.Stop()
+			return nil, err
+		}
+		fmt.Fprintf(o.Out, "started %s: rpc 127.0.0.1:%d, dht/swarm port %d, datadir %s\n", n.Name, n.RPCPort, n.DHTPort, n.Dir)
+	}
+	return nw, nil
+}
+
+func (n *Node) waitReady(ctx context.Context, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err := n.Call(cctx, "getinfo")
+		cancel()
+		if err == nil {
+			return nil
+		}
+		select {
+		case werr := <-n.done:
+			return fmt.Errorf("devnet: %s exited: %v (see %s)", n.Name, werr, filepath.Join(n.Dir, "twgroupd.log"))
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("devnet: %s not answering RPC: %v", n.Name, err)
+		}
+	}
+}
+
+// Stop asks every node to stop over RPC, then signals any that linger.
+func (nw *Net) Stop() {
+	var wg sync.WaitGroup
+	for _, n := range nw.Nodes {
+		if n.cmd == nil || n.cmd.Process == nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = n.cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-n.done:
+			case <-time.After(10 * time.Second):
+				_ = n.cmd.Process.Kill()
+				<-n.done
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// Script runs the scripted conversation and returns each node's view of the
+// group and of the DM, keyed by node name.
+func (nw *Net) Script(ctx context.Context, timeout time.Duration) (map[string][]Message, error) {
+	out := nw.out
+	users := make([]string, len(nw.Nodes))
+	for i, n := range nw.Nodes {
+		users[i] = n.User
+	}
+	// Users and registration.
+	for _, n := range nw.Nodes {
+		if _, err := n.Call(ctx, "createwalletuser", n.User); err != nil {
+			return nil, fmt.Errorf("%s createwalletuser %s: %w", n.Name, n.User, err)
+		}
+		if _, err := n.Call(ctx, "sendnewusertransaction", n.User); err != nil {
+			return nil, fmt.Errorf("%s sendnewusertransaction %s: %w", n.Name, n.User, err)
+		}
+		fmt.Fprintf(out, "%s: created and registered user %s\n", n.Name, n.User)
+	}
+	for _, n := range nw.Nodes {
+		if _, err := n.Call(ctx, "follow", n.User, users); err != nil {
+			return nil, fmt.Errorf("%s follow: %w", n.Name, err)
+		}
+	}
+	fmt.Fprintf(out, "every user follows %s\n", strings.Join(users, ", "))
+
+	creator := nw.Nodes[0]
+	var alias string
+	if err := decode(creator.Call(ctx, "creategroup", "devnet group chat"))(&alias); err != nil || alias == "" {
+		return nil, fmt.Errorf("creategroup: %q %v", alias, err)
+	}
+	fmt.Fprintf(out, "%s: %s created group %s\n", creator.Name, creator.User, alias)
+	k, err := creator.nextK(ctx)
+	if err != nil {
+		return nil, err
+	}
+	invitees := append(slices.Clone(users[1:]), creator.User)
+	if _, err := creator.Call(ctx, "newgroupinvite", creator.User, k, alias, invitees); err != nil {
+		return nil, fmt.Errorf("newgroupinvite: %w", err)
+	}
+	fmt.Fprintf(out, "%s: invited %s\n", creator.User, strings.Join(invitees, ", "))
+
+	// Each node learns the group under its own alias.
+	aliases := map[string]string{creator.Name: alias}
+	for _, n := range nw.Nodes[1:] {
+		a, err := n.waitGroup(ctx, timeout, len(users))
+		if err != nil {
+			return nil, err
+		}
+		aliases[n.Name] = a
+		fmt.Fprintf(out, "%s: %s sees the group as %s\n", n.Name, n.User, a)
+	}
+	var want []string
+	for _, n := range nw.Nodes {
+		k, err := n.nextK(ctx)
+		if err != nil {
+			return nil, err
+		}
+		text := fmt.Sprintf("hello group, %s here", n.User)
+		if _, err := n.Call(ctx, "newdirectmsg", n.User, k, aliases[n.Name], text); err != nil {
+			return nil, fmt.Errorf("%s newdirectmsg: %w", n.Name, err)
+		}
+		want = append(want, text)
+		fmt.Fprintf(out, "%s: %s says %q\n", n.Name, n.User, text)
+	}
+	k, err = creator.nextK(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := creator.Call(ctx, "newgroupdescription", creator.User, k, alias, "devnet group, renamed"); err != nil {
+		return nil, fmt.Errorf("newgroupdescription: %w", err)
+	}
+	want = append(want, fmt.Sprintf("*** '%s' changed group description to: devnet group, renamed", creator.User))
+	fmt.Fprintf(out, "%s: changed the description\n", creator.User)
+	if len(nw.Nodes) > 1 {
+		peer := nw.Nodes[1]
+		k, err := creator.nextK(ctx)
+		if err != nil {
+			return nil, err
+		}
+		dm := fmt.Sprintf("a private word for %s", peer.User)
+		if _, err := creator.Call(ctx, "newdirectmsg", creator.User, k, peer.User, dm, true); err != nil {
+			return nil, fmt.Errorf("newdirectmsg dm: %w", err)
+		}
+		fmt.Fprintf(out, "%s: DM to %s %q\n", creator.User, peer.User, dm)
+		if err := peer.waitText(ctx, timeout, peer.User, creator.User, dm); err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(out, "%s: %s received the DM\n", peer.Name, peer.User)
+	}
+	views := map[string][]Message{}
+	for _, n := range nw.Nodes {
+		for _, text := range want {
+			if err := n.waitText(ctx, timeout, n.User, aliases[n.Name], text); err != nil {
+				return nil, err
+			}
+		}
+		msgs, err := n.thread(ctx, n.User, aliases[n.Name])
+		if err != nil {
+			return nil, err
+		}
+		views[n.Name] = msgs
+	}
+	return views, nil
+}
+
+func decode(raw json.RawMessage, err error) func(any) error {
+	return func(v any) error {
+		if err != nil {
+			return err
+		}
+		return json.Unmarshal(raw, v)
+	}
+}
+
+// nextK asks getlasthave for the user's last piece, as twister-html does.
+func (n *Node) nextK(ctx context.Context) (int64, error) {
+	var have map[string]int64
+	if err := decode(n.Call(ctx, "getlasthave", n.User, []string{n.User}))(&have); err != nil {
+		return 0, fmt.Errorf("%s getlasthave: %w", n.Name, err)
+	}
+	last, ok := have[n.User]
+	if !ok {
+		last = -1
+	}
+	return last + 1, nil
+}
+
+func (n *Node) waitGroup(ctx context.Context, timeout time.Duration, members int) (string, error) {
+	var last string
+	err := poll(ctx, timeout, func() (bool, error) {
+		var groups []string
+		if err := decode(n.Call(ctx, "listgroups", n.User))(&groups); err != nil {
+			return false, nil // the user may not be known yet
+		}
+		for _, g := range groups {
+			var info struct {
+				Members []string `json:"members"`
+			}
+			if decode(n.Call(ctx, "getgroupinfo", g))(&info) == nil && len(info.Members) >= members {
+				last = g
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("%s: group with %d members never arrived: %w", n.Name, members, err)
+	}
+	return last, nil
+}
+
+func (n *Node) thread(ctx context.Context, user, peer string) ([]Message, error) {
+	var res map[string][]Message
+	q := []map[string]any{{"username": peer}}
+	if err := decode(n.Call(ctx, "getdirectmsgs", user, 1000, q))(&res); err != nil {
+		return nil, fmt.Errorf("%s getdirectmsgs: %w", n.Name, err)
+	}
+	return res[peer], nil
+}
+
+func (n *Node) waitText(ctx context.Context, timeout time.Duration, user, peer, text string) error {
+	err := poll(ctx, timeout, func() (bool, error) {
+		msgs, err := n.thread(ctx, user, peer)
+		if err != nil {
+			return false, nil
+		}
+		return slices.ContainsFunc(msgs, func(m Message) bool { return m.Text == text }), nil
+	})
+	if err != nil {
+		return fmt.Errorf("%s: %s never saw %q in %s: %w", n.Name, user, text, peer, err)
+	}
+	return nil
+}
+
+func poll(ctx context.Context, timeout time.Duration, f func() (bool, error)) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, err := f()
+		if err != nil || ok {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return errors.New("timed out")
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// PrintViews writes each node's conversation.
+func PrintViews(w io.Writer, nw *Net, views map[string][]Message) {
+	for _, n := range nw.Nodes {
+		fmt.Fprintf(w, "\n== group chat as %s (%s) sees it\n", n.Name, n.User)
+		for _, m := range views[n.Name] {
+			fmt.Fprintf(w, "  [%d] %s %-6s %s\n", m.ID, time.Unix(m.Time, 0).UTC().Format("15:04:05"), m.From+":", m.Text)
+		}
+	}
+}
+
+// PrintAccess tells a person how to reach each node.
+func PrintAccess(w io.Writer, nw *Net, binary string) {
+	fmt.Fprintln(w, "\nThe nodes keep running; Ctrl-C stops them. Try:")
+	for _, n := range nw.Nodes {
+		fmt.Fprintf(w, "  %s (%s): rpc http://127.0.0.1:%d/ user=user password=%s\n", n.Name, n.User, n.RPCPort, n.Password)
+		fmt.Fprintf(w, "      %s -rpcport=%d -rpcuser=user -rpcpassword=%s listgroups\n", binary, n.RPCPort, n.Password)
+	}
+}
+
+func freePort(network string) (int, error) {
+	l, err := net.Listen(network, "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("devnet: free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// freeDualPort finds a port free for both TCP (swarm) and UDP (DHT).
+func freeDualPort() (int, error) {
+	for range 50 {
+		p, err := freePort("tcp")
+		if err != nil {
+			return 0, err
+		}
+		u, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(p))
+		if err == nil {
+			u.Close()
+			return p, nil
+		}
+	}
+	return 0, errors.New("devnet: no port free for both TCP and UDP")
+}
+
+func randomPassword() string {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
