@@ -1,0 +1,353 @@
+package dht
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"github.com/anacrolix/dht/v2/krpc"
+	"github.com/anacrolix/torrent/bencode"
+)
+
+// Message types (the z key, dht-swarm §2.1).
+const (
+	typeQuery    = "q"
+	typeResponse = "r"
+	typeError    = "e"
+)
+
+// Method names twisterd answers (dht-swarm §2.3).
+const (
+	methodPing         = "ping"
+	methodFindNode     = "findNode"
+	methodGetData      = "getData"
+	methodPutData      = "putData"
+	methodAnnouncePeer = "announcePeer"
+)
+
+// clientVersion is the v key twisterd puts on every packet: "LT" 1.0.
+var clientVersion = []byte("LT\x01\x00")
+
+// errorCode is the only KRPC error code twisterd sends (node.cpp incoming_error).
+const errorCode = 203
+
+// Msg is one KRPC datagram in twister's dialect. Field tags give the
+// canonical (sorted) key order anacrolix's encoder writes; nil fields are
+// absent on the wire, empty non-nil ones are present (twisterd sends
+// `nodes: ""` and `data: []`).
+type Msg struct {
+	E *KRPCError `bencode:"e,omitempty"`
+	Q string     `bencode:"q,omitempty"`
+	R *Return    `bencode:"r,omitempty"`
+	T []byte     `bencode:"t"`
+	V []byte     `bencode:"v,omitempty"`
+	X *Args      `bencode:"x,omitempty"`
+	Z string     `bencode:"z"`
+}
+
+// Args is the x dict of a query. Target is kept raw: a 20-byte string for
+// findNode, a {n,r,t} dict for getData, whose exact bytes are hashed.
+type Args struct {
+	ID          []byte        `bencode:"id"`
+	ImpliedPort *int64        `bencode:"implied_port,omitempty"`
+	InfoHash    []byte        `bencode:"infoHash,omitempty"`
+	JustToken   *int64        `bencode:"justtoken,omitempty"`
+	N           []byte        `bencode:"n,omitempty"`
+	NoSeed      *int64        `bencode:"noseed,omitempty"`
+	P           bencode.Bytes `bencode:"p,omitempty"`
+	Port        *int64        `bencode:"port,omitempty"`
+	Seed        *int64        `bencode:"seed,omitempty"`
+	SigP        []byte        `bencode:"sig_p,omitempty"`
+	SigUser     []byte        `bencode:"sig_user,omitempty"`
+	Target      bencode.Bytes `bencode:"target,omitempty"`
+	Token       []byte        `bencode:"token,omitempty"`
+}
+
+// Return is the r dict of a response. Data elements are raw item dicts
+// {p, sig_p, sig_user}.
+type Return struct {
+	Data      []bencode.Bytes `bencode:"data,omitempty"`
+	Followers *int64          `bencode:"followers,omitempty"`
+	ID        []byte          `bencode:"id"`
+	IP        []byte          `bencode:"ip,omitempty"`
+	N         []byte          `bencode:"n,omitempty"`
+	Nodes     []byte          `bencode:"nodes,omitempty"`
+	Nodes2    [][]byte        `bencode:"nodes2,omitempty"`
+	Token     []byte          `bencode:"token,omitempty"`
+	Values    [][]byte        `bencode:"values,omitempty"`
+}
+
+// KRPCError is the e list [code, message].
+type KRPCError struct {
+	Code int64
+	Msg  string
+}
+
+func (e *KRPCError) Error() string { return fmt.Sprintf("dht error %d: %s", e.Code, e.Msg) }
+
+// MarshalBencode writes [code, message].
+func (e KRPCError) MarshalBencode() ([]byte, error) {
+	b := fmt.Appendf(nil, "li%de%d:", e.Code, len(e.Msg))
+	b = append(b, e.Msg...)
+	return append(b, 'e'), nil
+}
+
+// Marshal encodes m canonically.
+func (m *Msg) Marshal() ([]byte, error) {
+	b, err := bencode.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("encode krpc: %w", err)
+	}
+	return b, nil
+}
+
+var errNotDict = errors.New("not a bencoded dict")
+
+// DecodeMsg parses a datagram within twisterd's limits. Values of the wrong
+// type are left absent (as libtorrent's dict_find_* lookups see them), so
+// handlers can report twisterd's "missing 'k' key" errors.
+func DecodeMsg(b []byte) (*Msg, error) {
+	if _, err := checkBencode(b, maxPacketDepth, maxPacketItems); err != nil {
+		return nil, fmt.Errorf("decode krpc: %w", err)
+	}
+	top, err := rawDict(b)
+	if err != nil {
+		return nil, fmt.Errorf("decode krpc: %w", err)
+	}
+	m := &Msg{}
+	m.T, _ = bstr(top["t"])
+	m.V, _ = bstr(top["v"])
+	if z, ok := bstr(top["z"]); ok {
+		m.Z = string(z)
+	}
+	if q, ok := bstr(top["q"]); ok {
+		m.Q = string(q)
+	}
+	if raw, ok := top["x"]; ok {
+		if x, err := rawDict(raw); err == nil {
+			m.X = decodeArgs(x)
+		}
+	}
+	if raw, ok := top["r"]; ok {
+		if r, err := rawDict(raw); err == nil {
+			m.R = decodeReturn(r)
+		}
+	}
+	if raw, ok := top["e"]; ok {
+		if l, err := rawList(raw); err == nil && len(l) >= 2 {
+			code, _ := bint(l[0])
+			msg, _ := bstr(l[1])
+			m.E = &KRPCError{Code: code, Msg: string(msg)}
+		}
+	}
+	return m, nil
+}
+
+func decodeArgs(x map[string]bencode.Bytes) *Args {
+	a := &Args{}
+	a.ID, _ = bstr(x["id"])
+	a.ImpliedPort = bintPtr(x["implied_port"])
+	a.InfoHash, _ = bstr(x["infoHash"])
+	a.JustToken = bintPtr(x["justtoken"])
+	a.N, _ = bstr(x["n"])
+	a.NoSeed = bintPtr(x["noseed"])
+	if p := x["p"]; len(p) > 0 && p[0] == 'd' {
+		a.P = p
+	}
+	a.Port = bintPtr(x["port"])
+	a.Seed = bintPtr(x["seed"])
+	a.SigP, _ = bstr(x["sig_p"])
+	a.SigUser, _ = bstr(x["sig_user"])
+	if t := x["target"]; len(t) > 0 {
+		a.Target = t
+	}
+	a.Token, _ = bstr(x["token"])
+	return a
+}
+
+func decodeReturn(r map[string]bencode.Bytes) *Return {
+	ret := &Return{}
+	if raw, ok := r["data"]; ok {
+		if l, err := rawList(raw); err == nil {
+			ret.Data = l
+		}
+	}
+	ret.Followers = bintPtr(r["followers"])
+	ret.ID, _ = bstr(r["id"])
+	ret.IP, _ = bstr(r["ip"])
+	ret.N, _ = bstr(r["n"])
+	ret.Nodes, _ = bstr(r["nodes"])
+	if raw, ok := r["nodes2"]; ok {
+		if l, err := rawList(raw); err == nil {
+			ret.Nodes2 = stringElems(l)
+		}
+	}
+	ret.Token, _ = bstr(r["token"])
+	if raw, ok := r["values"]; ok {
+		if l, err := rawList(raw); err == nil {
+			ret.Values = stringElems(l)
+		}
+	}
+	return ret
+}
+
+// stringElems keeps the string elements of a list (never nil).
+func stringElems(l []bencode.Bytes) [][]byte {
+	out := make([][]byte, 0, len(l))
+	for _, e := range l {
+		if s, ok := bstr(e); ok {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// rawDict decodes a dict keeping every value's exact bytes.
+func rawDict(b []byte) (map[string]bencode.Bytes, error) {
+	if len(b) == 0 || b[0] != 'd' {
+		return nil, errNotDict
+	}
+	var m map[string]bencode.Bytes
+	if err := bencode.Unmarshal(b, &m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// rawList decodes a list keeping every element's exact bytes (never nil).
+func rawList(b []byte) ([]bencode.Bytes, error) {
+	if len(b) == 0 || b[0] != 'l' {
+		return nil, errors.New("not a bencoded list")
+	}
+	var l []bencode.Bytes
+	if err := bencode.Unmarshal(b, &l); err != nil {
+		return nil, err
+	}
+	if l == nil {
+		l = []bencode.Bytes{}
+	}
+	return l, nil
+}
+
+// bstr reads a bencoded string; the result is non-nil when ok.
+func bstr(raw []byte) ([]byte, bool) {
+	if len(raw) == 0 || raw[0] < '0' || raw[0] > '9' {
+		return nil, false
+	}
+	var s []byte
+	if bencode.Unmarshal(raw, &s) != nil {
+		return nil, false
+	}
+	if s == nil {
+		s = []byte{}
+	}
+	return s, true
+}
+
+// bint reads a bencoded integer.
+func bint(raw []byte) (int64, bool) {
+	if len(raw) == 0 || raw[0] != 'i' {
+		return 0, false
+	}
+	var n int64
+	if bencode.Unmarshal(raw, &n) != nil {
+		return 0, false
+	}
+	return n, true
+}
+
+func bintPtr(raw []byte) *int64 {
+	n, ok := bint(raw)
+	if !ok {
+		return nil
+	}
+	return &n
+}
+
+func i64(n int64) *int64 { return &n }
+
+// nodeInfo is a routing contact: id and UDP endpoint.
+type nodeInfo struct {
+	ID   krpc.ID
+	Addr netip.AddrPort
+}
+
+// encodeNodes writes IPv4 contacts as compact 26-byte node infos (the nodes
+// string, dht-swarm §2.5) with anacrolix's CompactIPv4NodeInfo. The result
+// is never nil: twisterd sends `nodes: ""` when it knows none.
+func encodeNodes(nodes []nodeInfo) []byte {
+	var c krpc.CompactIPv4NodeInfo
+	for _, n := range nodes {
+		if !n.Addr.Addr().Is4() {
+			continue
+		}
+		var ni krpc.NodeInfo
+		ni.ID = n.ID
+		ni.Addr.FromAddrPort(n.Addr)
+		c = append(c, ni)
+	}
+	if len(c) == 0 {
+		return []byte{}
+	}
+	b, err := c.MarshalBinary()
+	if err != nil {
+		return []byte{}
+	}
+	return b
+}
+
+// decodeNodes reads a compact nodes string; trailing bytes short of a whole
+// entry are ignored, as twisterd's reader does.
+func decodeNodes(b []byte) []nodeInfo {
+	b = b[:len(b)-len(b)%26]
+	var c krpc.CompactIPv4NodeInfo
+	if err := c.UnmarshalBinary(b); err != nil {
+		return nil
+	}
+	out := make([]nodeInfo, 0, len(c))
+	for _, ni := range c {
+		ap := ni.Addr.ToNodeAddrPort().AddrPort
+		if !ap.IsValid() || ap.Port() == 0 {
+			continue
+		}
+		out = append(out, nodeInfo{ID: ni.ID, Addr: netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())})
+	}
+	return out
+}
+
+// encodePeer writes a compact peer (6 or 18 bytes) with krpc.NodeAddr.
+func encodePeer(ap netip.AddrPort) []byte {
+	var na krpc.NodeAddr
+	na.FromAddrPort(netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
+	b, _ := na.MarshalBinary()
+	return b
+}
+
+// decodePeers reads the values list of a tracker reply. A single element
+// is treated as concatenated 6-byte IPv4 peers, as twisterd's find_data
+// observer does (dht-swarm §2.4).
+func decodePeers(values [][]byte) []netip.AddrPort {
+	var out []netip.AddrPort
+	add := func(b []byte) {
+		var na krpc.NodeAddr
+		if na.UnmarshalBinary(b) != nil {
+			return
+		}
+		ap := na.ToNodeAddrPort().AddrPort
+		if ap.IsValid() {
+			out = append(out, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
+		}
+	}
+	if len(values) == 1 {
+		for b := values[0]; len(b) >= 6; b = b[6:] {
+			add(b[:6])
+		}
+		return out
+	}
+	for _, v := range values {
+		if len(v) == 6 || len(v) == 18 {
+			add(v)
+		}
+	}
+	return out
+}
