@@ -1,0 +1,642 @@
+// Package swarm runs twister's per-user swarms: the peer wire over TCP
+// (dht-swarm §4) byte-compatible with twisterd, piece storage in bbolt
+// (swarm.db), peer discovery through a PeerFinder (the DHT), and delivery
+// of every newly verified post to a PostSink (the DM engine). It
+// implements dm.Network.
+//
+// It owns the pieces (exact post bytes) and the connections. It must not
+// decrypt or interpret posts beyond twproto.ValidatePost and the per-piece
+// flags getposts needs, and it does not own the UDP socket (the DHT does;
+// see UTPReset).
+package swarm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twgroupd/twgroupd/internal/msgstore"
+	"github.com/twgroupd/twgroupd/internal/twproto"
+)
+
+// PeerFinder is the DHT as the swarm uses it; *dht.Node satisfies it.
+type PeerFinder interface {
+	// FindPeers runs getData on the user's "tracker" target.
+	FindPeers(ctx context.Context, infoHash [20]byte) ([]netip.AddrPort, error)
+	// AnnouncePeer announces our TCP port to the closest token holders.
+	AnnouncePeer(ctx context.Context, infoHash [20]byte, port int) error
+	// AddContact adds a peer learned from the PORT message as a DHT node.
+	AddContact(addr netip.AddrPort)
+}
+
+// PostSink receives every newly verified piece once; *dm.Engine satisfies it.
+type PostSink interface {
+	HandlePost(ctx context.Context, p *twproto.Post) error
+}
+
+// Config configures a Swarm. Zero durations take twisterd's values.
+type Config struct {
+	// DataDir holds swarm.db.
+	DataDir string
+	// ListenAddr is the TCP peer-wire address, e.g. "0.0.0.0:29333" or
+	// "127.0.0.1:0". twisterd expects the DHT on the same port number
+	// (dht-swarm §7.23).
+	ListenAddr string
+	// AnnouncePort is the port announced to the DHT and sent as `p`;
+	// 0 means the TCP listen port.
+	AnnouncePort int
+	// DHTPort is sent in the PORT message; 0 means the announce port,
+	// negative disables the PORT message.
+	DHTPort int
+	// Keys validates posts (registry).
+	Keys twproto.KeySource
+	// Finder discovers peers; nil runs on StaticPeers only.
+	Finder PeerFinder
+	// StaticPeers are dialed for every swarm (tests, devnet).
+	StaticPeers []netip.AddrPort
+	// Logger; nil discards.
+	Logger *slog.Logger
+	// Version is sent as "v" in the extended handshake.
+	Version string
+
+	// AnnounceInterval: twisterd's dht_announce_interval, 15 min.
+	AnnounceInterval time.Duration
+	// ReconnectInterval: how often known but unconnected peers are redialed.
+	ReconnectInterval time.Duration
+	// KeepAliveInterval: idle time before a keep-alive, 30 s (§4.8).
+	KeepAliveInterval time.Duration
+	// PeerTimeout: a peer silent this long is dropped (twisterd 60 s
+	// inactivity, we allow two missed keep-alives: 120 s).
+	PeerTimeout time.Duration
+	// HandshakeTimeout: twisterd's handshake_timeout, 10 s.
+	HandshakeTimeout time.Duration
+	// RequestTimeout: twisterd's request_timeout, 20 s.
+	RequestTimeout time.Duration
+	// DialTimeout for outgoing TCP connections, 5 s.
+	DialTimeout time.Duration
+	// MaxPeersPerSwarm bounds connections per swarm, 50.
+	MaxPeersPerSwarm int
+}
+
+func (c *Config) setDefaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&c.AnnounceInterval, 15*time.Minute)
+	def(&c.ReconnectInterval, 30*time.Second)
+	def(&c.KeepAliveInterval, 30*time.Second)
+	def(&c.PeerTimeout, 120*time.Second)
+	def(&c.HandshakeTimeout, 10*time.Second)
+	def(&c.RequestTimeout, 20*time.Second)
+	def(&c.DialTimeout, 5*time.Second)
+	if c.MaxPeersPerSwarm <= 0 {
+		c.MaxPeersPerSwarm = 50
+	}
+	if c.Version == "" {
+		c.Version = "twgroupd/0.1"
+	}
+}
+
+// Swarm is the set of user swarms this node runs.
+type Swarm struct {
+	cfg    Config
+	log    *slog.Logger
+	store  *store
+	peerID [20]byte
+
+	ln     net.Listener
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	kick   chan struct{}
+
+	mu       sync.Mutex
+	started  bool
+	closed   bool
+	sink     PostSink
+	byHash   map[[20]byte]*torrent
+	byUser   map[string]*torrent
+	incoming map[net.Conn]struct{}
+
+	stats stats
+}
+
+type stats struct {
+	totalDown, totalUp     atomic.Int64
+	payloadDown, payloadUp atomic.Int64
+	mu                     sync.Mutex
+	last                   [4]int64
+	rates                  [4]int64
+}
+
+// New opens swarm.db in cfg.DataDir. Call SetSink and then Start.
+func New(cfg Config) (*Swarm, error) {
+	cfg.setDefaults()
+	if cfg.Keys == nil {
+		return nil, errors.New("swarm: config needs a KeySource")
+	}
+	if cfg.DataDir == "" {
+		return nil, errors.New("swarm: config needs a data directory")
+	}
+	st, err := openStore(filepath.Join(cfg.DataDir, "swarm.db"))
+	if err != nil {
+		return nil, err
+	}
+	id, err := newPeerID()
+	if err != nil {
+		st.close()
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Swarm{
+		cfg: cfg, log: log.With("pkg", "swarm"), store: st, peerID: id,
+		ctx: ctx, cancel: cancel, kick: make(chan struct{}, 1),
+		byHash: make(map[[20]byte]*torrent), byUser: make(map[string]*torrent),
+		incoming: make(map[net.Conn]struct{}),
+	}
+	users, err := st.swarms()
+	if err != nil {
+		st.close()
+		return nil, fmt.Errorf("swarm: %w", err)
+	}
+	for _, u := range users {
+		if _, err := s.loadTorrent(u); err != nil {
+			st.close()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// SetSink sets where verified posts go; call before Start.
+func (s *Swarm) SetSink(sink PostSink) {
+	s.mu.Lock()
+	s.sink = sink
+	s.mu.Unlock()
+	s.kickDelivery()
+}
+
+// Start listens for peers and starts every stored swarm.
+func (s *Swarm) Start() error {
+	ln, err := net.Listen("tcp", s.cfg.ListenAddr)
+	if err != nil {
+		return fmt.Errorf("swarm: listen %s: %w", s.cfg.ListenAddr, err)
+	}
+	s.mu.Lock()
+	if s.started || s.closed {
+		s.mu.Unlock()
+		ln.Close()
+		return errors.New("swarm: already started or closed")
+	}
+	s.started = true
+	s.ln = ln
+	if s.cfg.AnnouncePort == 0 {
+		s.cfg.AnnouncePort = ln.Addr().(*net.TCPAddr).Port
+	}
+	if s.cfg.DHTPort == 0 {
+		s.cfg.DHTPort = s.cfg.AnnouncePort
+	}
+	torrents := make([]*torrent, 0, len(s.byUser))
+	for _, t := range s.byUser {
+		torrents = append(torrents, t)
+	}
+	s.mu.Unlock()
+	s.wg.Add(3)
+	go s.acceptLoop()
+	go s.deliverLoop()
+	go s.tickLoop()
+	for _, t := range torrents {
+		s.startTorrent(t)
+	}
+	s.kickDelivery()
+	s.log.Info("swarm listening", "addr", ln.Addr().String(), "swarms", len(torrents))
+	return nil
+}
+
+// Addr is the TCP listen address (after Start).
+func (s *Swarm) Addr() netip.AddrPort {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln == nil {
+		return netip.AddrPort{}
+	}
+	return s.ln.Addr().(*net.TCPAddr).AddrPort()
+}
+
+// Close stops all connections, saves piece availability and closes swarm.db.
+func (s *Swarm) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.cancel()
+	if s.ln != nil {
+		s.ln.Close()
+	}
+	var peers []*peer
+	seen := make(map[string]map[int64]int)
+	for user, t := range s.byUser {
+		for p := range t.peers {
+			peers = append(peers, p)
+		}
+		seen[user] = t.maxSeen
+	}
+	for c := range s.incoming {
+		c.Close()
+	}
+	s.mu.Unlock()
+	for _, p := range peers {
+		p.close(errors.New("shutting down"))
+	}
+	s.wg.Wait()
+	err := s.store.saveMaxSeen(seen)
+	if cerr := s.store.close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Follow joins user's swarm (dm.Network): its posts are fetched, verified,
+// stored and handed to the sink once each.
+func (s *Swarm) Follow(ctx context.Context, user string) error {
+	_, err := s.join(user)
+	return err
+}
+
+// Publish stores post as piece k of user's swarm after the checks twisterd
+// applies to its own posts, sends HAVE(k) to the swarm's peers, and hands
+// the post to the sink like any received piece (dm.Network).
+func (s *Swarm) Publish(ctx context.Context, user string, k int64, post []byte) error {
+	p, err := twproto.ValidatePost(ctx, post, user, k, s.cfg.Keys)
+	if err != nil {
+		return err
+	}
+	t, err := s.join(user)
+	if err != nil {
+		return err
+	}
+	_, err = t.addPiece(p)
+	return err
+}
+
+// join returns user's torrent, creating, persisting and starting it.
+func (s *Swarm) join(user string) (*torrent, error) {
+	if user == "" || len(user) > 64 {
+		return nil, fmt.Errorf("swarm: invalid username %q", user)
+	}
+	s.mu.Lock()
+	t := s.byUser[user]
+	closed, started := s.closed, s.started
+	s.mu.Unlock()
+	if closed {
+		return nil, errors.New("swarm: closed")
+	}
+	if t != nil {
+		return t, nil
+	}
+	if err := s.store.addSwarm(user); err != nil {
+		return nil, fmt.Errorf("swarm: join %s: %w", user, err)
+	}
+	t, err := s.loadTorrent(user)
+	if err != nil {
+		return nil, err
+	}
+	if started {
+		s.startTorrent(t)
+	}
+	return t, nil
+}
+
+func (s *Swarm) loadTorrent(user string) (*torrent, error) {
+	metas, seen, err := s.store.loadPieces(user)
+	if err != nil {
+		return nil, fmt.Errorf("swarm: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t := s.byUser[user]; t != nil {
+		return t, nil
+	}
+	t := newTorrent(s, user)
+	t.metas = metas
+	t.maxSeen = seen
+	for k := range metas {
+		t.have.set(k)
+		t.lastHave = max(t.lastHave, k)
+	}
+	t.numPieces = t.lastHave + 2
+	s.byUser[user] = t
+	s.byHash[t.ih] = t
+	return t, nil
+}
+
+func (s *Swarm) startTorrent(t *torrent) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		t.discoverLoop(s.ctx)
+	}()
+}
+
+// LastHave is the highest piece index held for user, -1 when none or when
+// the swarm is not running (getlasthave).
+func (s *Swarm) LastHave(user string) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t := s.byUser[user]; t != nil {
+		return t.lastHave
+	}
+	return -1
+}
+
+// NumPieces is the number of pieces held for user, -1 when the swarm is
+// not running (getnumpieces: torrent_status.num_pieces = num_have).
+func (s *Swarm) NumPieces(user string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t := s.byUser[user]; t != nil {
+		return len(t.metas)
+	}
+	return -1
+}
+
+// PieceMaxSeen is the most peers seen at once having piece k of user,
+// saturated at 63 like libtorrent's 6-bit counter (getpiecemaxseen).
+func (s *Swarm) PieceMaxSeen(user string, k int64) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t := s.byUser[user]; t != nil {
+		return t.maxSeen[k]
+	}
+	return 0
+}
+
+// Posts implements getposts: for each query the newest held pieces with
+// since_id < k <= min(max_id, lastHave) whose flags pass the filters (at
+// most count per user), then all of them newest time first, at most count
+// [src/twister.cpp: getposts; lt/src/torrent.cpp: get_pieces].
+func (s *Swarm) Posts(ctx context.Context, count int, queries []msgstore.Query, allowedFlags, requiredFlags int) ([][]byte, error) {
+	type item struct {
+		user string
+		k    int64
+		time int64
+	}
+	var items []item
+	s.mu.Lock()
+	for _, q := range queries {
+		t := s.byUser[q.Username]
+		if t == nil {
+			continue
+		}
+		n := 0
+		for k := min(q.MaxID, t.lastHave); k >= 0 && k > q.SinceID && n < count; k-- {
+			m, ok := t.metas[k]
+			if !ok {
+				continue
+			}
+			f := int(m.flags)
+			if f&allowedFlags == f && f&requiredFlags == requiredFlags {
+				items = append(items, item{q.Username, k, m.time})
+				n++
+			}
+		}
+	}
+	s.mu.Unlock()
+	// twisterd inserts into a multimap by time and walks it backwards:
+	// newest first, and among equal times the last inserted first.
+	sort.SliceStable(items, func(i, j int) bool { return items[i].time < items[j].time })
+	var out [][]byte
+	for i := len(items) - 1; i >= 0 && len(out) < count; i-- {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		raw, err := s.store.piece(items[i].user, items[i].k)
+		if err != nil {
+			return nil, err
+		}
+		if raw != nil {
+			out = append(out, raw)
+		}
+	}
+	return out, nil
+}
+
+// Status is the swarm part of getinfo (getLibtorrentSessionStatus).
+type Status struct {
+	ListenPort           int
+	Swarms               int // dht_torrents
+	NumPeers             int
+	PeerlistSize         int
+	NumActiveRequests    int
+	DownloadRate         int64 // bytes/s, last second
+	UploadRate           int64
+	PayloadDownloadRate  int64
+	PayloadUploadRate    int64
+	TotalDownload        int64
+	TotalUpload          int64
+	TotalPayloadDownload int64
+	TotalPayloadUpload   int64
+}
+
+// Status returns counters for getinfo.
+func (s *Swarm) Status() Status {
+	var st Status
+	s.mu.Lock()
+	st.Swarms = len(s.byUser)
+	for _, t := range s.byUser {
+		st.NumPeers += len(t.peers)
+		st.PeerlistSize += len(t.candidates)
+		st.NumActiveRequests += len(t.inflight)
+	}
+	if s.ln != nil {
+		st.ListenPort = s.ln.Addr().(*net.TCPAddr).Port
+	}
+	s.mu.Unlock()
+	st.TotalDownload = s.stats.totalDown.Load()
+	st.TotalUpload = s.stats.totalUp.Load()
+	st.TotalPayloadDownload = s.stats.payloadDown.Load()
+	st.TotalPayloadUpload = s.stats.payloadUp.Load()
+	s.stats.mu.Lock()
+	st.DownloadRate, st.UploadRate, st.PayloadDownloadRate, st.PayloadUploadRate = s.stats.rates[0], s.stats.rates[1], s.stats.rates[2], s.stats.rates[3]
+	s.stats.mu.Unlock()
+	return st
+}
+
+// SwarmStatus is torrent-status detail for one user's swarm.
+type SwarmStatus struct {
+	User      string
+	InfoHash  [20]byte
+	LastHave  int64
+	NumPieces int
+	Peers     []netip.AddrPort
+	Banned    int
+}
+
+// Swarms lists the running swarms, sorted by user.
+func (s *Swarm) Swarms() []SwarmStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]SwarmStatus, 0, len(s.byUser))
+	for u, t := range s.byUser {
+		st := SwarmStatus{User: u, InfoHash: t.ih, LastHave: t.lastHave, NumPieces: len(t.metas), Banned: len(t.banned)}
+		for p := range t.peers {
+			st.Peers = append(st.Peers, p.remote)
+		}
+		sort.Slice(st.Peers, func(i, j int) bool { return st.Peers[i].String() < st.Peers[j].String() })
+		out = append(out, st)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].User < out[j].User })
+	return out
+}
+
+func (s *Swarm) kickDelivery() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// deliverLoop hands stored-but-undelivered pieces to the sink in arrival
+// order. The queue lives in swarm.db, so a crash between storing and
+// delivering re-delivers on restart instead of losing the post.
+func (s *Swarm) deliverLoop() {
+	defer s.wg.Done()
+	failed := make(map[string]bool)
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-s.kick:
+		}
+		s.mu.Lock()
+		sink := s.sink
+		s.mu.Unlock()
+		if sink == nil {
+			continue
+		}
+		for s.ctx.Err() == nil {
+			batch, err := s.store.pending(64 + len(failed))
+			if err != nil {
+				s.log.Error("read delivery queue", "err", err)
+				break
+			}
+			progressed := false
+			for _, pp := range batch {
+				if failed[string(pp.seq)] {
+					continue
+				}
+				progressed = true
+				if pp.post != nil {
+					post, err := twproto.DecodePost(pp.post)
+					if err == nil {
+						err = sink.HandlePost(s.ctx, post)
+					}
+					if err != nil {
+						if s.ctx.Err() != nil {
+							return
+						}
+						// Kept queued: retried on the next start.
+						s.log.Warn("post sink refused piece", "user", pp.user, "k", pp.k, "err", err)
+						failed[string(pp.seq)] = true
+						continue
+					}
+				}
+				if err := s.store.donePending(pp.seq); err != nil {
+					s.log.Error("dequeue delivered piece", "err", err)
+					return
+				}
+			}
+			if !progressed {
+				break
+			}
+		}
+	}
+}
+
+// tickLoop does the periodic work: request timeouts, reconnects and rates.
+func (s *Swarm) tickLoop() {
+	defer s.wg.Done()
+	tick := min(time.Second, s.cfg.ReconnectInterval/2, s.cfg.RequestTimeout/4)
+	tk := time.NewTicker(tick)
+	defer tk.Stop()
+	lastRate := time.Now()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case now := <-tk.C:
+			s.mu.Lock()
+			torrents := make([]*torrent, 0, len(s.byUser))
+			for _, t := range s.byUser {
+				torrents = append(torrents, t)
+			}
+			s.mu.Unlock()
+			for _, t := range torrents {
+				t.expireRequests(now)
+				t.reconnect(now)
+			}
+			if el := now.Sub(lastRate); el >= time.Second {
+				cur := [4]int64{s.stats.totalDown.Load(), s.stats.totalUp.Load(), s.stats.payloadDown.Load(), s.stats.payloadUp.Load()}
+				s.stats.mu.Lock()
+				for i := range cur {
+					s.stats.rates[i] = (cur[i] - s.stats.last[i]) * int64(time.Second) / int64(el)
+				}
+				s.stats.last = cur
+				s.stats.mu.Unlock()
+				lastRate = now
+			}
+		}
+	}
+}
+
+func (s *Swarm) acceptLoop() {
+	defer s.wg.Done()
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			if s.ctx.Err() != nil {
+				return
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			s.log.Warn("accept", "err", err)
+			select {
+			case <-s.ctx.Done():
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			continue
+		}
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			c.Close()
+			return
+		}
+		s.incoming[c] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go func() {
+			defer s.wg.Done()
+			s.handleIncoming(c)
+		}()
+	}
+}

@@ -1,0 +1,388 @@
+package swarm
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/twgroupd/twgroupd/internal/twproto"
+)
+
+// Per-torrent limits.
+const (
+	maxOutstandingRequests = 32  // our pipeline to one peer
+	maxPeerRequests        = 250 // twisterd's reqq: what one peer may queue
+	maxCandidates          = 200 // known peer addresses per swarm
+	maxSeenCount           = 63  // libtorrent's 6-bit max_seen
+	boundCacheTTL          = 30 * time.Second
+)
+
+// candidate is a known listen address of a possible peer.
+type candidate struct {
+	static      bool
+	self        bool
+	lastAttempt time.Time
+	failures    int
+}
+
+// torrent is one user's swarm. All fields are guarded by s.mu.
+type torrent struct {
+	s    *Swarm
+	user string
+	ih   [20]byte
+
+	have      *bitset
+	metas     map[int64]pieceMeta
+	lastHave  int64
+	numPieces int64 // twisterd's growing piece count: >= highest known k + 2
+
+	peers      map[*peer]struct{}
+	candidates map[netip.AddrPort]*candidate
+	banned     map[string]bool
+	inflight   map[int64]*peer
+	avail      map[int64]int // connected peers having k
+	maxSeen    map[int64]int
+
+	bound   int64 // highest k twisterd's validatePostNumberForUser allows
+	boundAt time.Time
+}
+
+func newTorrent(s *Swarm, user string) *torrent {
+	t := &torrent{
+		s: s, user: user, ih: twproto.SwarmInfoHash(user),
+		have: newBitset(), metas: map[int64]pieceMeta{}, lastHave: -1, numPieces: 1,
+		peers: map[*peer]struct{}{}, candidates: map[netip.AddrPort]*candidate{},
+		banned: map[string]bool{}, inflight: map[int64]*peer{}, avail: map[int64]int{},
+		maxSeen: map[int64]int{},
+	}
+	for _, a := range s.cfg.StaticPeers {
+		t.candidates[a] = &candidate{static: true}
+	}
+	return t
+}
+
+// errPostBound marks a piece index twisterd would disconnect for.
+var errPostBound = errors.New("piece index beyond the user's post-number bound")
+
+// postBound returns the largest k validatePostNumberForUser accepts
+// (spec §3.3 rule 5): 2*(best-reg)+20, unlimited while the best height is
+// unknown. ErrUnknownUser passes through (twisterd rejects every index).
+// The registry is asked outside the lock and cached briefly.
+func (t *torrent) postBound(ctx context.Context) (int64, error) {
+	t.s.mu.Lock()
+	if !t.boundAt.IsZero() && time.Since(t.boundAt) < boundCacheTTL {
+		b := t.bound
+		t.s.mu.Unlock()
+		return b, nil
+	}
+	t.s.mu.Unlock()
+	keys := t.s.cfg.Keys
+	best, err := keys.BestHeight(ctx)
+	if err != nil {
+		return 0, err
+	}
+	uk, err := keys.UserKey(ctx, t.user, -1)
+	if err != nil {
+		return 0, err
+	}
+	b := int64(maxPieceIndex - 1)
+	if best > 0 {
+		b = min(b, 2*(best-uk.RegHeight)+20)
+	}
+	t.s.mu.Lock()
+	t.bound, t.boundAt = b, time.Now()
+	t.s.mu.Unlock()
+	return b, nil
+}
+
+// addPiece stores a verified post, announces it and queues it for the
+// sink. It reports whether the piece was new.
+func (t *torrent) addPiece(p *twproto.Post) (bool, error) {
+	meta := pieceMeta{flags: byte(p.Flags), time: p.Time}
+	added, err := t.s.store.putPiece(t.user, p.K, meta, p.Raw)
+	if err != nil || !added {
+		return false, err
+	}
+	s := t.s
+	s.mu.Lock()
+	t.metas[p.K] = meta
+	t.have.set(p.K)
+	t.lastHave = max(t.lastHave, p.K)
+	// [MF] add_piece grows num_pieces to k+2 so we are never a seed.
+	t.numPieces = max(t.numPieces, p.K+2)
+	delete(t.inflight, p.K)
+	for q := range t.peers {
+		delete(q.requests, p.K)
+		q.send(Message{ID: MsgHave, Index: uint32(p.K)})
+	}
+	for q := range t.peers {
+		t.schedule(q)
+	}
+	s.mu.Unlock()
+	s.kickDelivery()
+	return true, nil
+}
+
+// schedule updates our interest in p and pipelines requests (s.mu held).
+func (t *torrent) schedule(p *peer) {
+	if p.closing {
+		return
+	}
+	free := maxOutstandingRequests - len(p.requests)
+	wanted := false
+	p.has.each(func(k int64) bool {
+		if t.have.has(k) || p.failed[k] {
+			return true
+		}
+		if _, busy := t.inflight[k]; busy {
+			return true
+		}
+		wanted = true
+		if !p.amInterested || free <= 0 {
+			return false
+		}
+		if p.peerChoking && !p.allowedFast[uint32(k)] {
+			return true
+		}
+		p.requests[k] = time.Now()
+		t.inflight[k] = p
+		p.send(Message{ID: MsgRequest, Index: uint32(k), Begin: 0, Length: BlockSize})
+		free--
+		return true
+	})
+	switch {
+	case wanted && !p.amInterested:
+		p.amInterested = true
+		p.send(Message{ID: MsgInterested})
+		// Allowed-fast pieces may be requested right away (twisterd does:
+		// wire README observation 3).
+		t.schedule(p)
+	case !wanted && p.amInterested && len(p.requests) == 0:
+		p.amInterested = false
+		p.send(Message{ID: MsgNotInterested})
+	}
+}
+
+// releaseRequest forgets our request for k to p (s.mu held).
+func (t *torrent) releaseRequest(p *peer, k int64, failed bool) {
+	if _, ok := p.requests[k]; !ok {
+		return
+	}
+	delete(p.requests, k)
+	if t.inflight[k] == p {
+		delete(t.inflight, k)
+	}
+	if failed {
+		p.failed[k] = true
+	}
+}
+
+func (t *torrent) expireRequests(now time.Time) {
+	s := t.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for p := range t.peers {
+		expired := false
+		for k, at := range p.requests {
+			if now.Sub(at) > s.cfg.RequestTimeout {
+				// twisterd sends nothing for a piece that fails its
+				// re-verification; ask someone else (§4.6).
+				t.releaseRequest(p, k, true)
+				expired = true
+			}
+		}
+		if expired {
+			for q := range t.peers {
+				t.schedule(q)
+			}
+		}
+	}
+}
+
+// addCandidates records peer addresses from the DHT or PEX (bounded).
+func (t *torrent) addCandidates(addrs []netip.AddrPort) {
+	s := t.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, a := range addrs {
+		if !a.IsValid() || a.Port() == 0 || len(t.candidates) >= maxCandidates {
+			continue
+		}
+		if _, ok := t.candidates[a]; !ok {
+			t.candidates[a] = &candidate{}
+		}
+	}
+}
+
+// reconnect dials known addresses that have no connection, with a backoff.
+func (t *torrent) reconnect(now time.Time) {
+	s := t.s
+	s.mu.Lock()
+	if s.closed || len(t.peers) >= s.cfg.MaxPeersPerSwarm {
+		s.mu.Unlock()
+		return
+	}
+	connected := make(map[netip.AddrPort]bool, len(t.peers))
+	for p := range t.peers {
+		connected[p.listen] = true
+		connected[p.remote] = true
+	}
+	var dial []netip.AddrPort
+	for a, c := range t.candidates {
+		if c.self || connected[a] || t.banned[banKey(a)] {
+			continue
+		}
+		wait := s.cfg.ReconnectInterval << min(c.failures, 5)
+		if c.static {
+			wait = s.cfg.ReconnectInterval
+		}
+		if !c.lastAttempt.IsZero() && now.Sub(c.lastAttempt) < wait {
+			continue
+		}
+		if !c.static && c.failures >= 8 {
+			delete(t.candidates, a)
+			continue
+		}
+		c.lastAttempt = now
+		dial = append(dial, a)
+	}
+	s.mu.Unlock()
+	for _, a := range dial {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.dial(t, a)
+		}()
+	}
+}
+
+// discoverLoop asks the PeerFinder for peers and announces us, at start
+// and every AnnounceInterval (twisterd: dht_announce_interval 15 min;
+// peers expire from DHT nodes after 45 min, dht-swarm §4.1, §4.10).
+func (t *torrent) discoverLoop(ctx context.Context) {
+	s := t.s
+	t.reconnect(time.Now())
+	if s.cfg.Finder == nil {
+		return
+	}
+	tk := time.NewTicker(s.cfg.AnnounceInterval)
+	defer tk.Stop()
+	for {
+		fctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+		peers, err := s.cfg.Finder.FindPeers(fctx, t.ih)
+		if err != nil && ctx.Err() == nil {
+			s.log.Debug("find peers", "user", t.user, "err", err)
+		}
+		t.addCandidates(peers)
+		t.reconnect(time.Now())
+		if err := s.cfg.Finder.AnnouncePeer(fctx, t.ih, s.cfg.AnnouncePort); err != nil && ctx.Err() == nil {
+			s.log.Debug("announce", "user", t.user, "err", err)
+		}
+		cancel()
+		select {
+		case <-ctx.Done():
+			return
+		case <-tk.C:
+		}
+	}
+}
+
+// banKey is what a ban applies to. twisterd bans the IP in the torrent's
+// peer list; loopback and private addresses are keyed with the port too,
+// so one misbehaving local node does not ban every node of a devnet.
+func banKey(a netip.AddrPort) string {
+	ip := a.Addr().Unmap()
+	if ip.IsLoopback() || ip.IsPrivate() {
+		return a.String()
+	}
+	return ip.String()
+}
+
+// dial connects to a candidate for t's swarm.
+func (s *Swarm) dial(t *torrent, addr netip.AddrPort) {
+	d := net.Dialer{Timeout: s.cfg.DialTimeout}
+	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.DialTimeout)
+	c, err := d.DialContext(ctx, "tcp", addr.String())
+	cancel()
+	if err != nil {
+		t.dialFailed(addr, false)
+		return
+	}
+	hs := Handshake{Reserved: twisterReserved, InfoHash: t.ih, PeerID: s.peerID}
+	c.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
+	if _, err := c.Write(hs.AppendTo(nil)); err != nil {
+		c.Close()
+		t.dialFailed(addr, false)
+		return
+	}
+	theirs, err := readHandshake(c)
+	if err != nil || theirs.InfoHash != t.ih {
+		c.Close()
+		t.dialFailed(addr, false)
+		return
+	}
+	if theirs.PeerID == s.peerID {
+		// Our own address, e.g. from our tracker entry (README obs. 10).
+		c.Close()
+		t.dialFailed(addr, true)
+		return
+	}
+	c.SetDeadline(time.Time{})
+	s.runPeer(t, c, theirs, true, addr)
+}
+
+func (t *torrent) dialFailed(addr netip.AddrPort, self bool) {
+	t.s.mu.Lock()
+	defer t.s.mu.Unlock()
+	if c := t.candidates[addr]; c != nil {
+		c.failures++
+		c.self = c.self || self
+	}
+}
+
+func (s *Swarm) handleIncoming(c net.Conn) {
+	defer func() {
+		s.mu.Lock()
+		delete(s.incoming, c)
+		s.mu.Unlock()
+	}()
+	c.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
+	theirs, err := readHandshake(c)
+	if err != nil {
+		c.Close()
+		return
+	}
+	s.mu.Lock()
+	t := s.byHash[theirs.InfoHash]
+	s.mu.Unlock()
+	// Unknown info-hash or our own id: twisterd disconnects (§4.3).
+	if t == nil || theirs.PeerID == s.peerID {
+		c.Close()
+		return
+	}
+	remote, _ := netip.ParseAddrPort(c.RemoteAddr().String())
+	s.mu.Lock()
+	banned := t.banned[banKey(remote)] || t.banned[string(theirs.PeerID[:])]
+	s.mu.Unlock()
+	if banned {
+		c.Close()
+		return
+	}
+	hs := Handshake{Reserved: twisterReserved, InfoHash: t.ih, PeerID: s.peerID}
+	if _, err := c.Write(hs.AppendTo(nil)); err != nil {
+		c.Close()
+		return
+	}
+	c.SetDeadline(time.Time{})
+	s.runPeer(t, c, theirs, false, remote)
+}
+
+func readHandshake(c net.Conn) (Handshake, error) {
+	var b [HandshakeLen]byte
+	if _, err := ioReadFull(c, b[:]); err != nil {
+		return Handshake{}, err
+	}
+	return ParseHandshake(b[:])
+}
