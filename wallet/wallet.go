@@ -68,6 +68,8 @@ type Options struct {
 	OpenTimeout time.Duration
 	// Now gives creation times (time.Now if nil).
 	Now func() time.Time
+	// NoSync skips fsync; for benchmarks only.
+	NoSync bool
 }
 
 // NamedKey is a wallet key with its wallet username (a user or a "*alias").
@@ -85,8 +87,9 @@ type Wallet struct {
 
 // Open opens or creates the wallet file at path with mode 0600.
 func Open(path string, opts *Options) (*Wallet, error) {
-	timeout, now := DefaultOpenTimeout, time.Now
+	timeout, now, noSync := DefaultOpenTimeout, time.Now, false
 	if opts != nil {
+		noSync = opts.NoSync
 		if opts.OpenTimeout > 0 {
 			timeout = opts.OpenTimeout
 		}
@@ -94,7 +97,7 @@ func Open(path string, opts *Options) (*Wallet, error) {
 			now = opts.Now
 		}
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout})
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout, NoSync: noSync})
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("open wallet %s: wallet %s is in use by another process: %w", path, path, ErrLocked)
 	}

@@ -315,6 +315,23 @@ func (t *Tx) AddMessage(user, peer, dedup string, m Message) (Message, bool, err
 	return m, true, nil
 }
 
+// DeleteMessage removes message id of (user, peer) and its dedup key; the
+// engine uses it to undo a local copy when publishing fails.
+func (t *Tx) DeleteMessage(user, peer, dedup string, id int64) error {
+	mb := t.msgBucket(user, peer)
+	if mb == nil {
+		return nil
+	}
+	key := idKey(id)
+	if err := mb.Delete(key[:]); err != nil {
+		return fmt.Errorf("delete message %d: %w", id, err)
+	}
+	if db := t.tx.Bucket(bktUsers).Bucket([]byte(user)).Bucket(bktConv).Bucket([]byte(peer)).Bucket(bktDedup); db != nil && dedup != "" {
+		return db.Delete([]byte(dedup))
+	}
+	return nil
+}
+
 // HasConversation reports whether user has stored messages with peer.
 func (t *Tx) HasConversation(user, peer string) bool {
 	mb := t.msgBucket(user, peer)
@@ -510,6 +527,15 @@ func (t *Tx) PutPost(ref PostRef, raw []byte) (isNew bool, err error) {
 	return true, nil
 }
 
+// DeletePost forgets a recorded post (a post we built but failed to
+// publish), so its k is free again.
+func (t *Tx) DeletePost(ref PostRef) error {
+	if err := t.tx.Bucket(bktPending).Delete(postKey(ref)); err != nil {
+		return err
+	}
+	return t.tx.Bucket(bktPosts).Delete(postKey(ref))
+}
+
 // HasPost reports whether (author, k) was recorded.
 func (t *Tx) HasPost(ref PostRef) bool {
 	return t.tx.Bucket(bktPosts).Get(postKey(ref)) != nil
@@ -547,7 +573,8 @@ func (t *Tx) SetPending(ref PostRef, pending bool) error {
 	return b.Delete(postKey(ref))
 }
 
-// Pending lists the posts marked pending, in (author, k) order.
+// Pending lists the posts marked pending (shorter author names first,
+// then by name and k).
 func (t *Tx) Pending() []PostRef {
 	var out []PostRef
 	_ = t.tx.Bucket(bktPending).ForEach(func(k, _ []byte) error {

@@ -1,0 +1,384 @@
+// Package dm is twgroupd's direct-message engine: the receive path (trial
+// decryption of every DM post with every wallet key, then twisterd's
+// processReceivedDM rules, spec §5.3 and §6.2-6.4) and the send path
+// (newdirectmsg and the group-control posts of package groupchat: encrypt,
+// build, sign, validate, store, publish).
+//
+// It owns the rules, not the bytes on disk (internal/msgstore, wallet) nor
+// the sockets: it reaches the network only through the Network interface,
+// implemented by internal/swarm and, in tests, by dmtest.Hub.
+//
+// Construction:
+//
+//	e, err := dm.New(dm.Config{
+//		Wallet: w,            // keys of local users and groups
+//		Store:  s,            // conversations, groups, seen DM posts
+//		Keys:   registry,     // twproto.KeySource: user keys, best height
+//		Net:    swarm,        // publish pieces, follow swarms
+//		Notify: feed.Push,    // optional: every stored non-self message
+//		Logger: slog.Default(),
+//		Now:    time.Now,
+//	})
+//	err = e.Resume(ctx)   // follow every swarm we need after a restart
+//
+// Two improvements over twisterd, both wire-compatible (docs/engine.md):
+// a new group key makes the engine retry the DM posts it could not decrypt
+// before (twisterd needs a manual rescandirectmsgs), and a group_invite for
+// a key the wallet already holds still updates the description and re-adds
+// the invited member (twisterd drops it).
+//
+// The engine never calls Network while a store transaction is open, so a
+// Network may hand posts back to HandlePost from inside Publish or Follow.
+package dm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/twgroupd/twgroupd/internal/msgstore"
+	"github.com/twgroupd/twgroupd/internal/twproto"
+	"github.com/twgroupd/twgroupd/wallet"
+)
+
+// Errors with twisterd's RPC messages (contracts.md).
+var (
+	ErrEncryptToDest = errors.New("error encrypting to pubkey of destination user")
+	ErrEncryptToSelf = errors.New("error encrypting to pubkey to ourselve")
+	ErrSign          = errors.New("error signing post with private key of user")
+	// ErrKUsed matches KUsedError: twisterd silently drops a piece whose k
+	// is taken; twgroupd refuses the call instead.
+	ErrKUsed = errors.New("k already used")
+)
+
+// KUsedError reports a k the local user has already used.
+type KUsedError struct {
+	User string
+	K    int64
+}
+
+func (e *KUsedError) Error() string {
+	return fmt.Sprintf("k %d already used by user '%s'", e.K, e.User)
+}
+
+// Is makes errors.Is(err, ErrKUsed) true.
+func (e *KUsedError) Is(target error) bool { return target == ErrKUsed }
+
+// Network is what the engine needs from the swarm layer.
+type Network interface {
+	// Publish adds post as piece k of user's swarm and announces it (HAVE).
+	Publish(ctx context.Context, user string, k int64, post []byte) error
+	// Follow starts fetching user's swarm; every verified piece is handed to
+	// the engine's HandlePost once.
+	Follow(ctx context.Context, user string) error
+}
+
+// Event is a stored message pushed to live listeners (twisterd's websocket
+// objects, spec §5.3 step 9).
+type Event struct {
+	Type  string // "DM" or "GROUP"
+	Group string // local group alias, for GROUP
+	K     int64
+	Time  int64
+	From  string
+	To    string // the local user who received it
+	Msg   string
+}
+
+// Thread is one conversation in a getdirectmsgs answer.
+type Thread struct {
+	Username string
+	Messages []msgstore.Message
+}
+
+// Config wires an Engine. Wallet, Store, Keys and Net are required.
+type Config struct {
+	Wallet *wallet.Wallet
+	Store  *msgstore.Store
+	Keys   twproto.KeySource
+	Net    Network
+	Notify func(Event)      // optional
+	Logger *slog.Logger     // optional
+	Now    func() time.Time // optional, time.Now
+}
+
+// Engine is the DM engine. Its methods are safe for concurrent use.
+type Engine struct {
+	wallet *wallet.Wallet
+	store  *msgstore.Store
+	keys   twproto.KeySource
+	net    Network
+	notify func(Event)
+	log    *slog.Logger
+	now    func() time.Time
+
+	// Wallet keys cached for trial decryption, reloaded when the wallet's
+	// generation moves.
+	cacheMu   sync.Mutex
+	cacheOK   bool
+	cacheGen  uint64
+	cacheName []string
+	cacheKeys []*twproto.PrivateKey
+}
+
+// New builds an Engine.
+func New(cfg Config) (*Engine, error) {
+	if cfg.Wallet == nil || cfg.Store == nil || cfg.Keys == nil || cfg.Net == nil {
+		return nil, errors.New("dm: Wallet, Store, Keys and Net are required")
+	}
+	e := &Engine{
+		wallet: cfg.Wallet, store: cfg.Store, keys: cfg.Keys, net: cfg.Net,
+		notify: cfg.Notify, log: cfg.Logger, now: cfg.Now,
+	}
+	if e.log == nil {
+		e.log = slog.New(slog.DiscardHandler)
+	}
+	if e.now == nil {
+		e.now = time.Now
+	}
+	return e, nil
+}
+
+// walletKeys returns the cached wallet keys, in wallet name order.
+func (e *Engine) walletKeys() ([]string, []*twproto.PrivateKey, error) {
+	e.cacheMu.Lock()
+	defer e.cacheMu.Unlock()
+	gen := e.wallet.Generation()
+	if e.cacheOK && gen == e.cacheGen {
+		return e.cacheName, e.cacheKeys, nil
+	}
+	all, err := e.wallet.AllKeys()
+	if err != nil {
+		return nil, nil, err
+	}
+	names := make([]string, len(all))
+	keys := make([]*twproto.PrivateKey, len(all))
+	for i, nk := range all {
+		names[i], keys[i] = nk.Name, nk.Key
+	}
+	e.cacheOK, e.cacheGen, e.cacheName, e.cacheKeys = true, gen, names, keys
+	return names, keys, nil
+}
+
+// effects are what a committed transaction asks for afterwards.
+type effects struct {
+	events  []Event
+	follow  []string
+	newKeys []wallet.NamedKey
+}
+
+// HandlePost is the entry point for every received or locally published
+// piece; p has passed twproto.ValidatePost. A post seen before (same author
+// and k) is ignored: processing twice never stores twice.
+func (e *Engine) HandlePost(ctx context.Context, p *twproto.Post) error {
+	if p == nil || !p.IsDM() {
+		return nil
+	}
+	ref := msgstore.PostRef{Author: p.N, K: p.K}
+	var seen bool
+	if err := e.store.View(func(tx *msgstore.Tx) error { seen = tx.HasPost(ref); return nil }); err != nil {
+		return fmt.Errorf("handle post %s/%d: %w", p.N, p.K, err)
+	}
+	if seen {
+		return nil
+	}
+	return e.process(ctx, p, true)
+}
+
+// process trial-decrypts p with every wallet key (spec §5.3 step 2) and
+// applies it. record stores the post as seen in the same transaction.
+func (e *Engine) process(ctx context.Context, p *twproto.Post, record bool) error {
+	names, keys, err := e.walletKeys()
+	if err != nil {
+		return fmt.Errorf("handle post %s/%d: %w", p.N, p.K, err)
+	}
+	idx, plain, derr := p.DM.DecryptAny(keys)
+	name := ""
+	if derr == nil {
+		name = names[idx]
+	} else if !errors.Is(derr, twproto.ErrMAC) {
+		e.log.Debug("undecryptable dm envelope", "user", p.N, "k", p.K, "err", derr)
+	}
+	return e.commit(ctx, p, name, plain, derr, record)
+}
+
+// commit applies one post in one store transaction, then runs its effects.
+func (e *Engine) commit(ctx context.Context, p *twproto.Post, keyName string, plain []byte, derr error, record bool) error {
+	ref := msgstore.PostRef{Author: p.N, K: p.K}
+	var fx effects
+	err := e.store.Update(func(tx *msgstore.Tx) error {
+		fx = effects{}
+		if record {
+			isNew, err := tx.PutPost(ref, p.Raw)
+			if err != nil || !isNew {
+				return err
+			}
+		}
+		if derr != nil {
+			// Only a MAC mismatch may turn into a match with a future key.
+			return tx.SetPending(ref, errors.Is(derr, twproto.ErrMAC))
+		}
+		if err := tx.SetPending(ref, false); err != nil {
+			return err
+		}
+		return e.apply(tx, p, keyName, plain, &fx)
+	})
+	if err != nil {
+		return fmt.Errorf("handle post %s/%d: %w", p.N, p.K, err)
+	}
+	return e.after(ctx, fx)
+}
+
+// after runs a committed transaction's effects: live events, swarms to
+// follow, and a retry of undecrypted posts with new group keys.
+func (e *Engine) after(ctx context.Context, fx effects) error {
+	if e.notify != nil {
+		for _, ev := range fx.events {
+			e.notify(ev)
+		}
+	}
+	var errs []error
+	for _, u := range fx.follow {
+		if err := e.net.Follow(ctx, u); err != nil {
+			errs = append(errs, fmt.Errorf("follow %s: %w", u, err))
+		}
+	}
+	if len(fx.newKeys) > 0 {
+		if err := e.retryPending(ctx, fx.newKeys); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// retryPending tries newly learned keys on every post that no key opened
+// so far: group members and messages that arrived before the invite are not
+// lost (improvement over twisterd, spec pitfall 17).
+func (e *Engine) retryPending(ctx context.Context, newKeys []wallet.NamedKey) error {
+	var refs []msgstore.PostRef
+	if err := e.store.View(func(tx *msgstore.Tx) error { refs = tx.Pending(); return nil }); err != nil {
+		return fmt.Errorf("retry pending posts: %w", err)
+	}
+	keys := make([]*twproto.PrivateKey, len(newKeys))
+	for i, nk := range newKeys {
+		keys[i] = nk.Key
+	}
+	var errs []error
+	for _, ref := range refs {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		p, err := e.storedPost(ref)
+		if err != nil || p == nil {
+			if err != nil {
+				errs = append(errs, err)
+			}
+			continue
+		}
+		idx, plain, derr := p.DM.DecryptAny(keys)
+		if derr != nil {
+			continue
+		}
+		if err := e.commit(ctx, p, newKeys[idx].Name, plain, nil, false); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (e *Engine) storedPost(ref msgstore.PostRef) (*twproto.Post, error) {
+	var raw []byte
+	var ok bool
+	if err := e.store.View(func(tx *msgstore.Tx) error { raw, ok = tx.Post(ref); return nil }); err != nil {
+		return nil, fmt.Errorf("stored post %s/%d: %w", ref.Author, ref.K, err)
+	}
+	if !ok {
+		return nil, nil
+	}
+	p, err := twproto.DecodePost(raw)
+	if err != nil || !p.IsDM() {
+		return nil, fmt.Errorf("stored post %s/%d: %v", ref.Author, ref.K, err)
+	}
+	return p, nil
+}
+
+// Rescan processes again every stored DM post of the users user follows
+// (rescandirectmsgs, spec §8.4), with every wallet key. Messages already
+// stored are not stored twice.
+func (e *Engine) Rescan(ctx context.Context, user string) error {
+	var following []string
+	if err := e.store.View(func(tx *msgstore.Tx) error { following = tx.Following(user); return nil }); err != nil {
+		return fmt.Errorf("rescan %s: %w", user, err)
+	}
+	var errs []error
+	for _, author := range following {
+		var refs []msgstore.PostRef
+		err := e.store.View(func(tx *msgstore.Tx) error {
+			return tx.PostsBy(author, func(k int64, _ []byte) error {
+				refs = append(refs, msgstore.PostRef{Author: author, K: k})
+				return nil
+			})
+		})
+		if err != nil {
+			return fmt.Errorf("rescan %s: %w", user, err)
+		}
+		for _, ref := range refs {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			p, err := e.storedPost(ref)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			if p == nil {
+				continue
+			}
+			if err := e.process(ctx, p, false); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Resume asks the network for every swarm the engine needs: the users each
+// local user follows, every member of every group, and the local users
+// (twisterd starts the same torrents at startup, spec §6.5).
+func (e *Engine) Resume(ctx context.Context) error {
+	users, err := e.wallet.Users()
+	if err != nil {
+		return err
+	}
+	want := map[string]bool{}
+	for _, u := range users {
+		want[u] = true
+	}
+	err = e.store.View(func(tx *msgstore.Tx) error {
+		for _, u := range tx.Users() {
+			for _, f := range tx.Following(u) {
+				want[f] = true
+			}
+		}
+		for _, a := range tx.Groups() {
+			g, _ := tx.Group(a)
+			for _, m := range g.Members {
+				want[m] = true
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("resume: %w", err)
+	}
+	var errs []error
+	for _, u := range sortedKeys(want) {
+		if err := e.net.Follow(ctx, u); err != nil {
+			errs = append(errs, fmt.Errorf("follow %s: %w", u, err))
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,189 @@
+package dm
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/twgroupd/twgroupd/internal/msgstore"
+	"github.com/twgroupd/twgroupd/internal/twproto"
+	"github.com/twgroupd/twgroupd/wallet"
+)
+
+// System message texts, byte for byte as twisterd writes them (spec §6.2,
+// §6.3; "temporary hack" texts, never localized).
+func invitedText(invitedBy, desc string) string {
+	return fmt.Sprintf("*** Invited by '%s' to group: %s", invitedBy, desc)
+}
+
+func newMemberText(member, invitedBy string) string {
+	return fmt.Sprintf("*** New member '%s' invited by '%s'", member, invitedBy)
+}
+
+func descChangedText(by, desc string) string {
+	return fmt.Sprintf("*** '%s' changed group description to: %s", by, desc)
+}
+
+// dedupKey names one message carried by post (author, k): "msg" for the
+// text itself, other kinds for the system messages a post produces.
+func dedupKey(author string, k int64, kind string) string {
+	return fmt.Sprintf("%s/%d/%s", author, k, kind)
+}
+
+// apply is processReceivedDM after decryption (spec §5.3 steps 3-8): to is
+// the wallet name of the key that opened the post.
+func (e *Engine) apply(tx *msgstore.Tx, p *twproto.Post, to string, plain []byte, fx *effects) error {
+	from, k, utcTime := p.N, p.K, p.Time
+	fromMe := from == to
+	isGroup := wallet.IsGroupAlias(to)
+
+	// Step 5, the not-following rule: evaluated before the payload, so it
+	// also drops invites and copy_self copies (pitfall 6).
+	if !isGroup && tx.HasUser(to) && !tx.IsFollowing(to, from) {
+		e.log.Debug("dm dropped: not following", "to", to, "from", from, "k", k)
+		return nil
+	}
+
+	pl := twproto.DecodePayload(plain)
+	msg, payloadTo := pl.Msg, to
+	switch pl.Kind {
+	case twproto.PayloadGroupInvite:
+		if pl.InviteValid {
+			return e.registerGroup(tx, pl.InviteKey, pl.InviteDesc, to, from, utcTime, k, fx)
+		}
+		return nil
+	case twproto.PayloadGroupMembers:
+		if isGroup {
+			for _, m := range pl.Members {
+				if err := e.notifyNewGroupMember(tx, to, m, from, utcTime, k, fx); err != nil {
+					return err
+				}
+				fx.follow = append(fx.follow, m)
+			}
+			return nil
+		}
+		// For a user key the whole plaintext is stored as text (step 6).
+	default:
+		if pl.NewFormat {
+			payloadTo = pl.To
+		}
+	}
+	if msg == "" || payloadTo == "" {
+		return nil
+	}
+	m := msgstore.Message{Time: utcTime, Text: msg, FromMe: fromMe, From: from, K: k}
+	dedup := dedupKey(from, k, "msg")
+	if isGroup {
+		// The payload's "to" is the sender's alias: ignored (pitfall 7).
+		return e.storeGroupDM(tx, to, dedup, m, fx)
+	}
+	peer := from
+	if fromMe {
+		peer = payloadTo
+	}
+	return e.storeNewDM(tx, to, peer, dedup, m, fx)
+}
+
+// registerGroup is registerNewGroup (spec §6.2) with one change: a key the
+// wallet already holds no longer ends the processing (twisterd's
+// AddKeyPubKey fails and it returns): the description is updated, a
+// description change sent to the group is announced, and an invited member
+// is re-added. The one case kept as twisterd is the inviter's own copy of
+// its self-invite (member == invitedBy on a known key), which twisterd's
+// newgroupinvite produces on the creator's node and shows nothing for.
+func (e *Engine) registerGroup(tx *msgstore.Tx, wif, desc, member, invitedBy string, utcTime, k int64, fx *effects) error {
+	key, err := twproto.ParseWIF(wif)
+	if err != nil {
+		e.log.Info("group invite with an invalid key ignored", "from", invitedBy, "k", k)
+		return nil
+	}
+	alias, created, err := e.wallet.AddGroupKey(key)
+	if errors.Is(err, wallet.ErrNotGroupKey) {
+		e.log.Info("group invite ignored: Invalid group alias (key belongs to a local user)", "from", invitedBy, "k", k)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if created {
+		fx.newKeys = append(fx.newKeys, wallet.NamedKey{Name: alias, Key: key})
+		e.log.Info("new group", "alias", alias, "invited_by", invitedBy)
+	}
+	if !created && member == invitedBy {
+		return nil
+	}
+	if err := tx.SetGroupDescription(alias, desc); err != nil {
+		return err
+	}
+	if member == "" {
+		return nil
+	}
+	m := msgstore.Message{Time: utcTime, From: invitedBy, K: k}
+	if member == alias {
+		m.Text = descChangedText(invitedBy, desc)
+		return e.storeGroupDM(tx, alias, dedupKey(invitedBy, k, "desc"), m, fx)
+	}
+	if !created {
+		// A re-invite addressed to this member: it wants back in.
+		if err := tx.SetIgnored(member, alias, false); err != nil {
+			return err
+		}
+	}
+	if _, err := tx.AddGroupMember(alias, member); err != nil {
+		return err
+	}
+	if tx.HasUser(member) && !tx.IsIgnored(member, alias) {
+		m.Text = invitedText(invitedBy, desc)
+		return e.storeNewDM(tx, member, alias, dedupKey(invitedBy, k, "invite"), m, fx)
+	}
+	return nil
+}
+
+// notifyNewGroupMember (spec §6.3): the member is inserted first, so a local
+// new member gets the message too.
+func (e *Engine) notifyNewGroupMember(tx *msgstore.Tx, alias, member, invitedBy string, utcTime, k int64, fx *effects) error {
+	added, err := tx.AddGroupMember(alias, member)
+	if err != nil || !added {
+		return err
+	}
+	m := msgstore.Message{Time: utcTime, Text: newMemberText(member, invitedBy), From: invitedBy, K: k}
+	return e.storeGroupDM(tx, alias, dedupKey(invitedBy, k, "member/"+member), m, fx)
+}
+
+// storeGroupDM stores m for every local member with an entry that does not
+// ignore the group (spec §6.4).
+func (e *Engine) storeGroupDM(tx *msgstore.Tx, alias, dedup string, m msgstore.Message, fx *effects) error {
+	g, _ := tx.Group(alias)
+	for _, member := range g.Members {
+		if !tx.HasUser(member) || tx.IsIgnored(member, alias) {
+			continue
+		}
+		if err := e.storeNewDM(tx, member, alias, dedup, m, fx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// storeNewDM appends m to (local, peer) unless its dedup key is there.
+func (e *Engine) storeNewDM(tx *msgstore.Tx, local, peer, dedup string, m msgstore.Message, fx *effects) error {
+	stored, added, err := tx.AddMessage(local, peer, dedup, m)
+	if err != nil || !added || stored.FromMe {
+		return err
+	}
+	ev := Event{Type: "DM", K: m.K, Time: m.Time, From: m.From, To: local, Msg: m.Text}
+	if wallet.IsGroupAlias(peer) {
+		ev.Type, ev.Group = "GROUP", peer
+	}
+	fx.events = append(fx.events, ev)
+	return nil
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
