@@ -143,7 +143,7 @@ func settings() []setting {
 		}},
 		{"bootstrap", kindList, "", "DHT peer host:port to bootstrap from (repeatable)", applyBootstrap},
 		{"addnode", kindList, "", "same as -bootstrap (twister.conf name)", applyBootstrap},
-		{"registry", kindString, "", "local registry file of usernames and keys (relative paths are inside the datadir)", func(c *Config, v []string) error {
+		{"registry", kindString, "", "local registry file of usernames and keys (devnet, tests); see docs/registry.md", func(c *Config, v []string) error {
 			c.Registry = v[0]
 			return nil
 		}},
@@ -298,14 +298,15 @@ func Resolve(cmdline Values) (Config, error) {
 	if c.DataDir, err = absDir(c.DataDir); err != nil {
 		return Config{}, err
 	}
-	if c.Registry != "" {
-		c.Registry = expandHome(c.Registry)
-		if !filepath.IsAbs(c.Registry) {
-			c.Registry = filepath.Join(c.DataDir, c.Registry)
+	// Paths are fixed now, so a daemon that later changes directory (or a
+	// devnet that starts it elsewhere) still finds them.
+	for _, p := range []*string{&c.Registry, &c.HTMLDir} {
+		if *p == "" {
+			continue
 		}
-	}
-	if c.HTMLDir != "" {
-		c.HTMLDir = expandHome(c.HTMLDir)
+		if *p, err = filepath.Abs(expandHome(*p)); err != nil {
+			return Config{}, fmt.Errorf("path %q: %w", *p, err)
+		}
 	}
 	return c, nil
 }

@@ -95,7 +95,8 @@ rpcthreads=4
 	if !c.Debug || c.Upstream != "http://u:secret@127.0.0.1:28332" {
 		t.Fatalf("debug/upstream %+v", c)
 	}
-	if c.Registry != filepath.Join(dir, "reg.json") {
+	wd, _ := os.Getwd()
+	if c.Registry != filepath.Join(wd, "reg.json") {
 		t.Fatalf("registry %q", c.Registry)
 	}
 	if c.ConfFile != filepath.Join(dir, ConfFileName) {
@@ -249,4 +250,45 @@ func FuzzParseFile(f *testing.F) {
 			}
 		}
 	})
+}
+
+// The example files in testdata/cli: ours, and a twister.conf whose shared
+// keys are read and whose other keys are reported, not fatal.
+func TestExampleFiles(t *testing.T) {
+	load := func(name string) Config {
+		t.Helper()
+		path, err := filepath.Abs(filepath.Join("..", "..", "testdata", "cli", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := parseArgs(t, "--datadir="+t.TempDir(), "--conf="+path)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		return c
+	}
+	c := load("twgroupd.conf")
+	if c.RPCUser != "twister" || c.RPCPort != 28332 || c.DHTPort != 29333 || len(c.RPCAllowIP) != 2 ||
+		!reflect.DeepEqual(c.Bootstrap, []string{"seed3.twister.net.co:29333", "127.0.0.1:29334"}) ||
+		c.Upstream == "" || c.Debug {
+		t.Fatalf("twgroupd.conf: %+v", c)
+	}
+	for _, w := range c.Warnings { // files from git may be 0644: only that warning is fine
+		if !strings.Contains(w, "chmod 600") {
+			t.Fatalf("twgroupd.conf warning %q", w)
+		}
+	}
+	c = load("twister.conf")
+	if c.RPCUser != "user" || c.RPCPassword != "pwd-long-enough-1234" || !c.Debug || c.RPCPort != 28332 {
+		t.Fatalf("twister.conf: %+v", c)
+	}
+	var ignored []string
+	for _, w := range c.Warnings {
+		if i := strings.Index(w, `ignoring key "`); i >= 0 {
+			ignored = append(ignored, strings.SplitN(w[i+len(`ignoring key "`):], `"`, 2)[0])
+		}
+	}
+	if want := []string{"genproclimit", "port", "printtoconsole", "rpcthreads"}; !reflect.DeepEqual(ignored, want) {
+		t.Fatalf("ignored %q, want %q (warnings %q)", ignored, want, c.Warnings)
+	}
 }
