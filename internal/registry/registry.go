@@ -16,6 +16,8 @@ package registry
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 
@@ -91,4 +93,13 @@ func keyAt(regs []Registration, height int64) (twproto.UserKey, bool) {
 		}
 	}
 	return twproto.UserKey{}, false
+}
+
+// TxID is a stand-in for the transaction id sendnewusertransaction returns:
+// the hex of SHA256d over the registration's file line. A local registry has
+// no real transaction, so this identifies the registration, nothing more.
+func (r Registration) TxID() string {
+	first := sha256.Sum256([]byte(formatUser(r)))
+	second := sha256.Sum256(first[:])
+	return hex.EncodeToString(second[:])
 }
