@@ -1,0 +1,190 @@
+package rpc
+
+import (
+	"context"
+	"encoding/json"
+	"sort"
+
+	"github.com/twgroupd/twgroupd/internal/tjson"
+	"github.com/twgroupd/twgroupd/internal/twproto"
+)
+
+// Following and swarm methods (spec §8.4, §9.2).
+
+func (s *Server) follow(ctx context.Context, p params) (any, error) {
+	localUser, users, err := userAndList(p)
+	if err != nil {
+		return nil, err
+	}
+	if s.cfg.DM == nil {
+		return nil, noBackend("follow", "DM engine")
+	}
+	return nil, s.cfg.DM.Follow(ctx, localUser, users)
+}
+
+func (s *Server) unfollow(ctx context.Context, p params) (any, error) {
+	localUser, users, err := userAndList(p)
+	if err != nil {
+		return nil, err
+	}
+	if s.cfg.DM == nil {
+		return nil, noBackend("unfollow", "DM engine")
+	}
+	return nil, s.cfg.DM.Unfollow(ctx, localUser, users)
+}
+
+func userAndList(p params) (string, []string, error) {
+	user, err := p.str(0)
+	if err != nil {
+		return "", nil, err
+	}
+	list, err := p.strings(1)
+	if err != nil {
+		return "", nil, err
+	}
+	return user, list, nil
+}
+
+func (s *Server) getfollowing(_ context.Context, p params) (any, error) {
+	localUser, err := p.str(0)
+	if err != nil {
+		return nil, err
+	}
+	if s.cfg.DM == nil {
+		return nil, noBackend("getfollowing", "DM engine")
+	}
+	users, err := s.cfg.DM.Following(localUser)
+	if err != nil {
+		return nil, err
+	}
+	return nonNil(users), nil
+}
+
+// followingSet is the sorted, de-duplicated user list twisterd iterates
+// (a std::set): the given array, else whom localUser follows.
+func (s *Server) followingSet(method, localUser string, given []string, haveGiven bool) ([]string, error) {
+	var users []string
+	if haveGiven {
+		users = append(users, given...)
+	} else {
+		if s.cfg.DM == nil {
+			return nil, noBackend(method, "DM engine")
+		}
+		var err error
+		if users, err = s.cfg.DM.Following(localUser); err != nil {
+			return nil, err
+		}
+	}
+	sort.Strings(users)
+	out := users[:0]
+	for i, u := range users {
+		if i == 0 || u != users[i-1] {
+			out = append(out, u)
+		}
+	}
+	return out, nil
+}
+
+func (s *Server) getlasthave(_ context.Context, p params) (any, error) {
+	localUser, err := p.str(0)
+	if err != nil {
+		return nil, err
+	}
+	var given []string
+	if p.has(1) {
+		if given, err = p.strings(1); err != nil {
+			return nil, err
+		}
+	}
+	if s.cfg.Swarm == nil {
+		return nil, noBackend("getlasthave", "swarm")
+	}
+	users, err := s.followingSet("getlasthave", localUser, given, p.has(1))
+	if err != nil {
+		return nil, err
+	}
+	result := make(tjson.Object, 0, len(users))
+	for _, u := range users {
+		result = append(result, tjson.Field{Key: u, Value: s.cfg.Swarm.LastHave(u)})
+	}
+	return result, nil
+}
+
+func (s *Server) getnumpieces(_ context.Context, p params) (any, error) {
+	localUser, err := p.str(0)
+	if err != nil {
+		return nil, err
+	}
+	if s.cfg.Swarm == nil {
+		return nil, noBackend("getnumpieces", "swarm")
+	}
+	users, err := s.followingSet("getnumpieces", localUser, nil, false)
+	if err != nil {
+		return nil, err
+	}
+	result := make(tjson.Object, 0, len(users))
+	for _, u := range users {
+		result = append(result, tjson.Field{Key: u, Value: s.cfg.Swarm.NumPieces(u)})
+	}
+	return result, nil
+}
+
+func (s *Server) getpiecemaxseen(_ context.Context, p params) (any, error) {
+	user, err := p.str(0)
+	if err != nil {
+		return nil, err
+	}
+	k, err := p.integer(1)
+	if err != nil {
+		return nil, err
+	}
+	if s.cfg.Swarm == nil {
+		return nil, noBackend("getpiecemaxseen", "swarm")
+	}
+	return s.cfg.Swarm.PieceMaxSeen(user, k), nil
+}
+
+func (s *Server) getposts(ctx context.Context, p params) (any, error) {
+	count, err := p.integer(0)
+	if err != nil {
+		return nil, err
+	}
+	elems, err := p.array(1)
+	if err != nil {
+		return nil, err
+	}
+	qs, err := queries(elems)
+	if err != nil {
+		return nil, err
+	}
+	allowed, required := int64(twproto.FlagHome), int64(0)
+	if p.has(2) {
+		if allowed, err = p.integer(2); err != nil {
+			return nil, err
+		}
+	}
+	if p.has(3) {
+		if required, err = p.integer(3); err != nil {
+			return nil, err
+		}
+	}
+	if s.cfg.Swarm == nil {
+		return nil, noBackend("getposts", "swarm")
+	}
+	posts, err := s.cfg.Swarm.Posts(ctx, int(count), qs, int(allowed), int(required))
+	if err != nil {
+		return nil, err
+	}
+	result := make([]json.RawMessage, 0, len(posts))
+	for _, raw := range posts {
+		if int64(len(result)) >= count {
+			break
+		}
+		post, err := hexcapedPost(raw)
+		if err != nil {
+			return nil, err
+		}
+		result = append(result, post)
+	}
+	return result, nil
+}

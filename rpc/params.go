@@ -1,0 +1,107 @@
+package rpc
+
+import (
+	"encoding/json"
+	"math"
+	"strconv"
+)
+
+// params are a request's positional parameters. The accessors behave like
+// json_spirit's get_str/get_int/get_bool/get_array/get_obj: a value of the
+// wrong type is the -1 error "value is type <got>, expected <want>".
+type params []json.RawMessage
+
+func (p params) has(i int) bool { return i < len(p) }
+
+func (p params) str(i int) (string, error) {
+	return rawString(p[i])
+}
+
+func rawString(raw json.RawMessage) (string, error) {
+	if t := typeOf(raw); t != strType {
+		return "", typeError(t, strType)
+	}
+	s, err := decodeString(raw)
+	if err != nil {
+		return "", &Error{Code: CodeParse, Message: "Parse error"}
+	}
+	return s, nil
+}
+
+// integer is get_int: a JSON integer within C int range.
+func (p params) integer(i int) (int64, error) {
+	return rawInt(p[i])
+}
+
+func rawInt(raw json.RawMessage) (int64, error) {
+	if t := typeOf(raw); t != intType {
+		return 0, typeError(t, intType)
+	}
+	v, err := strconv.ParseInt(string(trimJSON(raw)), 10, 64)
+	if err != nil || v < math.MinInt32 || v > math.MaxInt32 {
+		return 0, &Error{Code: CodeMisc, Message: "value is out of range, expected int"}
+	}
+	return v, nil
+}
+
+func (p params) boolean(i int) (bool, error) {
+	raw := p[i]
+	if t := typeOf(raw); t != boolType {
+		return false, typeError(t, boolType)
+	}
+	return string(trimJSON(raw)) == "true", nil
+}
+
+func (p params) array(i int) ([]json.RawMessage, error) {
+	return rawArray(p[i])
+}
+
+func rawArray(raw json.RawMessage) ([]json.RawMessage, error) {
+	if t := typeOf(raw); t != arrayType {
+		return nil, typeError(t, arrayType)
+	}
+	elems, err := arrayElements(raw)
+	if err != nil {
+		return nil, &Error{Code: CodeParse, Message: "Parse error"}
+	}
+	return elems, nil
+}
+
+// strings is get_array followed by get_str on every element.
+func (p params) strings(i int) ([]string, error) {
+	elems, err := p.array(i)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, 0, len(elems))
+	for _, e := range elems {
+		s, err := rawString(e)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+func rawObject(raw json.RawMessage) ([]member, error) {
+	if t := typeOf(raw); t != objType {
+		return nil, typeError(t, objType)
+	}
+	m, err := objectMembers(raw)
+	if err != nil {
+		return nil, &Error{Code: CodeParse, Message: "Parse error"}
+	}
+	return m, nil
+}
+
+func trimJSON(raw json.RawMessage) []byte {
+	b := []byte(raw)
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t' || b[0] == '\r' || b[0] == '\n') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t' || b[len(b)-1] == '\r' || b[len(b)-1] == '\n') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
