@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -151,5 +152,42 @@ func TestServeBadConfig(t *testing.T) {
 	r = runBin(t, "", "-datadir="+t.TempDir(), "serve", "extra")
 	if r.status != 1 || !strings.Contains(r.stderr, "unknown command \"extra\"") {
 		t.Fatalf("%+v", r)
+	}
+}
+
+// docs/twgroupd.service must stay a Type=notify unit for a dedicated user
+// with the hardening docs/cli.md promises, starting `serve`.
+func TestServiceUnit(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "docs", "twgroupd.service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	settings := map[string][]string{}
+	for _, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || line[0] == '#' || line[0] == '[' {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			t.Fatalf("bad unit line %q", line)
+		}
+		settings[k] = append(settings[k], v)
+	}
+	want := map[string]string{
+		"Type": "notify", "NotifyAccess": "main", "User": "twgroupd", "Group": "twgroupd",
+		"KillSignal": "SIGTERM", "StateDirectory": "twgroupd", "StateDirectoryMode": "0700", "UMask": "0077",
+		"NoNewPrivileges": "yes", "CapabilityBoundingSet": "", "ProtectSystem": "strict", "ProtectHome": "yes",
+		"PrivateTmp": "yes", "PrivateDevices": "yes", "MemoryDenyWriteExecute": "yes",
+		"RestrictAddressFamilies": "AF_INET AF_INET6 AF_UNIX AF_NETLINK",
+	}
+	for k, v := range want {
+		if got := settings[k]; len(got) != 1 || got[0] != v {
+			t.Errorf("%s=%q, want %q", k, got, v)
+		}
+	}
+	exec := settings["ExecStart"]
+	if len(exec) != 1 || !strings.HasSuffix(exec[0], " serve") || !strings.Contains(exec[0], "-datadir=/var/lib/twgroupd") {
+		t.Errorf("ExecStart=%q", exec)
 	}
 }
