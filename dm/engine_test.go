@@ -1,0 +1,208 @@
+package dm
+
+import (
+	"context"
+	"errors"
+	"reflect"
+	"testing"
+
+	"github.com/twgroupd/twgroupd/dm/dmtest"
+	"github.com/twgroupd/twgroupd/internal/msgstore"
+	"github.com/twgroupd/twgroupd/internal/twproto"
+)
+
+func twoNodes(t *testing.T) (*node, *node, *dmtest.Hub) {
+	keys := dmtest.NewKeys(100)
+	hub := dmtest.NewHub(keys)
+	c := newClock(1_800_000_000)
+	a := newNode(t, hub, keys, "node-a", c)
+	b := newNode(t, hub, keys, "node-b", c)
+	a.user("alice")
+	b.user("bob")
+	a.follow("alice", "alice", "bob")
+	b.follow("bob", "bob", "alice")
+	return a, b, hub
+}
+
+func TestDirectMessagesBothWays(t *testing.T) {
+	ctx := context.Background()
+	a, b, hub := twoNodes(t)
+
+	post, err := a.e.NewDirectMsg(ctx, "alice", 1, "bob", "hi bob", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := twproto.DecodePost(post)
+	if err != nil || p.N != "alice" || p.K != 1 || !p.IsDM() || p.Height != 99 {
+		t.Fatalf("returned post: %+v %v", p, err)
+	}
+	// bob answers with copy_self: k=1 and k=2, in random order.
+	if _, err := b.e.NewDirectMsg(ctx, "bob", 1, "alice", "hello alice", true); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(hub.Pieces("bob")); got != 2 {
+		t.Fatalf("bob has %d pieces, want 2", got)
+	}
+	a.checkNoErrs()
+	b.checkNoErrs()
+
+	wantA := []wantMsg{
+		{1_800_000_000, "hi bob", true, "alice", 1},
+		{1_800_000_001, "hello alice", false, "bob", -1},
+	}
+	gotA := strip(a.thread("alice", "bob"))
+	// Which of bob's two ks reached alice is random.
+	if len(gotA) == 2 && (gotA[1].K == 1 || gotA[1].K == 2) {
+		wantA[1].K = gotA[1].K
+	}
+	if !reflect.DeepEqual(gotA, wantA) {
+		t.Errorf("alice's thread: %+v", gotA)
+	}
+	gotB := strip(b.thread("bob", "alice"))
+	if len(gotB) != 2 || gotB[0] != (wantMsg{1_800_000_000, "hi bob", false, "alice", 1}) ||
+		gotB[1].Text != "hello alice" || !gotB[1].FromMe || gotB[1].From != "bob" || gotB[1].K == wantA[1].K {
+		t.Errorf("bob's thread: %+v", gotB)
+	}
+	a.mu.Lock()
+	if len(a.events) != 1 || a.events[0] != (Event{Type: "DM", K: wantA[1].K, Time: 1_800_000_001, From: "bob", To: "alice", Msg: "hello alice"}) {
+		t.Errorf("alice's events: %+v", a.events)
+	}
+	a.mu.Unlock()
+
+	// A used k is refused, and consumes nothing.
+	_, err = a.e.NewDirectMsg(ctx, "alice", 1, "bob", "again", false)
+	var kerr *KUsedError
+	if !errors.Is(err, ErrKUsed) || !errors.As(err, &kerr) || err.Error() != "send as alice: k 1 already used by user 'alice'" {
+		t.Fatalf("reused k: %v", err)
+	}
+	if got := a.thread("alice", "bob"); len(got) != 2 {
+		t.Fatalf("reused k stored something: %+v", got)
+	}
+
+	// Twisterd's error texts.
+	if _, err := a.e.NewDirectMsg(ctx, "alice", 2, "nobody", "x", false); !errors.Is(err, ErrEncryptToDest) || err.Error() != "error encrypting to pubkey of destination user" {
+		t.Errorf("unknown recipient: %v", err)
+	}
+	if _, err := a.e.NewDirectMsg(ctx, "carol", 2, "bob", "x", false); !errors.Is(err, ErrSign) {
+		t.Errorf("no key for sender: %v", err)
+	}
+	long := make([]byte, 1800)
+	for i := range long {
+		long[i] = 'x'
+	}
+	var pe *twproto.PostError
+	if _, err := a.e.NewDirectMsg(ctx, "alice", 2, "bob", string(long), false); !errors.As(err, &pe) || pe.Error() != "bad bencoded post size" {
+		t.Errorf("oversized: %v", err)
+	}
+}
+
+func TestPublishFailureConsumesNoK(t *testing.T) {
+	ctx := context.Background()
+	a, b, hub := twoNodes(t)
+	a.net.FailPublish(func(string, int64) error { return errors.New("swarm down") })
+	if _, err := a.e.NewDirectMsg(ctx, "alice", 1, "bob", "lost?", false); err == nil {
+		t.Fatal("publish failure not reported")
+	}
+	if got := a.thread("alice", "bob"); len(got) != 0 {
+		t.Fatalf("failed send left a local copy: %+v", got)
+	}
+	// copy_self: the second publish fails, the first went out.
+	a.net.FailPublish(func(_ string, k int64) error {
+		if k == 2 {
+			return errors.New("swarm down")
+		}
+		return nil
+	})
+	if _, err := a.e.NewDirectMsg(ctx, "alice", 1, "bob", "half", true); err == nil {
+		t.Fatal("second publish failure not reported")
+	}
+	a.net.FailPublish(nil)
+	if _, err := a.e.NewDirectMsg(ctx, "alice", 1, "bob", "x", false); !errors.Is(err, ErrKUsed) {
+		t.Fatalf("k=1 went out, reuse must fail: %v", err)
+	}
+	if _, err := a.e.NewDirectMsg(ctx, "alice", 2, "bob", "retry", false); err != nil {
+		t.Fatalf("k=2 was not consumed: %v", err)
+	}
+	if n := len(hub.Pieces("alice")); n != 2 {
+		t.Fatalf("alice has %d pieces, want 2", n)
+	}
+	b.checkNoErrs()
+}
+
+func TestNotFollowingRule(t *testing.T) {
+	ctx := context.Background()
+	keys := dmtest.NewKeys(100)
+	hub := dmtest.NewHub(keys)
+	c := newClock(1_800_000_000)
+	a := newNode(t, hub, keys, "node-a", c)
+	b := newNode(t, hub, keys, "node-b", c)
+	a.user("alice")
+	b.user("bob")
+	b.user("carol")
+	// bob follows only himself: alice's DM is dropped (spec §5.3 step 5);
+	// carol has no entry at all and accepts everything.
+	b.follow("bob", "bob")
+	b.net.Follow(ctx, "alice")
+	if _, err := a.e.NewDirectMsg(ctx, "alice", 1, "bob", "to bob", false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.e.NewDirectMsg(ctx, "alice", 2, "carol", "to carol", false); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.thread("bob", "alice"); len(got) != 0 {
+		t.Fatalf("bob stored a DM from a user he does not follow: %+v", got)
+	}
+	if got := b.thread("carol", "alice"); len(got) != 1 {
+		t.Fatalf("carol (no entry) did not get her DM: %+v", got)
+	}
+	// Following later and rescanning recovers it (rescandirectmsgs).
+	b.follow("bob", "alice")
+	if err := b.e.Rescan(ctx, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	if got := strip(b.thread("bob", "alice")); len(got) != 1 || got[0].Text != "to bob" {
+		t.Fatalf("after rescan: %+v", got)
+	}
+	// A second rescan stores nothing twice.
+	if err := b.e.Rescan(ctx, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.thread("bob", "alice"); len(got) != 1 {
+		t.Fatalf("second rescan duplicated: %+v", got)
+	}
+	b.checkNoErrs()
+}
+
+func TestGetDirectMsgsShape(t *testing.T) {
+	ctx := context.Background()
+	a, b, _ := twoNodes(t)
+	for k := int64(1); k <= 5; k++ {
+		if _, err := a.e.NewDirectMsg(ctx, "alice", k, "bob", "m", false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	th, err := b.e.GetDirectMsgs("bob", 2, []msgstore.Query{msgstore.NewQuery("nobody"), msgstore.NewQuery("alice"), {Username: "alice", MaxID: 1, SinceID: -1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(th) != 2 || th[0].Username != "alice" || len(th[0].Messages) != 2 || th[0].Messages[0].ID != 3 || th[1].Messages[1].ID != 1 {
+		t.Fatalf("threads: %+v", th)
+	}
+	if th, _ := b.e.GetDirectMsgs("stranger", 10, []msgstore.Query{msgstore.NewQuery("alice")}); len(th) != 0 {
+		t.Fatalf("unknown local user: %+v", th)
+	}
+	f, _ := b.e.Following("bob")
+	if !reflect.DeepEqual(f, []string{"alice", "bob"}) {
+		t.Fatalf("following %v", f)
+	}
+	if err := b.e.Unfollow(ctx, "bob", []string{"alice"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.e.Follow(ctx, "bob", []string{"ghost"}); err != nil {
+		t.Fatal(err)
+	}
+	f, _ = b.e.Following("bob")
+	if !reflect.DeepEqual(f, []string{"bob"}) {
+		t.Fatalf("following after unfollow and unknown follow: %v", f)
+	}
+}
