@@ -1,0 +1,193 @@
+package dht
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twgroupd/twgroupd/internal/twproto"
+)
+
+// testRegistry is a KeySource and Signer over generated keys.
+type testRegistry struct {
+	mu   sync.Mutex
+	keys map[string]*twproto.PrivateKey
+	pubs map[string][]byte
+	best int64
+}
+
+func newTestRegistry(t testing.TB, users ...string) *testRegistry {
+	r := &testRegistry{keys: map[string]*twproto.PrivateKey{}, pubs: map[string][]byte{}}
+	for _, u := range users {
+		k, err := twproto.NewPrivateKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.keys[u] = k
+		r.pubs[u] = k.PubKey()
+	}
+	return r
+}
+
+func (r *testRegistry) UserKey(_ context.Context, user string, _ int64) (twproto.UserKey, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	pk, ok := r.pubs[user]
+	if !ok {
+		return twproto.UserKey{}, twproto.ErrUnknownUser
+	}
+	return twproto.UserKey{PubKey: pk, RegHeight: 1}, nil
+}
+
+func (r *testRegistry) BestHeight(context.Context) (int64, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.best, nil
+}
+
+func (r *testRegistry) SignAs(user string, msg []byte) ([]byte, error) {
+	r.mu.Lock()
+	k, ok := r.keys[user]
+	r.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("no key for %s", user)
+	}
+	return twproto.Sign(k, msg)
+}
+
+// signedP builds and signs p for target as user.
+func (r *testRegistry) signedP(t testing.TB, user string, target twproto.DHTTarget, v string, seq, height, tm int64) (p, sig []byte) {
+	t.Helper()
+	p = twproto.BuildDHTP(target, encodeString([]byte(v)), seq, height, tm)
+	sig, err := r.SignAs(user, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, sig
+}
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// testConfig is a loopback node: relaxed IP rules, fast timers, no rate
+// limits, its own datadir.
+func testConfig(t testing.TB, reg *testRegistry, bootstrap ...netip.AddrPort) Config {
+	cfg := Config{
+		Listen:         "127.0.0.1:0",
+		DataDir:        t.TempDir(),
+		Keys:           reg,
+		Signer:         reg,
+		Logger:         quietLogger(),
+		RelaxIPRules:   true,
+		TickInterval:   50 * time.Millisecond,
+		FlushInterval:  time.Hour,
+		SoftTimeout:    200 * time.Millisecond,
+		QueryTimeout:   time.Second,
+		ReplyRateLimit: -1,
+		FloodLimit:     -1,
+	}
+	for _, b := range bootstrap {
+		cfg.Bootstrap = append(cfg.Bootstrap, b.String())
+	}
+	return cfg
+}
+
+func openNode(t testing.TB, cfg Config) *Node {
+	t.Helper()
+	n, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	return n
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// rawClient is a bare UDP socket speaking KRPC, to probe one node.
+type rawClient struct {
+	t    testing.TB
+	conn *net.UDPConn
+	id   [20]byte
+	tid  uint16
+}
+
+func newRawClient(t testing.TB) *rawClient {
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return &rawClient{t: t, conn: conn, id: GenerateID(netip.Addr{})}
+}
+
+// ask sends a query and returns the decoded answer.
+func (c *rawClient) ask(to netip.AddrPort, q string, x *Args) *Msg {
+	c.t.Helper()
+	c.tid++
+	var tid [2]byte
+	binary.BigEndian.PutUint16(tid[:], c.tid)
+	if x.ID == nil {
+		x.ID = c.id[:]
+	}
+	b, err := (&Msg{Z: "q", Q: q, T: tid[:], X: x, V: clientVersion}).Marshal()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return c.askRaw(to, b, tid[:])
+}
+
+func (c *rawClient) askRaw(to netip.AddrPort, pkt, tid []byte) *Msg {
+	c.t.Helper()
+	if _, err := c.conn.WriteToUDPAddrPort(pkt, to); err != nil {
+		c.t.Fatal(err)
+	}
+	buf := make([]byte, readBufferSize)
+	c.conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+	for {
+		n, _, err := c.conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			c.t.Fatalf("no answer: %v", err)
+		}
+		m, err := DecodeMsg(buf[:n])
+		if err != nil {
+			c.t.Fatalf("undecodable answer %q: %v", buf[:n], err)
+		}
+		if string(m.T) == string(tid) {
+			return m
+		}
+	}
+}
+
+// token fetches a write token for target from node.
+func (c *rawClient) token(to netip.AddrPort, target twproto.DHTTarget) []byte {
+	c.t.Helper()
+	m := c.ask(to, methodGetData, &Args{Target: target.Bencode(), JustToken: i64(1)})
+	if m.R == nil || len(m.R.Token) != 4 {
+		c.t.Fatalf("no token: %+v", m)
+	}
+	return m.R.Token
+}
+
+func errMsg(m *Msg) string {
+	if m.E == nil {
+		return ""
+	}
+	return m.E.Msg
+}

@@ -1,0 +1,359 @@
+package dht
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"net/netip"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/twgroupd/twgroupd/internal/twproto"
+)
+
+// Storage constants (dht-swarm §2.9, §3.3, §3.4).
+const (
+	maxEntriesPerMulti = 32
+	maxTorrents        = 2000
+	maxPeersReply      = 100
+	peerLifetime       = 45 * time.Minute // announce_interval 30 min × 1.5
+	refreshConfirmed   = 60 * time.Minute
+	refreshUnconfirmed = 1 * time.Minute
+	localRecent        = 48 * time.Hour
+
+	blockAgeToExpireDHTEntry = 2016 // ~2 weeks (twister.h)
+	blockAgeToExpireDHTPosts = 8640 // ~2 months
+)
+
+// storedItem is one signed item as served: raw is the canonical item dict
+// {p, sig_p, sig_user}; p, v and sigP are views into it.
+type storedItem struct {
+	raw        []byte
+	p, v, sigP []byte
+	sigUser    string
+	target     twproto.DHTTarget
+	seq        int64
+	height     int64
+	nvalues    int // bencoded values in raw, for the reply item budget
+
+	localAdd    int64 // unix seconds, 0 when learned from the network
+	confirmed   bool
+	nextRefresh time.Time
+}
+
+// newStoredItem wraps a parsed p and its signature.
+func newStoredItem(p *twproto.DHTP, sigP []byte, sigUser string) *storedItem {
+	raw := twproto.EncodeDHTItem(p.Raw, sigP, sigUser)
+	// raw is "d1:p" + p + "5:sig_p" + len + ":" + sig + ...
+	pv := raw[4 : 4+len(p.Raw)]
+	// p.V is a copy; any occurrence of its bytes in p is the same value,
+	// which is all the multi dedup compares.
+	vOff := bytes.Index(p.Raw, p.V)
+	it := &storedItem{
+		raw:     raw,
+		p:       pv,
+		v:       pv[vOff : vOff+len(p.V)],
+		sigUser: sigUser,
+		target:  p.Target,
+		seq:     p.Seq,
+		height:  p.Height,
+	}
+	sigOff := 4 + len(p.Raw) + len("5:sig_p") + len(strconv.Itoa(len(sigP))) + 1
+	it.sigP = raw[sigOff : sigOff+len(sigP)]
+	it.nvalues, _ = checkBencode(raw, 64, 1<<20)
+	return it
+}
+
+// itemFromRaw rebuilds a stored item from a canonical item dict.
+func itemFromRaw(raw []byte) (*storedItem, error) {
+	it, err := twproto.DecodeDHTItem(raw)
+	if err != nil {
+		return nil, err
+	}
+	return newStoredItem(it.P, it.SigP, it.SigUser), nil
+}
+
+type itemList struct {
+	items []*storedItem
+}
+
+// itemStore is the signed storage table (node.cpp m_storage_table).
+type itemStore struct {
+	mu    sync.Mutex
+	m     map[[20]byte]*itemList
+	dirty map[[20]byte]struct{}
+}
+
+func newItemStore() *itemStore {
+	return &itemStore{m: make(map[[20]byte]*itemList), dirty: make(map[[20]byte]struct{})}
+}
+
+// store applies twisterd's store_dht_item rules (dht-swarm §3.3): a single
+// is replaced only by a strictly higher seq; a multi list drops a value
+// already present byte for byte, keeps newest height first and at most 32
+// entries. It reports whether the item was stored.
+func (s *itemStore) store(target [20]byte, it *storedItem, now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	it.nextRefresh = nextRefreshTime(now, it.confirmed)
+	l := s.m[target]
+	if l == nil {
+		s.m[target] = &itemList{items: []*storedItem{it}}
+		s.dirty[target] = struct{}{}
+		return true
+	}
+	if !it.target.Multi() {
+		if len(l.items) > 0 && it.seq <= l.items[0].seq {
+			return false
+		}
+		l.items = []*storedItem{it}
+		s.dirty[target] = struct{}{}
+		return true
+	}
+	insert := len(l.items)
+	for i := len(l.items) - 1; i >= 0; i-- {
+		old := l.items[i]
+		if bytes.Equal(old.v, it.v) {
+			return false
+		}
+		if it.height >= old.height {
+			insert = i
+		}
+	}
+	l.items = append(l.items, nil)
+	copy(l.items[insert+1:], l.items[insert:])
+	l.items[insert] = it
+	if len(l.items) > maxEntriesPerMulti {
+		clear(l.items[maxEntriesPerMulti:])
+		l.items = l.items[:maxEntriesPerMulti]
+	}
+	s.dirty[target] = struct{}{}
+	return true
+}
+
+// get returns the items stored under target (a copy of the list).
+func (s *itemStore) get(target [20]byte) []*storedItem {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l := s.m[target]
+	if l == nil {
+		return nil
+	}
+	return append([]*storedItem(nil), l.items...)
+}
+
+// confirm marks our unconfirmed item with this signature as seen on the
+// network (node.cpp putData_confirm).
+func (s *itemStore) confirm(target [20]byte, sigP []byte, now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l := s.m[target]
+	if l == nil {
+		return
+	}
+	for _, it := range l.items {
+		if !it.confirmed && bytes.Equal(it.sigP, sigP) {
+			it.confirmed = true
+			it.nextRefresh = nextRefreshTime(now, true)
+			s.dirty[target] = struct{}{}
+		}
+	}
+}
+
+// due returns the items whose refresh time has come and schedules their
+// next refresh, as refresh_storage does whether or not it republishes.
+func (s *itemStore) due(now time.Time) []*storedItem {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*storedItem
+	for target, l := range s.m {
+		for _, it := range l.items {
+			if it.nextRefresh.After(now) {
+				continue
+			}
+			if !it.confirmed && it.localAdd != 0 && now.Unix() > it.localAdd+int64(localRecent/time.Second) {
+				it.confirmed = true // force confirm by age
+				s.dirty[target] = struct{}{}
+			}
+			out = append(out, it)
+			it.nextRefresh = nextRefreshTime(now, it.confirmed)
+		}
+	}
+	return out
+}
+
+func (s *itemStore) count() (targets, items int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, l := range s.m {
+		targets++
+		items += len(l.items)
+	}
+	return targets, items
+}
+
+// takeDirty snapshots the lists changed since the last call (nil: the
+// target is gone), in dht.db's saved form.
+func (s *itemStore) takeDirty() map[[20]byte][]savedItem {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[[20]byte][]savedItem, len(s.dirty))
+	for t := range s.dirty {
+		l := s.m[t]
+		if l == nil {
+			out[t] = nil
+			continue
+		}
+		list := make([]savedItem, 0, len(l.items))
+		for _, it := range l.items {
+			si := savedItem{P: it.p, SigP: it.sigP, SigUser: it.sigUser, LocalAddTime: it.localAdd}
+			if it.confirmed {
+				si.Confirmed = 1
+			}
+			list = append(list, si)
+		}
+		out[t] = list
+	}
+	clear(s.dirty)
+	return out
+}
+
+// nextRefreshTime is now + 60 min (1 min when unconfirmed) ± 10%.
+func nextRefreshTime(now time.Time, confirmed bool) time.Time {
+	d := refreshUnconfirmed
+	if confirmed {
+		d = refreshConfirmed
+	}
+	return now.Add(time.Duration(float64(d) * (0.9 + 0.2*rand.Float64())))
+}
+
+// shouldExpire is twisterd's shouldDhtResourceExpire (dht-swarm §3.4).
+func shouldExpire(resource string, multi bool, height, best int64) bool {
+	if best < 1 || height+blockAgeToExpireDHTEntry >= best {
+		return false
+	}
+	if multi {
+		return true
+	}
+	basic := 0
+	for basic < len(resource) && isAlpha(resource[basic]) {
+		basic++
+	}
+	name, suffix := resource[:basic], resource[basic:]
+	number := -1
+	if suffix != "" && !(suffix[0] == '0' && len(suffix) > 1) {
+		allDigits := true
+		for i := 0; i < len(suffix); i++ {
+			if suffix[i] < '0' || suffix[i] > '9' {
+				allDigits = false
+			}
+		}
+		if allDigits {
+			if n, err := strconv.Atoi(suffix); err == nil {
+				number = n
+			}
+		}
+	}
+	switch name {
+	case "avatar", "profile", "status":
+		return suffix != ""
+	case "following":
+		return number < 0 || number > 200
+	case "post":
+		return number < 0 || height+blockAgeToExpireDHTPosts < best
+	}
+	return true
+}
+
+func isAlpha(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
+
+// shouldRepublish is refresh_storage's filter: singles, mention lists and
+// our own recent items.
+func shouldRepublish(it *storedItem, now time.Time) bool {
+	localRecentItem := it.localAdd != 0 && it.localAdd+int64(localRecent/time.Second) > now.Unix()
+	return !it.target.Multi() || it.target.R == "mention" || localRecentItem
+}
+
+type peerEntry struct {
+	added time.Time
+	seed  bool
+}
+
+type torrentEntry struct {
+	name  string
+	peers map[netip.AddrPort]peerEntry
+}
+
+// peerStore is the announce table (node.cpp m_map): peers per info-hash.
+type peerStore struct {
+	mu sync.Mutex
+	m  map[[20]byte]*torrentEntry
+}
+
+func newPeerStore() *peerStore { return &peerStore{m: make(map[[20]byte]*torrentEntry)} }
+
+// add records an announce; beyond maxTorrents the info-hash with the
+// fewest peers is evicted first.
+func (ps *peerStore) add(ih [20]byte, name string, peer netip.AddrPort, seed bool, now time.Time) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	te := ps.m[ih]
+	if te == nil {
+		if len(ps.m) >= maxTorrents {
+			var victim [20]byte
+			fewest := -1
+			for k, v := range ps.m {
+				if fewest < 0 || len(v.peers) < fewest {
+					victim, fewest = k, len(v.peers)
+				}
+			}
+			delete(ps.m, victim)
+		}
+		te = &torrentEntry{peers: make(map[netip.AddrPort]peerEntry)}
+		ps.m[ih] = te
+	}
+	if name != "" && te.name == "" {
+		if len(name) > 50 {
+			name = name[:50]
+		}
+		te.name = name
+	}
+	te.peers[peer] = peerEntry{added: now, seed: seed}
+}
+
+// lookup returns up to maxPeersReply live peers of ih, randomly sampled,
+// the stored name, and whether the info-hash is known.
+func (ps *peerStore) lookup(ih [20]byte, now time.Time) (peers []netip.AddrPort, name string, known bool) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	te := ps.m[ih]
+	if te == nil {
+		return nil, "", false
+	}
+	for p, e := range te.peers {
+		if now.Sub(e.added) < peerLifetime {
+			peers = append(peers, p)
+		}
+	}
+	rand.Shuffle(len(peers), func(i, j int) { peers[i], peers[j] = peers[j], peers[i] })
+	if len(peers) > maxPeersReply {
+		peers = peers[:maxPeersReply]
+	}
+	return peers, te.name, true
+}
+
+// purge drops expired peers and empty info-hashes (every 2 minutes).
+func (ps *peerStore) purge(now time.Time) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	for ih, te := range ps.m {
+		for p, e := range te.peers {
+			if now.Sub(e.added) >= peerLifetime {
+				delete(te.peers, p)
+			}
+		}
+		if len(te.peers) == 0 {
+			delete(ps.m, ih)
+		}
+	}
+}
