@@ -58,15 +58,25 @@ type Upstream struct {
 
 	refreshMu sync.Mutex // one best-height refresh at a time
 
-	mu      sync.Mutex
-	best    int64
-	bestAt  time.Time
-	bestOK  bool
-	gen     uint64 // bumped on every invalidation; stale fetches are not cached
-	lru     *list.List
-	entries map[string]*list.Element // -> *cacheEntry
+	mu       sync.Mutex
+	best     int64
+	bestAt   time.Time
+	bestOK   bool
+	lastTry  time.Time // of the last getblockcount attempt, ok or not
+	gen      uint64    // bumped on every invalidation; stale fetches are not cached
+	lru      *list.List
+	entries  map[string]*list.Element // -> *cacheEntry
+	inflight map[string]*flight       // one fetch per user at a time
 
 	warnedFallback sync.Once
+}
+
+// flight is one fetch of a user's registrations that concurrent lookups of
+// the same user wait for, instead of asking the upstream again.
+type flight struct {
+	done chan struct{}
+	regs []Registration
+	err  error
 }
 
 type cacheEntry struct {
@@ -88,6 +98,7 @@ func NewUpstream(c Caller, opts *UpstreamOptions) *Upstream {
 		log:      o.Logger,
 		lru:      list.New(),
 		entries:  make(map[string]*list.Element),
+		inflight: make(map[string]*flight),
 	}
 	if u.ttl <= 0 {
 		u.ttl = DefaultBestTTL
@@ -120,6 +131,29 @@ func (u *Upstream) BestHeight(ctx context.Context) (int64, error) {
 func (u *Upstream) refresh(ctx context.Context) (int64, error) {
 	u.refreshMu.Lock()
 	defer u.refreshMu.Unlock()
+	return u.refreshLocked(ctx)
+}
+
+// maybeRefresh lets lookups notice new blocks even when nobody asks
+// BestHeight. It never waits for another refresh and tries at most once per
+// TTL, so an unreachable upstream does not slow down cached lookups.
+func (u *Upstream) maybeRefresh(ctx context.Context) {
+	u.mu.Lock()
+	now := u.now()
+	due := (!u.bestOK || now.Sub(u.bestAt) >= u.ttl) && now.Sub(u.lastTry) >= u.ttl
+	u.mu.Unlock()
+	if !due || !u.refreshMu.TryLock() {
+		return
+	}
+	defer u.refreshMu.Unlock()
+	if _, err := u.refreshLocked(ctx); err != nil {
+		u.log.Debug("registry: best height refresh failed", "err", err)
+	}
+}
+
+// refreshLocked asks getblockcount and drops the users of new blocks from
+// the cache; u.refreshMu is held.
+func (u *Upstream) refreshLocked(ctx context.Context) (int64, error) {
 	u.mu.Lock()
 	if u.bestOK && u.now().Sub(u.bestAt) < u.ttl {
 		best := u.best // refreshed while we waited
@@ -127,6 +161,7 @@ func (u *Upstream) refresh(ctx context.Context) (int64, error) {
 		return best, nil
 	}
 	old, hadOld := u.best, u.bestOK
+	u.lastTry = u.now()
 	u.mu.Unlock()
 
 	var n int64
@@ -188,6 +223,7 @@ func (u *Upstream) UserKey(ctx context.Context, user string, height int64) (twpr
 	if CheckUsername(user) != nil {
 		return twproto.UserKey{}, ErrUnknownUser // twisterd can hold no such name
 	}
+	u.maybeRefresh(ctx)
 	u.mu.Lock()
 	if el, ok := u.entries[user]; ok {
 		u.lru.MoveToFront(el)
@@ -195,19 +231,35 @@ func (u *Upstream) UserKey(ctx context.Context, user string, height int64) (twpr
 		u.mu.Unlock()
 		return lookup(regs, height)
 	}
+	if f, ok := u.inflight[user]; ok {
+		u.mu.Unlock()
+		select {
+		case <-f.done:
+		case <-ctx.Done():
+			return twproto.UserKey{}, fmt.Errorf("registry: key of %s: %w", user, ctx.Err())
+		}
+		if f.err != nil {
+			return twproto.UserKey{}, fmt.Errorf("registry: key of %s: %w", user, f.err)
+		}
+		return lookup(f.regs, height)
+	}
+	f := &flight{done: make(chan struct{})}
+	u.inflight[user] = f
 	gen := u.gen
 	u.mu.Unlock()
 
-	regs, err := u.fetch(ctx, user)
-	if err != nil {
-		return twproto.UserKey{}, fmt.Errorf("registry: key of %s: %w", user, err)
-	}
+	f.regs, f.err = u.fetch(ctx, user)
 	u.mu.Lock()
-	if u.gen == gen {
-		u.put(user, regs)
+	delete(u.inflight, user)
+	if f.err == nil && u.gen == gen {
+		u.put(user, f.regs)
 	}
 	u.mu.Unlock()
-	return lookup(regs, height)
+	close(f.done)
+	if f.err != nil {
+		return twproto.UserKey{}, fmt.Errorf("registry: key of %s: %w", user, f.err)
+	}
+	return lookup(f.regs, height)
 }
 
 func lookup(regs []Registration, height int64) (twproto.UserKey, error) {

@@ -586,3 +586,37 @@ func FuzzUpstreamReplies(f *testing.F) {
 		_, _ = ImportUserKeys(ctx, c, []string{"alice"})
 	})
 }
+
+func TestUpstreamRegistryOneFetchPerUser(t *testing.T) {
+	ctx := context.Background()
+	fc, _, c := newFakeChain(t)
+	transcriptChain(t, fc)
+	clock := &fakeClock{}
+	reg := NewUpstream(c, &UpstreamOptions{Now: clock.now})
+	var wg sync.WaitGroup
+	for range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := reg.UserKey(ctx, "alice", -1); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := fc.count("getrawtransaction"); n != 1 {
+		t.Fatalf("32 concurrent lookups made %d fetches; want 1", n)
+	}
+
+	// Lookups alone (no BestHeight caller) still notice new blocks.
+	if _, err := reg.UserKey(ctx, "dave", -1); !errors.Is(err, ErrUnknownUser) {
+		t.Fatal(err)
+	}
+	dave, _ := twproto.NewPrivateKey()
+	fc.mine(fakeTx{user: "dave", pub: dave.PubKey()})
+	clock.unix.Add(3)
+	uk, err := reg.UserKey(ctx, "dave", -1)
+	if err != nil || !bytes.Equal(uk.PubKey, dave.PubKey()) {
+		t.Fatalf("dave after his block, lookups only: %x, %v", uk.PubKey, err)
+	}
+}
