@@ -425,3 +425,37 @@ func FuzzParseFile(f *testing.F) {
 		}
 	})
 }
+
+func TestInitFileRace(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "registry.txt")
+	var wg sync.WaitGroup
+	var created atomic.Int32
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ok, err := InitFile(context.Background(), path, time.Unix(int64(1000+i), 0), DefaultBlockInterval)
+			if err != nil {
+				t.Error(err)
+			}
+			if ok {
+				created.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if created.Load() != 1 {
+		t.Fatalf("%d callers created the file; want 1", created.Load())
+	}
+	clock := &fakeClock{}
+	clock.unix.Store(2000)
+	f, err := OpenFile(path, WithClock(clock.now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Whichever genesis won, every opener derives the same height from it.
+	best, err := f.BestHeight(context.Background())
+	if err != nil || best < (2000-1007)/10 || best > (2000-1000)/10 {
+		t.Fatalf("BestHeight = %d, %v", best, err)
+	}
+}
