@@ -209,7 +209,7 @@ func find(t *testing.T, all []exchange, node, method, inRequest, inResponse stri
 }
 
 // vectorHex reads a hex field of a testdata/vectors file.
-func vectorHex(t *testing.T, file, field string) []byte {
+func vectorHex(t testing.TB, file, field string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("..", "testdata", "vectors", file))
 	if err != nil {
@@ -230,7 +230,7 @@ func vectorHex(t *testing.T, file, field string) []byte {
 	return raw
 }
 
-func mustWIF(t *testing.T, wif string) *twproto.PrivateKey {
+func mustWIF(t testing.TB, wif string) *twproto.PrivateKey {
 	t.Helper()
 	k, err := twproto.ParseWIF(wif)
 	if err != nil {
@@ -278,7 +278,7 @@ func (f *fakeDM) NewDirectMsg(_ context.Context, from string, k int64, to, msg s
 	f.sent = append(f.sent, key)
 	post, ok := f.posts[key]
 	if !ok {
-		return nil, fmt.Errorf("fake: no post for %s", key)
+		return nil, fmt.Errorf("fake: no post for %s/%d", from, k)
 	}
 	return post, nil
 }
@@ -542,7 +542,7 @@ func (r *fakeRegistry) UserKey(_ context.Context, user string, height int64) (tw
 
 func (r *fakeRegistry) BestHeight(context.Context) (int64, error) { return r.best, nil }
 
-func transcriptRegistry(t *testing.T) *fakeRegistry {
+func transcriptRegistry(t testing.TB) *fakeRegistry {
 	a, err := hex.DecodeString(alicePubHex)
 	if err != nil {
 		t.Fatal(err)

@@ -13,7 +13,7 @@ import (
 // nodes (testdata/rpc/*.md, verbatim) against fake backends holding the
 // same state, and compare the HTTP bodies byte for byte.
 
-func node1(t *testing.T) (Config, *fakeDM, *fakeGroups, *fakeDHT) {
+func node1(t testing.TB) (Config, *fakeDM, *fakeGroups, *fakeDHT) {
 	t.Helper()
 	dmf := newFakeDM()
 	dmf.following["alice"] = []string{"alice", "bob"}
@@ -52,7 +52,7 @@ func node1(t *testing.T) (Config, *fakeDM, *fakeGroups, *fakeDHT) {
 	return cfg, dmf, groups, dht
 }
 
-func node2(t *testing.T) Config {
+func node2(t testing.TB) Config {
 	t.Helper()
 	dmf := newFakeDM()
 	dmf.following["bob"] = []string{"bob", "alice"}

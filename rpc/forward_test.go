@@ -1,0 +1,130 @@
+package rpc
+
+import (
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/twgroupd/twgroupd/internal/upstream"
+)
+
+// fakeTwisterd is an upstream twisterd on 127.0.0.1 that answers a few
+// methods and records the bodies it received.
+type fakeTwisterd struct {
+	*httptest.Server
+	mu     sync.Mutex
+	bodies []string
+}
+
+const upstreamPass = "upstream-secret-pass"
+
+func newFakeTwisterd(t *testing.T) *fakeTwisterd {
+	f := &fakeTwisterd{}
+	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); !ok || u != "tw" || p != upstreamPass {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		body, _ := io.ReadAll(r.Body)
+		f.mu.Lock()
+		f.bodies = append(f.bodies, string(body))
+		f.mu.Unlock()
+		var req struct {
+			Method string          `json:"method"`
+			ID     json.RawMessage `json:"id"`
+		}
+		json.Unmarshal(body, &req)
+		w.Header().Set("Content-Type", "application/json")
+		switch req.Method {
+		case "getbestblockhash":
+			io.WriteString(w, `{"result":"4b8ab09dd699a811c99f7c7395d944658be33e24e03cd2687980b2f432e80dfc","error":null,"id":`+string(req.ID)+"}\n")
+		case "getblock":
+			w.WriteHeader(http.StatusInternalServerError)
+			io.WriteString(w, `{"result":null,"error":{"code":-5,"message":"Block not found"},"id":`+string(req.ID)+"}\n")
+		case "dhtget", "getinfo":
+			io.WriteString(w, `{"result":"from upstream","error":null,"id":`+string(req.ID)+"}\n")
+		default:
+			w.WriteHeader(http.StatusNotFound)
+			io.WriteString(w, `{"result":null,"error":{"code":-32601,"message":"Method not found"},"id":`+string(req.ID)+"}\n")
+		}
+	}))
+	t.Cleanup(f.Close)
+	return f
+}
+
+func (f *fakeTwisterd) client(t *testing.T) *upstream.Client {
+	t.Helper()
+	c, err := upstream.New("http://tw:"+upstreamPass+"@"+strings.TrimPrefix(f.URL, "http://"), upstream.WithLogger(discardLogger()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestForwardUnknownMethods(t *testing.T) {
+	up := newFakeTwisterd(t)
+	ts := startServer(t, Config{Wallet: newFakeWallet(), Upstream: up.client(t)})
+
+	body := `{"jsonrpc":"1.0","id":"t","method":"getbestblockhash","params":[]}`
+	wantReply(t, ts.call(t, body), 200, okReply(`"4b8ab09dd699a811c99f7c7395d944658be33e24e03cd2687980b2f432e80dfc"`))
+	// The upstream's error status and body come back unchanged.
+	wantReply(t, ts.call(t, req("getblock", "00")), 500, errReply(-5, "Block not found"))
+	wantReply(t, ts.call(t, req("nosuchmethod")), 404, errReply(-32601, "Method not found"))
+	up.mu.Lock()
+	if len(up.bodies) != 3 || up.bodies[0] != body {
+		t.Errorf("upstream saw %q", up.bodies)
+	}
+	up.mu.Unlock()
+
+	// Native methods are not forwarded, in a batch neither.
+	batch := `[{"id":1,"method":"listwalletusers"},{"id":2,"method":"getbestblockhash"},{"id":3,"method":"getblock","params":["x"]}]`
+	wantReply(t, ts.call(t, batch), 200, `[{"result":[],"error":null,"id":1},`+
+		`{"result":"4b8ab09dd699a811c99f7c7395d944658be33e24e03cd2687980b2f432e80dfc","error":null,"id":2},`+
+		`{"result":null,"error":{"code":-5,"message":"Block not found"},"id":3}]`+"\n")
+	up.mu.Lock()
+	if n := len(up.bodies); n != 5 || up.bodies[3] != `{"id":2,"method":"getbestblockhash"}` {
+		t.Errorf("upstream saw %q", up.bodies)
+	}
+	up.mu.Unlock()
+}
+
+// TestForwardMissingBackend: a native method whose backend this daemon does
+// not run goes upstream too (e.g. dhtget without a DHT).
+func TestForwardMissingBackend(t *testing.T) {
+	up := newFakeTwisterd(t)
+	ts := startServer(t, Config{Upstream: up.client(t)})
+	wantReply(t, ts.call(t, req("dhtget", "alice", "profile", "s")), 200, okReply(`"from upstream"`))
+	wantReply(t, ts.call(t, req("getinfo")), 200, okReply(`"from upstream"`))
+	// Parameter errors are still ours.
+	wantReply(t, ts.call(t, req("dhtget", "alice", "profile", 1)), 500, errReply(-1, "value is type int, expected str"))
+}
+
+// TestForwardUpstreamDown: an unreachable upstream is an error that does
+// not reveal its credentials.
+func TestForwardUpstreamDown(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	c, err := upstream.New("http://tw:"+upstreamPass+"@"+addr, upstream.WithLogger(discardLogger()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := startServer(t, Config{Upstream: c})
+	for _, body := range []string{req("getbestblockhash"), `[{"id":1,"method":"getbestblockhash"}]`} {
+		r := ts.call(t, body)
+		if !strings.Contains(r.body, `"code":-32603`) || !strings.Contains(r.body, "upstream twisterd unavailable") {
+			t.Errorf("%s: %d %s", body, r.status, r.body)
+		}
+		if strings.Contains(r.body, upstreamPass) {
+			t.Errorf("upstream password leaked: %s", r.body)
+		}
+	}
+}
