@@ -206,3 +206,101 @@ func TestGetDirectMsgsShape(t *testing.T) {
 		t.Fatalf("following after unfollow and unknown follow: %v", f)
 	}
 }
+
+func TestParallelTrialDecryption(t *testing.T) {
+	var keys []*twproto.PrivateKey
+	for range 100 {
+		k, err := twproto.NewPrivateKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, k)
+	}
+	for _, right := range []int{0, 31, 70, 99} {
+		env, err := twproto.Encrypt(keys[right].PubKey(), []byte("payload"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		idx, plain, err := decryptAny(env, keys)
+		if err != nil || idx != right || string(plain) != "payload" {
+			t.Fatalf("key %d: got %d %q %v", right, idx, plain, err)
+		}
+	}
+	stranger, _ := twproto.NewPrivateKey()
+	env, _ := twproto.Encrypt(stranger.PubKey(), []byte("x"))
+	if _, _, err := decryptAny(env, keys); !errors.Is(err, twproto.ErrMAC) {
+		t.Fatalf("no key: %v", err)
+	}
+	env.Body = env.Body[:5]
+	if _, _, err := decryptAny(env, keys); !errors.Is(err, twproto.ErrEnvelope) {
+		t.Fatalf("malformed: %v", err)
+	}
+}
+
+func TestConcurrentSendsAndDeliveries(t *testing.T) {
+	ctx := context.Background()
+	a, b, hub := twoNodes(t)
+	errs := make(chan error, 8)
+	for range 8 {
+		go func() {
+			_, err := a.e.NewDirectMsg(ctx, "alice", 1, "bob", "only once", false)
+			errs <- err
+		}()
+	}
+	ok := 0
+	for range 8 {
+		err := <-errs
+		switch {
+		case err == nil:
+			ok++
+		case !errors.Is(err, ErrKUsed):
+			t.Errorf("unexpected error: %v", err)
+		}
+	}
+	if ok != 1 {
+		t.Fatalf("%d sends with the same k succeeded", ok)
+	}
+	for k := int64(2); k <= 6; k++ {
+		if _, err := a.e.NewDirectMsg(ctx, "alice", k, "bob", "more", false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The same pieces handed over by several goroutines at once.
+	var posts []*twproto.Post
+	for _, d := range hub.Pieces("alice") {
+		p, err := twproto.DecodePost(d.Raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		posts = append(posts, p)
+	}
+	done := make(chan error, 4)
+	for range 4 {
+		go func() {
+			for _, p := range posts {
+				if err := b.e.HandlePost(ctx, p); err != nil {
+					done <- err
+					return
+				}
+				if err := b.e.process(ctx, p, false); err != nil {
+					done <- err
+					return
+				}
+			}
+			done <- nil
+		}()
+	}
+	for range 4 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := b.thread("bob", "alice")
+	checkIDs(t, got)
+	if len(got) != 6 {
+		t.Fatalf("bob has %d messages, want 6", len(got))
+	}
+	if got := a.thread("alice", "bob"); len(got) != 6 {
+		t.Fatalf("alice has %d sent copies, want 6", len(got))
+	}
+}

@@ -197,3 +197,17 @@ func TestSecondProcessFailsFast(t *testing.T) {
 	}
 	t.Logf("second open failed after %v: %s", time.Since(start), stderr.String())
 }
+
+func FuzzDecodeRecord(f *testing.F) {
+	k, _ := twproto.ParseWIF(aliceWIF)
+	rec := []byte{1, 1, 0, 0, 0, 0, 0, 0, 0, 1}
+	f.Add(append(rec, k.Secret()...))
+	f.Add([]byte{1, 0})
+	f.Add(make([]byte, recordLen))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		key, _, err := decodeRecord(b)
+		if err == nil && (key == nil || len(key.Secret()) != 32) {
+			t.Fatalf("accepted record without a key")
+		}
+	})
+}
