@@ -39,6 +39,7 @@ func TestWalletMethods(t *testing.T) {
 	wantReply(t, ts.call(t, req("createwalletuser", "zed", true)), 500, errReply(-11, "Error: replacekey given but old key not in wallet"))
 	wantReply(t, ts.call(t, req("createwalletuser", "carol", true)), 500, errReply(-4, "Error: replacekey is not supported by twgroupd"))
 
+	wantReply(t, ts.call(t, req("createwalletuser", "*x")), 500, errReply(-11, `invalid wallet username: "*x"`))
 	wantReply(t, ts.call(t, req("importprivkey", "notawif", "alice")), 500, errReply(-5, "Invalid private key"))
 	wantReply(t, ts.call(t, req("importprivkey", bobWIF, "alice")), 500, errReply(-5, "Private key mismatch to existing public key (wrong username?)"))
 	uncompressed, err := twproto.PrivateKeyFromBytes(mustWIF(t, aliceWIF).Secret(), false)
