@@ -351,3 +351,37 @@ func TestCapturedPutsReplayed(t *testing.T) {
 		t.Fatal("no captured item compared")
 	}
 }
+
+// Non-DHT datagrams (uTP) reach Config.NonDHT; AddContact pings a node
+// into the routing table.
+func TestNonDHTAndAddContact(t *testing.T) {
+	reg := newTestRegistry(t)
+	got := make(chan []byte, 1)
+	cfg := testConfig(t, reg)
+	cfg.NonDHT = func(pkt []byte, _ netip.AddrPort) {
+		select {
+		case got <- bytes.Clone(pkt):
+		default:
+		}
+	}
+	a := openNode(t, cfg)
+	b := openNode(t, testConfig(t, reg))
+	utpSyn := append([]byte{0x41, 0}, make([]byte, 18)...)
+	c := newRawClient(t)
+	if _, err := c.conn.WriteToUDPAddrPort(utpSyn, a.LocalAddr()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case pkt := <-got:
+		if !bytes.Equal(pkt, utpSyn) {
+			t.Fatalf("got %x", pkt)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("uTP datagram not delivered")
+	}
+	b.AddContact(a.LocalAddr())
+	waitFor(t, 5*time.Second, "contact confirmed", func() bool {
+		_, confirmed := b.table.size()
+		return confirmed == 1
+	})
+}

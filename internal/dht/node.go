@@ -65,6 +65,10 @@ type Config struct {
 	// FloodLimit is how many packets one IP may send in 5 s before it is
 	// ignored for 5 minutes (default 1000); negative disables.
 	FloodLimit int
+	// NonDHT, when set, receives the datagrams on our port that are not
+	// DHT packets (twisterd's uTP shares the socket); it must not block or
+	// keep pkt. Node.WriteTo answers them from the same socket.
+	NonDHT func(pkt []byte, from netip.AddrPort)
 }
 
 // Node is a twister DHT node.
@@ -208,6 +212,14 @@ func Open(cfg Config) (*Node, error) {
 func (n *Node) LocalAddr() netip.AddrPort {
 	ap := n.conn.LocalAddr().(*net.UDPAddr).AddrPort()
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
+
+// WriteTo sends a raw datagram from the DHT socket (for NonDHT traffic).
+func (n *Node) WriteTo(pkt []byte, to netip.AddrPort) error {
+	if _, err := n.conn.WriteToUDPAddrPort(pkt, to); err != nil {
+		return fmt.Errorf("dht: write to %s: %w", to, err)
+	}
+	return nil
 }
 
 // ID is our node id.

@@ -243,7 +243,7 @@ func (n *Node) query(ctx context.Context, addr netip.AddrPort, q string, args *A
 }
 
 // readLoop feeds DHT datagrams to the workers. Datagrams that are not
-// "d...e" of more than 20 bytes belong to uTP and are ignored.
+// "d...e" of more than 20 bytes belong to uTP: they go to Config.NonDHT.
 func (n *Node) readLoop() {
 	defer n.wg.Done()
 	buf := make([]byte, readBufferSize)
@@ -256,10 +256,13 @@ func (n *Node) readLoop() {
 			}
 			continue
 		}
+		src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
 		if sz <= 20 || buf[0] != 'd' || buf[sz-1] != 'e' {
+			if n.cfg.NonDHT != nil {
+				n.cfg.NonDHT(buf[:sz], src)
+			}
 			continue
 		}
-		src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
 		if !n.flood.allow(src.Addr(), n.now()) {
 			continue
 		}

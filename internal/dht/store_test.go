@@ -1,0 +1,70 @@
+package dht
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/twgroupd/twgroupd/internal/twproto"
+)
+
+func TestMultiStoreRules(t *testing.T) {
+	reg := newTestRegistry(t, "alice")
+	target := twproto.DHTTarget{N: "tag", R: "hashtag", T: "m"}
+	s := newItemStore()
+	now := time.Now()
+	add := func(v string, height int64) bool {
+		p, sig := reg.signedP(t, "alice", target, v, -1, height, 1)
+		pd, _ := twproto.ParseDHTP(p)
+		return s.store(target.Hash(), newStoredItem(pd, sig, "alice"), now)
+	}
+	add("a", 10)
+	add("b", 12)
+	add("c", 11)
+	add("d", 12) // same height as b: goes before it
+	if add("a", 20) {
+		t.Fatal("duplicate value stored")
+	}
+	var order string
+	for _, it := range s.get(target.Hash()) {
+		order += string(it.v[2:])
+	}
+	if order != "dbca" {
+		t.Fatalf("order %q, want dbca", order)
+	}
+	for i := 0; i < 40; i++ {
+		add(fmt.Sprintf("v%d", i), int64(100+i))
+	}
+	l := s.get(target.Hash())
+	if len(l) != maxEntriesPerMulti || l[0].height != 139 {
+		t.Fatalf("%d entries, first height %d", len(l), l[0].height)
+	}
+}
+
+func TestShouldExpire(t *testing.T) {
+	for _, c := range []struct {
+		r      string
+		multi  bool
+		height int64
+		best   int64
+		want   bool
+	}{
+		{"profile", false, 1, 0, false},    // no chain: nothing expires
+		{"profile", false, 1, 2017, false}, // young
+		{"mention", true, 1, 3000, true},   // old multi
+		{"profile", false, 1, 3000, false}, // never
+		{"profile2", false, 1, 3000, true}, // no number allowed
+		{"following3", false, 1, 3000, false},
+		{"following03", false, 1, 3000, true},
+		{"following201", false, 1, 3000, true},
+		{"post5", false, 1, 3000, false},
+		{"post5", false, 1, 9000, true}, // older than 8640 blocks
+		{"post", false, 1, 3000, true},
+		{"status", false, 1, 3000, false},
+		{"swarm", false, 1, 3000, true},
+	} {
+		if got := shouldExpire(c.r, c.multi, c.height, c.best); got != c.want {
+			t.Errorf("%s multi=%v h=%d best=%d: %v", c.r, c.multi, c.height, c.best, got)
+		}
+	}
+}
