@@ -65,6 +65,13 @@ type Swarm interface {
 	Posts(ctx context.Context, count int, queries []msgstore.Query, allowedFlags, requiredFlags int) ([][]byte, error)
 }
 
+// Registrar publishes a wallet user's public key to the user registry: the
+// work of twisterd's sendnewusertransaction. On a devnet it writes the
+// shared registry file; the result is shown as the transaction id.
+type Registrar interface {
+	RegisterUser(ctx context.Context, user string, pubkey []byte) (txid string, err error)
+}
+
 // NodeInfo reports the node state getinfo shows.
 type NodeInfo interface {
 	NodeStatus(ctx context.Context) (NodeStatus, error)

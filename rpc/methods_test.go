@@ -1,6 +1,8 @@
 package rpc
 
 import (
+	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -228,4 +230,38 @@ func TestNoBackend(t *testing.T) {
 	if r := ts.call(t, req("getinfo")); r.status != 200 || !strings.Contains(r.body, `"version":94000`) {
 		t.Errorf("getinfo: %d %s", r.status, r.body)
 	}
+}
+
+// fakeRegistrar registers users in a fakeRegistry.
+type fakeRegistrar struct{ reg *fakeRegistry }
+
+func (f fakeRegistrar) RegisterUser(_ context.Context, user string, pubkey []byte) (string, error) {
+	f.reg.keys[user] = pubkey
+	return hex.EncodeToString(pubkey[:8]), nil
+}
+
+func TestSendNewUserTransaction(t *testing.T) {
+	w, err := wallet.Open(filepath.Join(t.TempDir(), "wallet.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	reg := transcriptRegistry(t)
+	ts := startServer(t, Config{Wallet: w, Registry: reg, Registrar: fakeRegistrar{reg}})
+	wantReply(t, ts.call(t, req("sendnewusertransaction", "carol")), 500, errReply(-11, "Error: username must exist in wallet"))
+	wantReply(t, ts.call(t, req("sendnewusertransaction", 5)), 500, errReply(-8, "username must be string"))
+	ts.call(t, req("createwalletuser", "carol"))
+	key, err := w.Key("carol")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantReply(t, ts.call(t, req("sendnewusertransaction", "carol")), 200, okReply(`"`+hex.EncodeToString(key.PubKey()[:8])+`"`))
+	wantReply(t, ts.call(t, req("dumppubkey", "carol")), 200, okReply(`"`+hex.EncodeToString(key.PubKey())+`"`))
+	wantReply(t, ts.call(t, req("sendnewusertransaction", "carol")), 500, errReply(-11, "Error: this username exists in tx database"))
+	wantReply(t, ts.call(t, req("createwalletuser", "carol")), 500, errReply(-11, "Error: this username exists in wallet"))
+
+	// Without a registrar it is not ours: a clear error (or the upstream's).
+	bare := startServer(t, Config{Wallet: w, Registry: reg})
+	wantReply(t, bare.call(t, req("sendnewusertransaction", "carol")), 500,
+		errReply(-1, "sendnewusertransaction: no registrar configured in this twgroupd (run it with -upstream or enable the registrar)"))
 }

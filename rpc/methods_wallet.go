@@ -74,6 +74,39 @@ func (s *Server) createwalletuser(ctx context.Context, p params) (any, error) {
 	return key.WIF(), nil
 }
 
+// sendnewusertransaction registers a wallet user in the registry. Its
+// checks and messages are twisterd's (src/rpcrawtransaction.cpp).
+func (s *Server) sendnewusertransaction(ctx context.Context, p params) (any, error) {
+	if typeOf(p[0]) != strType {
+		return nil, &Error{Code: CodeInvalidParameter, Message: "username must be string"}
+	}
+	name, err := p.str(0)
+	if err != nil {
+		return nil, err
+	}
+	if s.cfg.Registrar == nil {
+		return nil, noBackend("sendnewusertransaction", "registrar")
+	}
+	if s.cfg.Wallet == nil {
+		return nil, noBackend("sendnewusertransaction", "wallet")
+	}
+	key, err := s.cfg.Wallet.Key(name)
+	switch {
+	case errors.Is(err, wallet.ErrUserNotFound):
+		return nil, &Error{Code: CodeWalletAccountName, Message: "Error: username must exist in wallet"}
+	case errors.Is(err, wallet.ErrKeyNotKnown):
+		return nil, &Error{Code: CodeWalletAccountName, Message: "Error: no public key found"}
+	case err != nil:
+		return nil, err
+	}
+	if _, registered, err := s.registeredKey(ctx, "sendnewusertransaction", name); err != nil {
+		return nil, err
+	} else if registered {
+		return nil, wallet.ErrUserInChain
+	}
+	return s.cfg.Registrar.RegisterUser(ctx, name, key.PubKey())
+}
+
 func (s *Server) importprivkey(ctx context.Context, p params) (any, error) {
 	wif, err := p.str(0)
 	if err != nil {

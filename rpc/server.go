@@ -29,6 +29,7 @@ const (
 	authFailDelay      = 250 * time.Millisecond
 	shortPasswordLimit = 20
 	serverHeader       = "bitcoin-json-rpc/twgroupd"
+	bodyReadTimeout    = time.Minute
 	cspHeader          = "script-src 'self' 'unsafe-eval'"
 )
 
@@ -62,6 +63,9 @@ type Config struct {
 	DHT      DHTNode
 	Swarm    Swarm
 	Node     NodeInfo
+	// Registrar answers sendnewusertransaction; nil sends it upstream (or
+	// answers a clear error without one).
+	Registrar Registrar
 	// Feed delivers new messages to websocket clients; nil disables /ws.
 	Feed *Feed
 	// Stop is called (once, asynchronously) by the stop method.
@@ -278,6 +282,8 @@ func (s *Server) serveRPC(w http.ResponseWriter, r *http.Request) {
 		s.tooLarge(w)
 		return
 	}
+	// A client trickling its body must not hold a slot for long.
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyReadTimeout))
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
 	if err != nil {
 		var mbe *http.MaxBytesError

@@ -70,6 +70,11 @@ func (s *Server) methodTable() (map[string]*method, []string) {
 				"Create a new key pair for user and add it to wallet\n" +
 				"Use sendnewusertransaction to publish it to the network.\n" +
 				"Returns key secret (keep it safe)"},
+		{name: "sendnewusertransaction", minParams: 1, maxParams: 1, handler: s.sendnewusertransaction,
+			help: "sendnewusertransaction <username>\n" +
+				"Send a transaction registering a previously created new user\n" +
+				"using createwalletuser or imported to the wallet\n" +
+				"Submits raw transaction (serialized, hex-encoded) to local node and network."},
 		{name: "importprivkey", minParams: 2, maxParams: 4, handler: s.importprivkey,
 			help: "importprivkey <bitcoinprivkey> <username> [rescan=true] [allow_new_user=false]\n" +
 				"Adds a private key (as returned by dumpprivkey) to your wallet."},
