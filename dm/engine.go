@@ -316,31 +316,40 @@ func (e *Engine) Rescan(ctx context.Context, user string) error {
 	}
 	var errs []error
 	for _, author := range following {
-		var refs []msgstore.PostRef
-		err := e.store.View(func(tx *msgstore.Tx) error {
-			return tx.PostsBy(author, func(k int64, _ []byte) error {
-				refs = append(refs, msgstore.PostRef{Author: author, K: k})
-				return nil
-			})
-		})
-		if err != nil {
-			return fmt.Errorf("rescan %s: %w", user, err)
+		if err := e.rescanAuthor(ctx, author); err != nil {
+			errs = append(errs, err)
 		}
-		for _, ref := range refs {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			p, err := e.storedPost(ref)
-			if err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			if p == nil {
-				continue
-			}
-			if err := e.process(ctx, p, false); err != nil {
-				errs = append(errs, err)
-			}
+	}
+	return errors.Join(errs...)
+}
+
+// rescanAuthor processes again every stored DM post of author.
+func (e *Engine) rescanAuthor(ctx context.Context, author string) error {
+	var refs []msgstore.PostRef
+	err := e.store.View(func(tx *msgstore.Tx) error {
+		return tx.PostsBy(author, func(k int64, _ []byte) error {
+			refs = append(refs, msgstore.PostRef{Author: author, K: k})
+			return nil
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("rescan %s: %w", author, err)
+	}
+	var errs []error
+	for _, ref := range refs {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		p, err := e.storedPost(ref)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if p == nil {
+			continue
+		}
+		if err := e.process(ctx, p, false); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)

@@ -34,6 +34,9 @@ func (e *Engine) GetDirectMsgs(localUser string, count int, queries []msgstore.Q
 
 // Follow adds users to localUser's following list and starts their swarms.
 // As twisterd, a user the registry does not know is skipped silently.
+// Unlike twisterd, the stored DM posts of a newly followed user are
+// processed again, so what the not-following rule dropped before is not
+// lost (twisterd needs rescandirectmsgs).
 func (e *Engine) Follow(ctx context.Context, localUser string, users []string) error {
 	var known []string
 	for _, u := range users {
@@ -52,13 +55,27 @@ func (e *Engine) Follow(ctx context.Context, localUser string, users []string) e
 	if len(known) == 0 {
 		return nil
 	}
-	if err := e.store.Update(func(tx *msgstore.Tx) error { return tx.Follow(localUser, known...) }); err != nil {
+	var added []string
+	err := e.store.Update(func(tx *msgstore.Tx) error {
+		for _, u := range known {
+			if !tx.IsFollowing(localUser, u) {
+				added = append(added, u)
+			}
+		}
+		return tx.Follow(localUser, known...)
+	})
+	if err != nil {
 		return fmt.Errorf("follow: %w", err)
 	}
 	var errs []error
 	for _, u := range known {
 		if err := e.net.Follow(ctx, u); err != nil {
 			errs = append(errs, fmt.Errorf("follow %s: %w", u, err))
+		}
+	}
+	for _, u := range added {
+		if err := e.rescanAuthor(ctx, u); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
