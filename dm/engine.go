@@ -77,6 +77,13 @@ type Network interface {
 	Follow(ctx context.Context, user string) error
 }
 
+// PieceChecker may be implemented by a Network that knows which pieces a
+// swarm holds (public posts, pieces made by another daemon with the same
+// user): the engine then also refuses those ks, before building anything.
+type PieceChecker interface {
+	HasPiece(user string, k int64) bool
+}
+
 // Event is a stored message pushed to live listeners (twisterd's websocket
 // objects, spec §5.3 step 9).
 type Event struct {

@@ -126,6 +126,23 @@ func TestPublishFailureConsumesNoK(t *testing.T) {
 	if n := len(hub.Pieces("alice")); n != 2 {
 		t.Fatalf("alice has %d pieces, want 2", n)
 	}
+	// A piece the swarm holds that this engine never saw (say, a public
+	// post) is refused too.
+	up, err := twproto.Bencode(map[string]any{"height": 99, "k": 3, "msg": "public post", "n": "alice", "time": 1_800_000_100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ak, _ := a.w.Key("alice")
+	sig, err := twproto.Sign(ak, up)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := hub.Add(ctx, "alice", 3, twproto.WrapSignedPost(sig, up)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.e.NewDirectMsg(ctx, "alice", 3, "bob", "x", false); !errors.Is(err, ErrKUsed) {
+		t.Fatalf("k held by the swarm: %v", err)
+	}
 	b.checkNoErrs()
 }
 

@@ -121,6 +121,13 @@ func (e *Engine) publish(ctx context.Context, from string, k, now int64, envs []
 	if err != nil {
 		return nil, ErrSign
 	}
+	if pc, ok := e.net.(PieceChecker); ok {
+		for i := range envs {
+			if kk := k + int64(i); pc.HasPiece(from, kk) {
+				return nil, fmt.Errorf("send as %s: %w", from, &KUsedError{User: from, K: kk})
+			}
+		}
+	}
 	best, err := e.keys.BestHeight(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("best height: %w", err)

@@ -241,6 +241,14 @@ func (n *Node) Follow(ctx context.Context, user string) error {
 	return nil
 }
 
+// HasPiece implements dm.PieceChecker.
+func (n *Node) HasPiece(user string, k int64) bool {
+	n.hub.mu.Lock()
+	defer n.hub.mu.Unlock()
+	_, ok := n.hub.pieces[user][k]
+	return ok
+}
+
 // Follows reports whether the node follows user's swarm.
 func (n *Node) Follows(user string) bool {
 	n.mu.Lock()
