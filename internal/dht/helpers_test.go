@@ -126,6 +126,7 @@ type rawClient struct {
 	conn *net.UDPConn
 	id   [20]byte
 	tid  uint16
+	buf  []byte
 }
 
 func newRawClient(t testing.TB) *rawClient {
@@ -134,7 +135,7 @@ func newRawClient(t testing.TB) *rawClient {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return &rawClient{t: t, conn: conn, id: GenerateID(netip.Addr{})}
+	return &rawClient{t: t, conn: conn, id: GenerateID(netip.Addr{}), buf: make([]byte, readBufferSize)}
 }
 
 // ask sends a query and returns the decoded answer.
@@ -158,7 +159,7 @@ func (c *rawClient) askRaw(to netip.AddrPort, pkt, tid []byte) *Msg {
 	if _, err := c.conn.WriteToUDPAddrPort(pkt, to); err != nil {
 		c.t.Fatal(err)
 	}
-	buf := make([]byte, readBufferSize)
+	buf := c.buf
 	c.conn.SetReadDeadline(time.Now().Add(3 * time.Second))
 	for {
 		n, _, err := c.conn.ReadFromUDPAddrPort(buf)
