@@ -13,7 +13,7 @@ import (
 // offsetClock is real time plus an adjustable offset.
 type offsetClock struct{ off atomic.Int64 }
 
-func (c *offsetClock) now() time.Time         { return time.Now().Add(time.Duration(c.off.Load())) }
+func (c *offsetClock) now() time.Time          { return time.Now().Add(time.Duration(c.off.Load())) }
 func (c *offsetClock) advance(d time.Duration) { c.off.Add(int64(d)) }
 
 // A local item put while no other node is reachable is republished once
