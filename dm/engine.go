@@ -32,11 +32,13 @@
 package dm
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 
@@ -274,6 +276,14 @@ func (e *Engine) retryPending(ctx context.Context, newKeys []wallet.NamedKey) er
 	for i, nk := range newKeys {
 		keys[i] = nk.Key
 	}
+	// Trial first, then apply the matches in post time order, so the
+	// recovered messages get their ids in the order they were written.
+	type match struct {
+		p     *twproto.Post
+		name  string
+		plain []byte
+	}
+	var matches []match
 	var errs []error
 	for _, ref := range refs {
 		if err := ctx.Err(); err != nil {
@@ -287,10 +297,15 @@ func (e *Engine) retryPending(ctx context.Context, newKeys []wallet.NamedKey) er
 			continue
 		}
 		idx, plain, derr := decryptAny(p.DM, keys)
-		if derr != nil {
-			continue
+		if derr == nil {
+			matches = append(matches, match{p, newKeys[idx].Name, plain})
 		}
-		if err := e.commit(ctx, p, newKeys[idx].Name, plain, nil, false); err != nil {
+	}
+	slices.SortStableFunc(matches, func(a, b match) int {
+		return cmp.Or(cmp.Compare(a.p.Time, b.p.Time), cmp.Compare(a.p.N, b.p.N), cmp.Compare(a.p.K, b.p.K))
+	})
+	for _, m := range matches {
+		if err := e.commit(ctx, m.p, m.name, m.plain, nil, false); err != nil {
 			errs = append(errs, err)
 		}
 	}

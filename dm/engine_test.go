@@ -321,3 +321,60 @@ func TestConcurrentSendsAndDeliveries(t *testing.T) {
 		t.Fatalf("alice has %d sent copies, want 6", len(got))
 	}
 }
+
+// TestRetryInTimeOrder: posts opened by a new group key are applied in the
+// order they were written, whoever wrote them.
+func TestRetryInTimeOrder(t *testing.T) {
+	ctx := context.Background()
+	keys := dmtest.NewKeys(100)
+	hub := dmtest.NewHub(keys)
+	c := newClock(1_800_000_000)
+	a := newNode(t, hub, keys, "node-a", c)
+	b := newNode(t, hub, keys, "node-b", c)
+	d := newNode(t, hub, keys, "node-d", c)
+	a.user("alice")
+	b.user("bob")
+	d.user("dave")
+	d.follow("dave", "alice", "bob", "dave")
+	d.net.Hold(true)
+
+	gk, _ := twproto.NewPrivateKey()
+	aliasA, err := a.e.RegisterGroup(ctx, gk, "g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	aliasB, err := b.e.RegisterGroup(ctx, gk, "g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.e.NewDirectMsg(ctx, "alice", 1, aliasA, "written first", false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.e.NewDirectMsg(ctx, "bob", 1, aliasB, "written second", false); err != nil {
+		t.Fatal(err)
+	}
+	_, err = a.e.Send(ctx, "alice", 2, []Outgoing{
+		{To: "dave", Payload: twproto.EncodeGroupInvite("g", gk.WIF())},
+		{To: aliasA, Payload: twproto.EncodeGroupMembers([]string{"alice", "bob", "dave"})},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.net.Hold(false)
+	d.net.Flush(ctx, nil)
+	d.checkNoErrs()
+	var got []string
+	for _, m := range d.thread("dave", d.aliasOf(gk)) {
+		got = append(got, m.From+": "+m.Text)
+	}
+	want := []string{
+		"alice: *** Invited by 'alice' to group: g",
+		"alice: written first",
+		"bob: written second",
+		"alice: *** New member 'alice' invited by 'alice'",
+		"alice: *** New member 'bob' invited by 'alice'",
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("dave's thread:\n%q", got)
+	}
+}

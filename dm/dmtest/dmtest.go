@@ -11,6 +11,7 @@ package dmtest
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -123,7 +124,7 @@ func (h *Hub) Pieces(user string) []Delivery {
 	for k, raw := range h.pieces[user] {
 		out = append(out, Delivery{User: user, K: k, Raw: raw})
 	}
-	slices.SortFunc(out, func(a, b Delivery) int { return int(a.K - b.K) })
+	slices.SortFunc(out, func(a, b Delivery) int { return cmp.Compare(a.K, b.K) })
 	return out
 }
 
