@@ -46,6 +46,8 @@ func newFakeTwisterd(t *testing.T) *fakeTwisterd {
 		case "getblock":
 			w.WriteHeader(http.StatusInternalServerError)
 			io.WriteString(w, `{"result":null,"error":{"code":-5,"message":"Block not found"},"id":`+string(req.ID)+"}\n")
+		case "help":
+			io.WriteString(w, `{"result":"getbestblockhash\nReturns the hash of the best (tip) block in the longest block chain.","error":null,"id":`+string(req.ID)+"}\n")
 		case "dhtget", "getinfo":
 			io.WriteString(w, `{"result":"from upstream","error":null,"id":`+string(req.ID)+"}\n")
 		default:
@@ -100,6 +102,9 @@ func TestForwardMissingBackend(t *testing.T) {
 	ts := startServer(t, Config{Upstream: up.client(t)})
 	wantReply(t, ts.call(t, req("dhtget", "alice", "profile", "s")), 200, okReply(`"from upstream"`))
 	wantReply(t, ts.call(t, req("getinfo")), 200, okReply(`"from upstream"`))
+	// help for a method only the upstream has comes from the upstream.
+	wantReply(t, ts.call(t, req("help", "getbestblockhash")), 200, okReply(`"getbestblockhash\nReturns the hash of the best (tip) block in the longest block chain."`))
+	wantReply(t, ts.call(t, req("help", "dhtget")), 200, okReply(`"dhtget <username> <resource> <s(ingle)/m(ulti)> [timeout_ms] [timeout_multi_ms] [min_multi]\nGet resource from dht network"`))
 	// Parameter errors are still ours.
 	wantReply(t, ts.call(t, req("dhtget", "alice", "profile", 1)), 500, errReply(-1, "value is type int, expected str"))
 }

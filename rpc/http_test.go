@@ -186,6 +186,13 @@ func TestBindLoopback(t *testing.T) {
 	}
 }
 
+func TestServeTwice(t *testing.T) {
+	ts := startServer(t, Config{})
+	if err := ts.srv.Serve(context.Background()); err == nil {
+		t.Fatal("second Serve accepted")
+	}
+}
+
 func TestServeFailsOnBusyPort(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -114,6 +114,13 @@ func appendErrorObject(dst []byte, e *Error) []byte {
 	return append(dst, '}')
 }
 
+// quietMethods are polled by twister-html every second or so; twisterd
+// does not log them either.
+var quietMethods = map[string]bool{
+	"getlasthave": true, "getnumpieces": true, "getinfo": true, "getpiecemaxseen": true,
+	"getposts": true, "getdirectmsgs": true, "dhtget": true,
+}
+
 // errForward asks the transport to send the request to the upstream.
 var errForward = errors.New("forward to upstream")
 
@@ -126,6 +133,9 @@ func (s *Server) execute(ctx context.Context, req *request) ([]byte, error) {
 			return nil, errForward
 		}
 		return nil, &Error{Code: CodeMethodNotFound, Message: "Method not found"}
+	}
+	if !quietMethods[req.method] {
+		s.log.Debug("rpc call", "method", req.method)
 	}
 	// Wrong parameter count: the handler throws its help text, which
 	// execute reports as -1 (spec §8.1 "Handler errors").

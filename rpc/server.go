@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -90,6 +91,7 @@ type Server struct {
 	addrs    []net.Addr
 	lns      []net.Listener
 	stopOnce sync.Once
+	started  atomic.Bool
 	ws       wsClients
 }
 
@@ -163,6 +165,9 @@ func (s *Server) listenAddrs() (required, optional []string) {
 // Serve binds the listeners, signals Ready and serves until ctx is done or
 // Shutdown is called. It returns nil after a clean shutdown.
 func (s *Server) Serve(ctx context.Context) error {
+	if !s.started.CompareAndSwap(false, true) {
+		return errors.New("rpc: Serve called twice")
+	}
 	required, optional := s.listenAddrs()
 	var lns []net.Listener
 	closeAll := func() {

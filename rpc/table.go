@@ -2,6 +2,7 @@ package rpc
 
 import (
 	"context"
+	"fmt"
 	"sort"
 	"strings"
 )
@@ -148,6 +149,10 @@ func (s *Server) help(_ context.Context, p params) (any, error) {
 	if command != "" {
 		m, ok := s.methods[command]
 		if !ok {
+			if s.cfg.Upstream != nil {
+				// The upstream knows the methods forwarded to it.
+				return nil, fmt.Errorf("help %s: %w", command, errNoBackend)
+			}
 			return "help: unknown command: " + command, nil
 		}
 		return m.help, nil

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/coder/websocket"
 
@@ -15,6 +16,10 @@ import (
 // feedBuffer is how many events a websocket client may lag behind before it
 // is disconnected (it can reconnect and poll getdirectmsgs).
 const feedBuffer = 256
+
+// wsWriteTimeout bounds one websocket write, so a client that stops
+// reading cannot pin its goroutine.
+const wsWriteTimeout = 30 * time.Second
 
 // wsGreeting is what twisterd sends on a new websocket connection.
 const wsGreeting = `{"result":"twister WEB Socket..."}`
@@ -143,7 +148,7 @@ func (s *Server) serveWebsocket(w http.ResponseWriter, r *http.Request) {
 
 	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
 	defer cancel()
-	if err := conn.Write(ctx, websocket.MessageText, []byte(wsGreeting)); err != nil {
+	if err := wsWrite(ctx, conn, []byte(wsGreeting)); err != nil {
 		return
 	}
 	readDone := make(chan error, 1)
@@ -151,7 +156,7 @@ func (s *Server) serveWebsocket(w http.ResponseWriter, r *http.Request) {
 	for {
 		select {
 		case msg := <-sub.ch:
-			if err := conn.Write(ctx, websocket.MessageText, msg); err != nil {
+			if err := wsWrite(ctx, conn, msg); err != nil {
 				return
 			}
 		case <-sub.gone:
@@ -165,6 +170,12 @@ func (s *Server) serveWebsocket(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+}
+
+func wsWrite(ctx context.Context, conn *websocket.Conn, msg []byte) error {
+	ctx, cancel := context.WithTimeout(ctx, wsWriteTimeout)
+	defer cancel()
+	return conn.Write(ctx, websocket.MessageText, msg)
 }
 
 // wsReadLoop answers JSON-RPC requests arriving on the socket.
@@ -182,7 +193,7 @@ func (s *Server) wsReadLoop(ctx context.Context, conn *websocket.Conn) error {
 		}
 		reply := s.wsReply(ctx, data)
 		s.release()
-		if err := conn.Write(ctx, websocket.MessageText, reply); err != nil {
+		if err := wsWrite(ctx, conn, reply); err != nil {
 			return err
 		}
 	}
