@@ -109,7 +109,7 @@ func BenchmarkStoredItemMemory(b *testing.B) {
 	b.ResetTimer()
 	var perItem, rawLen float64
 	for i := 0; i < b.N; i++ {
-		s := newItemStore()
+		s := newItemStore(defaultMaxStoreBytes)
 		var before, after runtime.MemStats
 		runtime.GC()
 		runtime.ReadMemStats(&before)

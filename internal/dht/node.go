@@ -69,6 +69,9 @@ type Config struct {
 	// DHT packets (twisterd's uTP shares the socket); it must not block or
 	// keep pkt. Node.WriteTo answers them from the same socket.
 	NonDHT func(pkt []byte, from netip.AddrPort)
+	// MaxStoreBytes bounds the signed items we keep for others (default
+	// 64 MiB); past it new items are not stored, like a non-neighbour's.
+	MaxStoreBytes int
 }
 
 // Node is a twister DHT node.
@@ -135,6 +138,9 @@ func Open(cfg Config) (*Node, error) {
 	if cfg.FloodLimit == 0 {
 		cfg.FloodLimit = defaultFloodLimit
 	}
+	if cfg.MaxStoreBytes <= 0 {
+		cfg.MaxStoreBytes = defaultMaxStoreBytes
+	}
 	laddr, err := net.ResolveUDPAddr("udp4", cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("dht: listen address %q: %w", cfg.Listen, err)
@@ -145,12 +151,12 @@ func Open(cfg Config) (*Node, error) {
 		now:         cfg.Now,
 		keys:        cfg.Keys,
 		tokens:      newTokens(cfg.Now),
-		items:       newItemStore(),
+		items:       newItemStore(cfg.MaxStoreBytes),
 		peers:       newPeerStore(),
 		txns:        transactions{calls: make(map[uint16]*call)},
 		replyLimit:  newRateLimiter(cfg.ReplyRateLimit, cfg.Now()),
 		flood:       floodGuard{limit: cfg.FloodLimit, m: make(map[netip.Addr]*floodCounter)},
-		inbound:     make(chan datagram, 1024),
+		inbound:     make(chan datagram, inboundQueue),
 		softTimeout: cfg.SoftTimeout,
 		hardTimeout: cfg.QueryTimeout,
 		users:       make(map[[20]byte]string),
@@ -192,7 +198,7 @@ func Open(cfg Config) (*Node, error) {
 	if saved != nil {
 		n.loadItems(saved)
 	}
-	workers := max(2, runtime.GOMAXPROCS(0))
+	workers := max(4, runtime.GOMAXPROCS(0))
 	n.wg.Add(2 + workers)
 	go n.readLoop()
 	for range workers {

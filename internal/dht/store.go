@@ -21,6 +21,9 @@ const (
 	refreshUnconfirmed = 1 * time.Minute
 	localRecent        = 48 * time.Hour
 
+	maxPeersPerTorrent   = 1000
+	defaultMaxStoreBytes = 64 << 20
+
 	blockAgeToExpireDHTEntry = 2016 // ~2 weeks (twister.h)
 	blockAgeToExpireDHTPosts = 8640 // ~2 months
 )
@@ -78,14 +81,23 @@ type itemList struct {
 }
 
 // itemStore is the signed storage table (node.cpp m_storage_table).
+// Its size is bounded by maxBytes of item dicts (twisterd's max_dht_items
+// is a FIXME there); our own items are always kept.
 type itemStore struct {
-	mu    sync.Mutex
-	m     map[[20]byte]*itemList
-	dirty map[[20]byte]struct{}
+	mu       sync.Mutex
+	m        map[[20]byte]*itemList
+	dirty    map[[20]byte]struct{}
+	bytes    int
+	maxBytes int
 }
 
-func newItemStore() *itemStore {
-	return &itemStore{m: make(map[[20]byte]*itemList), dirty: make(map[[20]byte]struct{})}
+func newItemStore(maxBytes int) *itemStore {
+	return &itemStore{m: make(map[[20]byte]*itemList), dirty: make(map[[20]byte]struct{}), maxBytes: maxBytes}
+}
+
+// fullLocked reports whether it does not fit; replaced bytes are freed.
+func (s *itemStore) fullLocked(it *storedItem, freed int) bool {
+	return it.localAdd == 0 && s.bytes-freed+len(it.raw) > s.maxBytes
 }
 
 // store applies twisterd's store_dht_item rules (dht-swarm §3.3): a single
@@ -98,17 +110,32 @@ func (s *itemStore) store(target [20]byte, it *storedItem, now time.Time) bool {
 	it.nextRefresh = nextRefreshTime(now, it.confirmed)
 	l := s.m[target]
 	if l == nil {
+		if s.fullLocked(it, 0) {
+			return false
+		}
 		s.m[target] = &itemList{items: []*storedItem{it}}
+		s.bytes += len(it.raw)
 		s.dirty[target] = struct{}{}
 		return true
 	}
 	if !it.target.Multi() {
-		if len(l.items) > 0 && it.seq <= l.items[0].seq {
+		freed := 0
+		if len(l.items) > 0 {
+			if it.seq <= l.items[0].seq {
+				return false
+			}
+			freed = len(l.items[0].raw)
+		}
+		if s.fullLocked(it, freed) {
 			return false
 		}
 		l.items = []*storedItem{it}
+		s.bytes += len(it.raw) - freed
 		s.dirty[target] = struct{}{}
 		return true
+	}
+	if s.fullLocked(it, 0) {
+		return false
 	}
 	insert := len(l.items)
 	for i := len(l.items) - 1; i >= 0; i-- {
@@ -123,7 +150,11 @@ func (s *itemStore) store(target [20]byte, it *storedItem, now time.Time) bool {
 	l.items = append(l.items, nil)
 	copy(l.items[insert+1:], l.items[insert:])
 	l.items[insert] = it
+	s.bytes += len(it.raw)
 	if len(l.items) > maxEntriesPerMulti {
+		for _, dropped := range l.items[maxEntriesPerMulti:] {
+			s.bytes -= len(dropped.raw)
+		}
 		clear(l.items[maxEntriesPerMulti:])
 		l.items = l.items[:maxEntriesPerMulti]
 	}
@@ -317,6 +348,16 @@ func (ps *peerStore) add(ih [20]byte, name string, peer netip.AddrPort, seed boo
 			name = name[:50]
 		}
 		te.name = name
+	}
+	if _, known := te.peers[peer]; !known && len(te.peers) >= maxPeersPerTorrent {
+		var oldest netip.AddrPort
+		var oldestAt time.Time
+		for p, e := range te.peers {
+			if !oldest.IsValid() || e.added.Before(oldestAt) {
+				oldest, oldestAt = p, e.added
+			}
+		}
+		delete(te.peers, oldest)
 	}
 	te.peers[peer] = peerEntry{added: now, seed: seed}
 }

@@ -2,6 +2,7 @@ package dht
 
 import (
 	"fmt"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -11,7 +12,7 @@ import (
 func TestMultiStoreRules(t *testing.T) {
 	reg := newTestRegistry(t, "alice")
 	target := twproto.DHTTarget{N: "tag", R: "hashtag", T: "m"}
-	s := newItemStore()
+	s := newItemStore(defaultMaxStoreBytes)
 	now := time.Now()
 	add := func(v string, height int64) bool {
 		p, sig := reg.signedP(t, "alice", target, v, -1, height, 1)
@@ -66,5 +67,50 @@ func TestShouldExpire(t *testing.T) {
 		if got := shouldExpire(c.r, c.multi, c.height, c.best); got != c.want {
 			t.Errorf("%s multi=%v h=%d best=%d: %v", c.r, c.multi, c.height, c.best, got)
 		}
+	}
+}
+
+func TestStoreBounds(t *testing.T) {
+	reg := newTestRegistry(t, "alice")
+	now := time.Now()
+	mk := func(r string, local bool) (*storedItem, [20]byte) {
+		target := twproto.DHTTarget{N: "alice", R: r, T: "s"}
+		p, sig := reg.signedP(t, "alice", target, "some value", 1, 1, 1)
+		pd, _ := twproto.ParseDHTP(p)
+		it := newStoredItem(pd, sig, "alice")
+		if local {
+			it.localAdd = now.Unix()
+		}
+		return it, target.Hash()
+	}
+	first, h := mk("a", false)
+	s := newItemStore(2*len(first.raw) + 10)
+	if !s.store(h, first, now) {
+		t.Fatal("first not stored")
+	}
+	it, h := mk("b", false)
+	if !s.store(h, it, now) {
+		t.Fatal("second not stored")
+	}
+	it, h = mk("c", false)
+	if s.store(h, it, now) {
+		t.Fatal("stored past the byte limit")
+	}
+	it, h = mk("d", true)
+	if !s.store(h, it, now) {
+		t.Fatal("own item refused")
+	}
+
+	ps := newPeerStore()
+	var ih [20]byte
+	for i := 0; i < maxPeersPerTorrent+50; i++ {
+		ps.add(ih, "", netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(1000+i)), false, now.Add(time.Duration(i)))
+	}
+	if got := len(ps.m[ih].peers); got != maxPeersPerTorrent {
+		t.Fatalf("%d peers kept", got)
+	}
+	peers, _, _ := ps.lookup(ih, now)
+	if len(peers) != maxPeersReply {
+		t.Fatalf("lookup returned %d peers", len(peers))
 	}
 }

@@ -26,6 +26,8 @@ const (
 	defaultFloodLimit  = 1000
 	floodBan           = 5 * time.Minute
 	maxFloodTracked    = 4096
+	inboundQueue       = 256             // datagrams waiting for a worker
+	handleTimeout      = 5 * time.Second // per datagram (registry lookups)
 )
 
 var (
@@ -283,7 +285,9 @@ type datagram struct {
 func (n *Node) worker() {
 	defer n.wg.Done()
 	for d := range n.inbound {
-		reply := n.handleDatagram(n.ctx, d.pkt, d.src)
+		ctx, cancel := context.WithTimeout(n.ctx, handleTimeout)
+		reply := n.handleDatagram(ctx, d.pkt, d.src)
+		cancel()
 		if reply == nil {
 			continue
 		}
