@@ -137,6 +137,9 @@ func TestDMAndGroupMethods(t *testing.T) {
 		okReply(`{"bob":[{"id":1,"time":1795483302,"text":"Hello Alice! Reply from Bob (copy_self)","fromMe":false,"from":"bob","k":3}]}`))
 	wantReply(t, ts.call(t, req("getdirectmsgs", "alice", 100, []any{map[string]any{"username": "bob", "max_id": 0}})), 200,
 		okReply(`{"bob":[{"id":0,"time":1795483300,"text":"Hi Bob, this is a secret DM from Alice","fromMe":true,"from":"alice","k":2}]}`))
+	// A name asked twice appears twice, as twisterd's json_spirit Object.
+	wantReply(t, ts.call(t, req("getdirectmsgs", "alice", 1, []any{map[string]any{"username": "bob"}, map[string]any{"username": "bob"}})), 200,
+		okReply(`{"bob":[{"id":1,"time":1795483302,"text":"Hello Alice! Reply from Bob (copy_self)","fromMe":false,"from":"bob","k":3}],"bob":[{"id":1,"time":1795483302,"text":"Hello Alice! Reply from Bob (copy_self)","fromMe":false,"from":"bob","k":3}]}`))
 	wantReply(t, ts.call(t, req("getdirectmsgs", "nobody", 10, []any{map[string]any{"username": "bob"}})), 200, okReply(`{}`))
 
 	wantReply(t, ts.call(t, req("unfollow", "alice", []any{"bob"})), 200, okReply("null"))

@@ -89,7 +89,6 @@ type Server struct {
 	ready    chan struct{}
 	mu       sync.Mutex
 	addrs    []net.Addr
-	lns      []net.Listener
 	stopOnce sync.Once
 	started  atomic.Bool
 	ws       wsClients
@@ -193,7 +192,6 @@ func (s *Server) Serve(ctx context.Context) error {
 		lns = append(lns, l)
 	}
 	s.mu.Lock()
-	s.lns = lns
 	for _, l := range lns {
 		s.addrs = append(s.addrs, l.Addr())
 	}
