@@ -28,11 +28,11 @@ func FuzzReceivePayload(f *testing.F) {
 		f.Add(seed, false)
 		f.Add(seed, true)
 	}
-	keys := dmtest.NewKeys(1000)
+	keys := dmtest.NewKeys(1 << 40) // room for any k the fuzzer reaches
 	hub := dmtest.NewHub(keys)
 	c := newClock(1_800_000_000)
-	alice := newNode(f, hub, keys, "alice", c)
-	bob := newNode(f, hub, keys, "bob", c)
+	alice := newNodeSync(f, hub, keys, "alice", c, false)
+	bob := newNodeSync(f, hub, keys, "bob", c, false)
 	alice.user("alice")
 	bob.user("bob")
 	bob.follow("bob", "bob", "alice")

@@ -42,13 +42,19 @@ type node struct {
 	s *msgstore.Store
 	e *Engine
 
+	noSync bool // fuzzing: skip fsync
+
 	mu     sync.Mutex
 	events []Event
 }
 
 func newNode(t testing.TB, hub *dmtest.Hub, keys *dmtest.Keys, name string, c *clock) *node {
+	return newNodeSync(t, hub, keys, name, c, true)
+}
+
+func newNodeSync(t testing.TB, hub *dmtest.Hub, keys *dmtest.Keys, name string, c *clock, sync bool) *node {
 	t.Helper()
-	n := &node{t: t, name: name, dir: t.TempDir(), keys: keys, net: hub.Node(name), clock: c}
+	n := &node{t: t, name: name, dir: t.TempDir(), keys: keys, net: hub.Node(name), clock: c, noSync: !sync}
 	n.open()
 	t.Cleanup(n.close)
 	return n
@@ -57,10 +63,10 @@ func newNode(t testing.TB, hub *dmtest.Hub, keys *dmtest.Keys, name string, c *c
 func (n *node) open() {
 	n.t.Helper()
 	var err error
-	if n.w, err = wallet.Open(filepath.Join(n.dir, "wallet.db"), nil); err != nil {
+	if n.w, err = wallet.Open(filepath.Join(n.dir, "wallet.db"), &wallet.Options{NoSync: n.noSync}); err != nil {
 		n.t.Fatal(err)
 	}
-	if n.s, err = msgstore.Open(filepath.Join(n.dir, "messages.db"), nil); err != nil {
+	if n.s, err = msgstore.Open(filepath.Join(n.dir, "messages.db"), &msgstore.Options{NoSync: n.noSync}); err != nil {
 		n.t.Fatal(err)
 	}
 	n.e, err = New(Config{
