@@ -599,7 +599,8 @@ func postKey(ref PostRef) []byte {
 
 func parsePostKey(k []byte) (PostRef, bool) {
 	n, w := binary.Uvarint(k)
-	if w <= 0 || uint64(len(k)-w) != n+8 {
+	// Only the canonical length prefix postPrefix writes is a key of ours.
+	if w <= 0 || w != len(binary.AppendUvarint(nil, n)) || uint64(len(k)-w) != n+8 {
 		return PostRef{}, false
 	}
 	author := string(k[w : w+int(n)])
