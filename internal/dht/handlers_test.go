@@ -385,3 +385,24 @@ func TestNonDHTAndAddContact(t *testing.T) {
 		return confirmed == 1
 	})
 }
+
+// A node told its address by a public node whose id check failed takes a
+// matching id (dht-swarm §2.7 recipe).
+func TestExternalAddressVote(t *testing.T) {
+	n := openNode(t, testConfig(t, newTestRegistry(t)))
+	ext := netip.MustParseAddr("203.0.113.5")
+	if VerifyID(n.ID(), ext) {
+		t.Skip("random id happens to verify")
+	}
+	n.voteExternalIP(ext, netip.MustParseAddr("127.0.0.1")) // local voters do not count
+	if VerifyID(n.ID(), ext) {
+		t.Fatal("local voter changed our id")
+	}
+	n.voteExternalIP(ext, netip.MustParseAddr("198.51.100.1"))
+	if !VerifyID(n.ID(), ext) {
+		t.Fatalf("id %x not regenerated for %s", n.ID(), ext)
+	}
+	if n.selfAddr() != ext {
+		t.Fatalf("self address %s", n.selfAddr())
+	}
+}

@@ -300,6 +300,8 @@ func (n *Node) voteExternalIP(ip, voter netip.Addr) {
 		id := GenerateID(ip)
 		n.log.Info("dht: external address learned, new node id", "ip", ip, "id", fmt.Sprintf("%x", id[:]))
 		n.table.setOwn(id)
+		// Nodes refused us under the old id: look ourselves up again now.
+		n.goBootstrap(nil)
 	}
 }
 
@@ -341,7 +343,7 @@ func (n *Node) tick() {
 	for _, ni := range n.table.toPing(4) {
 		ni := ni
 		n.goTraverse(func(ctx context.Context) {
-			if _, err := n.query(ctx, ni.Addr, methodPing, &Args{}); err != nil {
+			if _, err := n.query(ctx, ni.Addr, methodPing, &Args{}); errors.Is(err, ErrTimeout) {
 				n.table.nodeFailed(ni.ID, ni.Addr)
 			}
 		})

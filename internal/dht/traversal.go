@@ -2,6 +2,7 @@ package dht
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -167,8 +168,9 @@ func (n *Node) lookup(ctx context.Context, target krpc.ID, k int, seeds []nodeIn
 		outstanding--
 		if ev.err != nil {
 			c.state = candFailed
+			// Only silence counts against a node, not our own cancellation.
 			var zero krpc.ID
-			if c.ID != zero {
+			if c.ID != zero && errors.Is(ev.err, ErrTimeout) {
 				n.table.nodeFailed(c.ID, c.Addr)
 			}
 			continue
