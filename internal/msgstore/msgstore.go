@@ -600,7 +600,7 @@ func postKey(ref PostRef) []byte {
 func parsePostKey(k []byte) (PostRef, bool) {
 	n, w := binary.Uvarint(k)
 	// Only the canonical length prefix postPrefix writes is a key of ours.
-	if w <= 0 || w != len(binary.AppendUvarint(nil, n)) || uint64(len(k)-w) != n+8 {
+	if w <= 0 || w != len(binary.AppendUvarint(nil, n)) || n > uint64(len(k)) || uint64(len(k)-w) != n+8 {
 		return PostRef{}, false
 	}
 	author := string(k[w : w+int(n)])

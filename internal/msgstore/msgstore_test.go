@@ -234,6 +234,8 @@ func FuzzDecodeMessage(f *testing.F) {
 func FuzzParsePostKey(f *testing.F) {
 	f.Add(postKey(PostRef{"alice", 5}))
 	f.Add([]byte{0xff})
+	// Length 2^64-8: wraps to "8 bytes left" if added carelessly.
+	f.Add([]byte{0xf8, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		ref, ok := parsePostKey(b)
 		if ok && string(postKey(ref)) != string(b) {
