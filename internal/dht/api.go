@@ -28,7 +28,7 @@ var (
 	// which every node refuses.
 	ErrValueTooBig = errors.New("dht: value too big")
 	// ErrUnknownSwarm: FindPeers/AnnouncePeer need the user behind an
-	// info-hash (the tracker target is a dict); see RegisterUser.
+	// info-hash (the tracker target is a dict); see AddSwarmUser.
 	ErrUnknownSwarm = errors.New("dht: info-hash of no registered user")
 	// ErrNoNodes: no node took part in the operation.
 	ErrNoNodes = errors.New("dht: no node answered")
@@ -279,10 +279,10 @@ func (n *Node) fanOut(ctx context.Context, nodes []nodeInfo, build func(i int) (
 	return ok
 }
 
-// RegisterUser tells the node which user a swarm info-hash belongs to,
+// AddSwarmUser tells the node which user a swarm info-hash belongs to,
 // so FindPeers and AnnouncePeer can address its tracker target, and
 // returns the info-hash.
-func (n *Node) RegisterUser(user string) [20]byte {
+func (n *Node) AddSwarmUser(user string) [20]byte {
 	ih := twproto.SwarmInfoHash(user)
 	n.mu.Lock()
 	n.users[ih] = user
@@ -299,7 +299,7 @@ func (n *Node) userFor(ih [20]byte) (string, bool) {
 
 // FindPeers returns the swarm peers of infoHash: a getData lookup on the
 // user's tracker target (there is no get_peers in twister), merged with
-// our own announce table. The user must be known (RegisterUser, or a
+// our own announce table. The user must be known (AddSwarmUser, or a
 // previous FindUserPeers/AnnounceUser).
 func (n *Node) FindPeers(ctx context.Context, infoHash [20]byte) ([]netip.AddrPort, error) {
 	user, ok := n.userFor(infoHash)
@@ -335,7 +335,7 @@ func (n *Node) FindPeers(ctx context.Context, infoHash [20]byte) ([]netip.AddrPo
 
 // FindUserPeers is FindPeers on user's swarm.
 func (n *Node) FindUserPeers(ctx context.Context, user string) ([]netip.AddrPort, error) {
-	return n.FindPeers(ctx, n.RegisterUser(user))
+	return n.FindPeers(ctx, n.AddSwarmUser(user))
 }
 
 // AnnouncePeer announces that we serve infoHash's swarm on TCP port: a
@@ -384,7 +384,7 @@ func (n *Node) AnnouncePeer(ctx context.Context, infoHash [20]byte, port int) er
 
 // AnnounceUser is AnnouncePeer on user's swarm.
 func (n *Node) AnnounceUser(ctx context.Context, user string, port int) error {
-	return n.AnnouncePeer(ctx, n.RegisterUser(user), port)
+	return n.AnnouncePeer(ctx, n.AddSwarmUser(user), port)
 }
 
 // selfAddr is our address as peers see it: the learned external address,
