@@ -378,3 +378,33 @@ func TestRetryInTimeOrder(t *testing.T) {
 		t.Fatalf("dave's thread:\n%q", got)
 	}
 }
+
+// TestKeyWithoutGroupRecord: a group key that reached the wallet but whose
+// registration never committed in the message store (a crash between the
+// two files) is treated as new when its invite is processed again.
+func TestKeyWithoutGroupRecord(t *testing.T) {
+	ctx := context.Background()
+	a, b, _ := twoNodes(t)
+	gk, _ := twproto.NewPrivateKey()
+	aliasA, err := a.e.RegisterGroup(ctx, gk, "g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.e.NewDirectMsg(ctx, "alice", 1, aliasA, "early", false); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := b.w.AddGroupKey(gk); err != nil { // the half-done registration
+		t.Fatal(err)
+	}
+	if _, err := a.e.Send(ctx, "alice", 2, []Outgoing{{To: "bob", Payload: twproto.EncodeGroupInvite("g", gk.WIF())}}); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, m := range b.thread("bob", b.aliasOf(gk)) {
+		got = append(got, m.Text)
+	}
+	if want := []string{"*** Invited by 'alice' to group: g", "early"}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("bob's thread %q", got)
+	}
+	b.checkNoErrs()
+}

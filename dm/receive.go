@@ -105,7 +105,10 @@ func (e *Engine) registerGroup(tx *msgstore.Tx, wif, desc, member, invitedBy str
 	if err != nil {
 		return err
 	}
-	if created {
+	if _, recorded := tx.Group(alias); created || !recorded {
+		// A key in the wallet without a group record is one whose first
+		// registration did not commit (the wallet is a separate file):
+		// retry the pending posts for it as for a new key.
 		fx.newKeys = append(fx.newKeys, wallet.NamedKey{Name: alias, Key: key})
 		e.log.Info("new group", "alias", alias, "invited_by", invitedBy)
 	}
