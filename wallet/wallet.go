@@ -42,7 +42,7 @@ var (
 	ErrKeyMismatch   = errors.New("Private key mismatch to existing public key (wrong username?)")
 	ErrUserExists    = errors.New("Error: this username exists in wallet")
 	ErrUserInChain   = errors.New("Error: this username exists in tx database")
-	ErrLocked        = errors.New("wallet is locked by another process")
+	ErrLocked        = errors.New("file locked")
 	// ErrInvalidName refuses names the wallet cannot hold for a user: empty,
 	// or starting with '*', which is reserved for group aliases.
 	ErrInvalidName = errors.New("invalid wallet username")
@@ -99,7 +99,7 @@ func Open(path string, opts *Options) (*Wallet, error) {
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout, NoSync: noSync})
 	if errors.Is(err, berrors.ErrTimeout) {
-		return nil, fmt.Errorf("open wallet %s: wallet %s is in use by another process: %w", path, path, ErrLocked)
+		return nil, fmt.Errorf("wallet %s is in use by another process (%w)", path, ErrLocked)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open wallet %s: %w", path, err)

@@ -37,7 +37,7 @@ import (
 )
 
 // ErrLocked means another process holds messages.db.
-var ErrLocked = errors.New("message store is locked by another process")
+var ErrLocked = errors.New("file locked")
 
 // ErrCorrupt is returned for a stored record that does not decode.
 var ErrCorrupt = errors.New("corrupt message record")
@@ -101,7 +101,7 @@ func Open(path string, opts *Options) (*Store, error) {
 	}
 	db, err := bolt.Open(path, 0o600, bo)
 	if errors.Is(err, berrors.ErrTimeout) {
-		return nil, fmt.Errorf("open message store %s: in use by another process: %w", path, ErrLocked)
+		return nil, fmt.Errorf("message store %s is in use by another process (%w)", path, ErrLocked)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open message store %s: %w", path, err)

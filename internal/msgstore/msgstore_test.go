@@ -1,12 +1,15 @@
 package msgstore
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 )
 
 func openTemp(tb testing.TB, opts *Options) (*Store, string) {
@@ -204,9 +207,9 @@ func TestPostKeysOrderAndPrefix(t *testing.T) {
 
 func TestSecondOpenFailsFast(t *testing.T) {
 	_, path := openTemp(t, nil)
-	_, err := Open(path, &Options{OpenTimeout: 50 * 1e6})
-	if err == nil {
-		t.Fatal("second open succeeded")
+	_, err := Open(path, &Options{OpenTimeout: 50 * time.Millisecond})
+	if !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), "in use by another process") {
+		t.Fatalf("second open: %v", err)
 	}
 	st, _ := os.Stat(path)
 	if st.Mode().Perm() != 0o600 {
