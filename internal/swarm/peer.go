@@ -188,10 +188,7 @@ func (s *Swarm) unregister(t *torrent, p *peer) {
 		t.releaseRequest(p, k, false)
 	}
 	p.has.each(func(k int64) bool {
-		t.avail[k]--
-		if t.avail[k] <= 0 {
-			delete(t.avail, k)
-		}
+		t.loseAvail(k)
 		return true
 	})
 	for q := range t.peers {
@@ -359,16 +356,26 @@ func (p *peer) onHave(s *Swarm, t *torrent, k int64) error {
 	if !p.has.has(k) && p.has.set(k) {
 		t.gainAvail(k)
 	}
-	t.numPieces = max(t.numPieces, k+2)
 	t.schedule(p)
 	return nil
 }
 
 // gainAvail counts one more connected peer having k (s.mu held).
 func (t *torrent) gainAvail(k int64) {
+	if k >= maxAvailIndex {
+		return
+	}
 	t.avail[k]++
 	if n := min(t.avail[k], maxSeenCount); n > t.maxSeen[k] {
 		t.maxSeen[k] = n
+	}
+}
+
+func (t *torrent) loseAvail(k int64) {
+	if n := t.avail[k] - 1; n > 0 {
+		t.avail[k] = n
+	} else {
+		delete(t.avail, k)
 	}
 }
 
@@ -398,7 +405,6 @@ func (p *peer) onBitfield(s *Swarm, t *torrent, bits []byte) error {
 		}
 		return true
 	})
-	t.numPieces = max(t.numPieces, int64(len(bits))*8)
 	t.schedule(p)
 	return nil
 }
@@ -540,7 +546,7 @@ func (p *peer) onExtended(s *Swarm, t *torrent, m Message) error {
 		s.mu.Lock()
 		if p.has.has(k) {
 			p.has.clear(k)
-			t.avail[k]--
+			t.loseAvail(k)
 		}
 		s.mu.Unlock()
 	default:

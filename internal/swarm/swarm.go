@@ -340,7 +340,6 @@ func (s *Swarm) loadTorrent(user string) (*torrent, error) {
 		t.have.set(k)
 		t.lastHave = max(t.lastHave, k)
 	}
-	t.numPieces = t.lastHave + 2
 	s.byUser[user] = t
 	s.byHash[t.ih] = t
 	return t, nil

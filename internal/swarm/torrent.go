@@ -16,6 +16,9 @@ const (
 	maxPeerRequests        = 250 // twisterd's reqq: what one peer may queue
 	maxCandidates          = 200 // known peer addresses per swarm
 	maxSeenCount           = 63  // libtorrent's 6-bit max_seen
+	// maxAvailIndex bounds piece-availability bookkeeping (getpiecemaxseen)
+	// so a hostile bitfield cannot make us count a million pieces.
+	maxAvailIndex = 1 << 16
 	boundCacheTTL          = 30 * time.Second
 )
 
@@ -36,7 +39,6 @@ type torrent struct {
 	have      *bitset
 	metas     map[int64]pieceMeta
 	lastHave  int64
-	numPieces int64 // twisterd's growing piece count: >= highest known k + 2
 
 	peers      map[*peer]struct{}
 	candidates map[netip.AddrPort]*candidate
@@ -52,7 +54,7 @@ type torrent struct {
 func newTorrent(s *Swarm, user string) *torrent {
 	t := &torrent{
 		s: s, user: user, ih: twproto.SwarmInfoHash(user),
-		have: newBitset(), metas: map[int64]pieceMeta{}, lastHave: -1, numPieces: 1,
+		have: newBitset(), metas: map[int64]pieceMeta{}, lastHave: -1,
 		peers: map[*peer]struct{}{}, candidates: map[netip.AddrPort]*candidate{},
 		banned: map[string]bool{}, inflight: map[int64]*peer{}, avail: map[int64]int{},
 		maxSeen: map[int64]int{},
@@ -110,8 +112,6 @@ func (t *torrent) addPiece(p *twproto.Post) (bool, error) {
 	t.metas[p.K] = meta
 	t.have.set(p.K)
 	t.lastHave = max(t.lastHave, p.K)
-	// [MF] add_piece grows num_pieces to k+2 so we are never a seed.
-	t.numPieces = max(t.numPieces, p.K+2)
 	delete(t.inflight, p.K)
 	for q := range t.peers {
 		delete(q.requests, p.K)
@@ -357,8 +357,17 @@ func (s *Swarm) handleIncoming(c net.Conn) {
 	s.mu.Lock()
 	t := s.byHash[theirs.InfoHash]
 	s.mu.Unlock()
-	// Unknown info-hash or our own id: twisterd disconnects (§4.3).
-	if t == nil || theirs.PeerID == s.peerID {
+	// Unknown info-hash: twisterd disconnects (§4.3).
+	if t == nil {
+		c.Close()
+		return
+	}
+	hs := Handshake{Reserved: twisterReserved, InfoHash: t.ih, PeerID: s.peerID}
+	if theirs.PeerID == s.peerID {
+		// We dialed ourselves: answer the handshake so the dialing side
+		// sees its own id and stops, then close, as twisterd does
+		// (README obs. 10).
+		c.Write(hs.AppendTo(nil))
 		c.Close()
 		return
 	}
@@ -370,7 +379,6 @@ func (s *Swarm) handleIncoming(c net.Conn) {
 		c.Close()
 		return
 	}
-	hs := Handshake{Reserved: twisterReserved, InfoHash: t.ih, PeerID: s.peerID}
 	if _, err := c.Write(hs.AppendTo(nil)); err != nil {
 		c.Close()
 		return
