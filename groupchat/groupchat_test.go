@@ -110,10 +110,12 @@ func (n *node) texts(alias string) []string {
 	if len(th) == 0 {
 		return out
 	}
+	prev := int64(-1)
 	for i, m := range th[0].Messages {
-		if m.ID != int64(i) {
-			n.t.Errorf("%s: message %d has id %d", n.user, i, m.ID)
+		if m.ID <= prev {
+			n.t.Errorf("%s: message %d has id %d after %d", n.user, i, m.ID, prev)
 		}
+		prev = m.ID
 		me := ""
 		if m.FromMe {
 			me = " (me)"
@@ -236,6 +238,30 @@ func TestThreeMemberGroup(t *testing.T) {
 	}
 	if info, _ := c.gc.Info(aC); slices.Contains(info.Members, "carol") {
 		t.Errorf("carol still a member on her node: %v", info.Members)
+	}
+
+	// alice invites carol back. carol's node knows the key: twisterd would
+	// drop the invite; here carol is back, sees the invite and what follows,
+	// and her ids continue after the dropped history.
+	must(t, a.gc.Invite(ctx, "alice", 7, alias, []string{"carol"})) // k=7 invite, k=8 list
+	_, err = a.e.NewDirectMsg(ctx, "alice", 9, alias, "welcome back carol", false)
+	must(t, err)
+	wantC := []string{
+		"alice/7: *** Invited by 'alice' to group: trio v2",
+		"alice/9: welcome back carol",
+	}
+	if got := c.texts(aC); !reflect.DeepEqual(got, wantC) {
+		t.Errorf("carol's thread after the re-invite:\n%s", strings.Join(got, "\n"))
+	}
+	th, _ := c.e.GetDirectMsgs("carol", 10, []msgstore.Query{msgstore.NewQuery(aC)})
+	if len(th) != 1 || th[0].Messages[0].ID == 0 {
+		t.Errorf("carol's ids restarted: %+v", th)
+	}
+	if l, _ := c.gc.List("carol", true); len(l) != 0 {
+		t.Errorf("carol still ignores: %v", l)
+	}
+	if got := b.texts(aB); got[len(got)-1] != "alice/9: welcome back carol" || len(got) != len(wantB)+1 {
+		t.Errorf("bob's thread after the re-invite:\n%s", strings.Join(got, "\n"))
 	}
 	for _, n := range []*node{a, b, c} {
 		n.noErrs()
