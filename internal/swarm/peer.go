@@ -62,6 +62,15 @@ func (p *peer) send(m Message) {
 	}
 }
 
+func (p *peer) isClosed() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
 func (p *peer) close(err error) {
 	p.once.Do(func() {
 		p.closeErr = err
@@ -108,7 +117,7 @@ func (s *Swarm) register(t *torrent, p *peer) bool {
 		return false
 	}
 	for q := range t.peers {
-		if q.hs.PeerID != p.hs.PeerID {
+		if q.hs.PeerID != p.hs.PeerID || q.isClosed() {
 			continue
 		}
 		if string(initiator(q, s.peerID)) <= string(initiator(p, s.peerID)) {

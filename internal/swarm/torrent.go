@@ -19,7 +19,7 @@ const (
 	// maxAvailIndex bounds piece-availability bookkeeping (getpiecemaxseen)
 	// so a hostile bitfield cannot make us count a million pieces.
 	maxAvailIndex = 1 << 16
-	boundCacheTTL          = 30 * time.Second
+	boundCacheTTL = 30 * time.Second
 )
 
 // candidate is a known listen address of a possible peer.
@@ -36,9 +36,9 @@ type torrent struct {
 	user string
 	ih   [20]byte
 
-	have      *bitset
-	metas     map[int64]pieceMeta
-	lastHave  int64
+	have     *bitset
+	metas    map[int64]pieceMeta
+	lastHave int64
 
 	peers      map[*peer]struct{}
 	candidates map[netip.AddrPort]*candidate
