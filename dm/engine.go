@@ -239,29 +239,31 @@ func (e *Engine) commit(ctx context.Context, p *twproto.Post, keyName string, pl
 	if err != nil {
 		return fmt.Errorf("handle post %s/%d: %w", p.N, p.K, err)
 	}
-	return e.after(ctx, fx)
+	e.after(ctx, fx)
+	return nil
 }
 
 // after runs a committed transaction's effects: live events, swarms to
-// follow, and a retry of undecrypted posts with new group keys.
-func (e *Engine) after(ctx context.Context, fx effects) error {
+// follow, and a retry of undecrypted posts with new group keys. The post is
+// handled once its transaction committed, so a failure here is logged, not
+// returned: a member list naming a user whose swarm cannot start must not
+// make the post (or a restart) fail.
+func (e *Engine) after(ctx context.Context, fx effects) {
 	if e.notify != nil {
 		for _, ev := range fx.events {
 			e.notify(ev)
 		}
 	}
-	var errs []error
 	for _, u := range fx.follow {
 		if err := e.net.Follow(ctx, u); err != nil {
-			errs = append(errs, fmt.Errorf("follow %s: %w", u, err))
+			e.log.Warn("cannot follow group member", "user", u, "err", err)
 		}
 	}
 	if len(fx.newKeys) > 0 {
 		if err := e.retryPending(ctx, fx.newKeys); err != nil {
-			errs = append(errs, err)
+			e.log.Warn("retrying posts with a new group key", "err", err)
 		}
 	}
-	return errors.Join(errs...)
 }
 
 // retryPending tries newly learned keys on every post that no key opened
@@ -406,13 +408,17 @@ func (e *Engine) Resume(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("resume: %w", err)
 	}
-	var errs []error
+	// One swarm that cannot start (a bad name in a received member list)
+	// must not keep the daemon from starting: log it and go on.
 	for _, u := range sortedKeys(want) {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		if err := e.net.Follow(ctx, u); err != nil {
-			errs = append(errs, fmt.Errorf("follow %s: %w", u, err))
+			e.log.Warn("resume: cannot follow", "user", u, "err", err)
 		}
 	}
-	return errors.Join(errs...)
+	return nil
 }
 
 // parallelMinKeys is the key count from which trial decryption is spread

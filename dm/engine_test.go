@@ -408,3 +408,43 @@ func TestKeyWithoutGroupRecord(t *testing.T) {
 	}
 	b.checkNoErrs()
 }
+
+// TestBadMemberNameDoesNotBlock: a member list naming a user whose swarm
+// cannot start is still applied, and a restart still resumes the rest.
+func TestBadMemberNameDoesNotBlock(t *testing.T) {
+	ctx := context.Background()
+	a, b, _ := twoNodes(t)
+	bad := func(u string) error {
+		if len(u) > 16 {
+			return errors.New("invalid username")
+		}
+		return nil
+	}
+	b.net.FailFollow(bad)
+	gk, _ := twproto.NewPrivateKey()
+	aliasA, err := a.e.RegisterGroup(ctx, gk, "g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	long := "a-name-far-too-long-for-twister"
+	_, err = a.e.Send(ctx, "alice", 1, []Outgoing{
+		{To: "bob", Payload: twproto.EncodeGroupInvite("g", gk.WIF())},
+		{To: aliasA, Payload: twproto.EncodeGroupMembers([]string{"alice", "bob", long})},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.checkNoErrs()
+	aliasB := b.aliasOf(gk)
+	if g := b.group(aliasB); !reflect.DeepEqual(g.Members, []string{long, "alice", "bob"}) {
+		t.Fatalf("members %v", g.Members)
+	}
+	b.restart(ctx)
+	b.net.FailFollow(bad)
+	if err := b.e.Resume(ctx); err != nil {
+		t.Fatalf("resume: %v", err)
+	}
+	if !b.net.Follows("alice") || !b.net.Follows("bob") {
+		t.Fatal("resume skipped the good swarms")
+	}
+}

@@ -118,8 +118,6 @@ func (e *Engine) RegisterGroup(ctx context.Context, key *twproto.PrivateKey, des
 	if err != nil {
 		return "", fmt.Errorf("register group: %w", err)
 	}
-	if err := e.after(ctx, fx); err != nil {
-		e.log.Warn("retrying posts with a new group key", "alias", alias, "err", err)
-	}
+	e.after(ctx, fx)
 	return alias, nil
 }

@@ -95,6 +95,7 @@ type Node struct {
 	queue       []Delivery
 	errs        []error
 	failPublish func(user string, k int64) error
+	failFollow  func(user string) error
 }
 
 // Node adds a node to the hub. It is offline until SetSink.
@@ -206,6 +207,13 @@ func (n *Node) FailPublish(fn func(user string, k int64) error) {
 	n.mu.Unlock()
 }
 
+// FailFollow makes Follow fail when fn returns an error (nil: never).
+func (n *Node) FailFollow(fn func(user string) error) {
+	n.mu.Lock()
+	n.failFollow = fn
+	n.mu.Unlock()
+}
+
 // Errs returns the errors the sink returned so far.
 func (n *Node) Errs() []error {
 	n.mu.Lock()
@@ -233,6 +241,12 @@ func (n *Node) Follow(ctx context.Context, user string) error {
 	if n.sink == nil {
 		n.mu.Unlock()
 		return errors.New("node offline")
+	}
+	if n.failFollow != nil {
+		if err := n.failFollow(user); err != nil {
+			n.mu.Unlock()
+			return err
+		}
 	}
 	n.follows[user] = true
 	n.mu.Unlock()
