@@ -94,6 +94,19 @@ func TestDirectMessagesBothWays(t *testing.T) {
 	if _, err := a.e.NewDirectMsg(ctx, "alice", 2, "bob", string(long), false); !errors.As(err, &pe) || pe.Error() != "bad bencoded post size" {
 		t.Errorf("oversized: %v", err)
 	}
+	huge := string(make([]byte, 10<<20))
+	if _, err := a.e.NewDirectMsg(ctx, "alice", 2, "bob", huge, false); !errors.As(err, &pe) || pe.Error() != "bad bencoded post size" {
+		t.Errorf("10 MB: %v", err)
+	}
+	if _, err := a.e.NewDirectMsg(ctx, "alice", 2, "nobody", huge, false); !errors.Is(err, ErrEncryptToDest) {
+		t.Errorf("10 MB to nobody: %v", err)
+	}
+	if _, err := a.e.NewDirectMsg(ctx, "alice", -1, "bob", "x", false); !errors.As(err, &pe) {
+		t.Errorf("negative k: %v", err)
+	}
+	if _, err := a.e.NewDirectMsg(ctx, "", 2, "bob", "x", false); !errors.Is(err, ErrSign) {
+		t.Errorf("empty sender: %v", err)
+	}
 }
 
 func TestPublishFailureConsumesNoK(t *testing.T) {

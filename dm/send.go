@@ -101,6 +101,11 @@ func (e *Engine) seal(ctx context.Context, outs []Outgoing) ([]*twproto.Envelope
 			e.log.Debug("no key to encrypt to", "to", o.To, "err", err)
 			return nil, encErr
 		}
+		if len(o.Payload) > twproto.MaxPostSize {
+			// It cannot fit in a post: say so now rather than after
+			// encrypting megabytes (twisterd fails later, same message).
+			return nil, &twproto.PostError{Msg: "bad bencoded post size"}
+		}
 		env, err := twproto.Encrypt(pub, o.Payload)
 		if err != nil {
 			e.log.Debug("encrypt failed", "to", o.To, "err", err)
