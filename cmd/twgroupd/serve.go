@@ -34,6 +34,9 @@ func newLogger(w io.Writer, debug bool) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{
 		Level: level,
 		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+			if kind := a.Value.Kind(); kind != slog.KindString && kind != slog.KindAny {
+				return a // numbers and flags such as rpcpassword_set=true are safe
+			}
 			k := strings.ToLower(a.Key)
 			if strings.Contains(k, "password") || strings.Contains(k, "wif") ||
 				strings.Contains(k, "privkey") || strings.Contains(k, "secret") {

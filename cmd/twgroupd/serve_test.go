@@ -107,7 +107,7 @@ func TestServeSignalAndNotify(t *testing.T) {
 	if strings.Contains(out, "node debug line") {
 		t.Fatal("debug line logged without -debug")
 	}
-	for _, want := range []string{"twgroupd starting", "twgroupd ready", "twgroupd shutting down", "twgroupd stopped"} {
+	for _, want := range []string{"twgroupd starting", "config.rpcpassword_set=true", "twgroupd ready", "twgroupd shutting down", "twgroupd stopped"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("log lacks %q:\n%s", want, out)
 		}
