@@ -1,6 +1,7 @@
 package dht
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha1"
 	"errors"
@@ -184,6 +185,12 @@ func (n *Node) handlePut(ctx context.Context, x *Args, id krpc.ID, src netip.Add
 	if !n.possiblyNeighbor(target) {
 		return ""
 	}
+	// twisterd serves p re-encoded, which breaks the signature of a
+	// non-canonical p; we serve stored bytes verbatim, so we keep only
+	// canonical ones and our replies stay canonical bencode.
+	if !isCanonical(p.Raw) {
+		return ""
+	}
 	it := newStoredItem(p, x.SigP, sigUser)
 	n.items.store(target, it, n.now())
 	return ""
@@ -258,4 +265,15 @@ func (n *Node) handleGet(x *Args, r *Return, src netip.AddrPort) string {
 		r.Data = append(r.Data, it.raw)
 	}
 	return ""
+}
+
+// isCanonical reports whether b re-encodes to itself (sorted unique keys,
+// minimal integers), decoding with anacrolix's strict interface decoder.
+func isCanonical(b []byte) bool {
+	var v any
+	if bencode.Unmarshal(b, &v) != nil {
+		return false
+	}
+	out, err := bencode.Marshal(v)
+	return err == nil && bytes.Equal(out, b)
 }

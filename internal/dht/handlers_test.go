@@ -93,6 +93,15 @@ func TestPutDataChecks(t *testing.T) {
 	m = c.ask(addr, methodPutData, &Args{P: p, SigP: sig, SigUser: []byte("alice")})
 	check("no token", m, "missing 'token' key")
 
+	// A non-canonical p (unsorted keys), even correctly signed, is
+	// answered as a success and not stored.
+	unsorted := []byte("d3:seqi9e6:heighti99e6:targetd1:n5:alice1:r7:profile1:t1:se4:timei1e1:v2:v9e")
+	sig, _ = reg.SignAs("alice", unsorted)
+	check("non-canonical", put(single, unsorted, sig, "alice", nil), "")
+	if got := n.items.get(single.Hash()); got[0].seq == 9 {
+		t.Fatal("non-canonical p stored")
+	}
+
 	// Lower or equal seq: a silent success that changes nothing.
 	p, sig = reg.signedP(t, "alice", single, "v0", 1, 99, now)
 	check("equal seq", put(single, p, sig, "alice", nil), "")

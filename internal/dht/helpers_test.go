@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -120,13 +121,15 @@ func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	}
 }
 
-// rawClient is a bare UDP socket speaking KRPC, to probe one node.
+// rawClient is a bare UDP socket speaking KRPC, to probe one node. It
+// answers queries with a plain {id} (nodes learn it from our queries and
+// ping it), so it never stalls their lookups.
 type rawClient struct {
-	t    testing.TB
-	conn *net.UDPConn
-	id   [20]byte
-	tid  uint16
-	buf  []byte
+	t       testing.TB
+	conn    *net.UDPConn
+	id      [20]byte
+	tid     *atomic.Uint32
+	replies chan *Msg
 }
 
 func newRawClient(t testing.TB) *rawClient {
@@ -134,16 +137,51 @@ func newRawClient(t testing.TB) *rawClient {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { conn.Close() })
-	return &rawClient{t: t, conn: conn, id: GenerateID(netip.Addr{}), buf: make([]byte, readBufferSize)}
+	c := &rawClient{t: t, conn: conn, id: GenerateID(netip.Addr{}), tid: new(atomic.Uint32), replies: make(chan *Msg, 16)}
+	done := make(chan struct{})
+	t.Cleanup(func() {
+		conn.Close()
+		<-done
+	})
+	go func() {
+		defer close(done)
+		buf := make([]byte, readBufferSize)
+		for {
+			n, from, err := conn.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			m, err := DecodeMsg(buf[:n])
+			if err != nil {
+				continue
+			}
+			if m.Z == "q" {
+				if b, err := (&Msg{Z: "r", T: m.T, V: clientVersion, R: &Return{ID: c.id[:]}}).Marshal(); err == nil {
+					conn.WriteToUDPAddrPort(b, from)
+				}
+				continue
+			}
+			select {
+			case c.replies <- m:
+			default:
+			}
+		}
+	}()
+	return c
+}
+
+// on returns the client reporting failures to t (a subtest).
+func (c *rawClient) on(t testing.TB) *rawClient {
+	cc := *c
+	cc.t = t
+	return &cc
 }
 
 // ask sends a query and returns the decoded answer.
 func (c *rawClient) ask(to netip.AddrPort, q string, x *Args) *Msg {
 	c.t.Helper()
-	c.tid++
 	var tid [2]byte
-	binary.BigEndian.PutUint16(tid[:], c.tid)
+	binary.BigEndian.PutUint16(tid[:], uint16(c.tid.Add(1)))
 	if x.ID == nil {
 		x.ID = c.id[:]
 	}
@@ -159,19 +197,15 @@ func (c *rawClient) askRaw(to netip.AddrPort, pkt, tid []byte) *Msg {
 	if _, err := c.conn.WriteToUDPAddrPort(pkt, to); err != nil {
 		c.t.Fatal(err)
 	}
-	buf := c.buf
-	c.conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+	timeout := time.After(3 * time.Second)
 	for {
-		n, _, err := c.conn.ReadFromUDPAddrPort(buf)
-		if err != nil {
-			c.t.Fatalf("no answer: %v", err)
-		}
-		m, err := DecodeMsg(buf[:n])
-		if err != nil {
-			c.t.Fatalf("undecodable answer %q: %v", buf[:n], err)
-		}
-		if string(m.T) == string(tid) {
-			return m
+		select {
+		case m := <-c.replies:
+			if string(m.T) == string(tid) {
+				return m
+			}
+		case <-timeout:
+			c.t.Fatalf("no answer to %q", pkt)
 		}
 	}
 }

@@ -78,6 +78,9 @@ func TestNetwork(t *testing.T) {
 	reg.best = 50
 	nodes := startNet(t, reg)
 	ctx := context.Background()
+	// One probe for all subtests: nodes learn it, and a closed probe would
+	// be a dead node slowing every later lookup by a timeout.
+	c := newRawClient(t)
 
 	profile := twproto.DHTTarget{N: "alice", R: "profile", T: "s"}
 	t.Run("single put and get", func(t *testing.T) {
@@ -113,16 +116,15 @@ func TestNetwork(t *testing.T) {
 			t.Fatalf("got %+v", items)
 		}
 		// A lower seq is accepted on the wire but replaces nothing.
-		c := newRawClient(t)
 		var holder *Node
 		for _, n := range nodes {
-			if len(n.items.get(profile.Hash())) > 0 {
+			if l := n.items.get(profile.Hash()); len(l) == 1 && l[0].seq == 2 {
 				holder = n
 				break
 			}
 		}
 		p, sig := reg.signedP(t, "alice", profile, "old", 1, 49, time.Now().Unix())
-		m := c.ask(holder.LocalAddr(), methodPutData, &Args{Token: c.token(holder.LocalAddr(), profile), P: p, SigP: sig, SigUser: []byte("alice")})
+		m := c.on(t).ask(holder.LocalAddr(), methodPutData, &Args{Token: c.on(t).token(holder.LocalAddr(), profile), P: p, SigP: sig, SigUser: []byte("alice")})
 		if m.Z != "r" {
 			t.Fatalf("lower seq put: %s", errMsg(m))
 		}
@@ -132,13 +134,12 @@ func TestNetwork(t *testing.T) {
 	})
 
 	t.Run("stale token refused", func(t *testing.T) {
-		c := newRawClient(t)
 		target := twproto.DHTTarget{N: "bob", R: "status", T: "s"}
-		tok := c.token(nodes[3].LocalAddr(), target)
+		tok := c.on(t).token(nodes[3].LocalAddr(), target)
 		nodes[3].tokens.rotate()
 		nodes[3].tokens.rotate()
 		p, sig := reg.signedP(t, "bob", target, "x", 1, 49, time.Now().Unix())
-		m := c.ask(nodes[3].LocalAddr(), methodPutData, &Args{Token: tok, P: p, SigP: sig, SigUser: []byte("bob")})
+		m := c.on(t).ask(nodes[3].LocalAddr(), methodPutData, &Args{Token: tok, P: p, SigP: sig, SigUser: []byte("bob")})
 		if errMsg(m) != "invalid token" {
 			t.Fatalf("stale token: %+v", m)
 		}
@@ -227,8 +228,7 @@ func TestNetwork(t *testing.T) {
 		if live, _ := reopened.table.size(); live == 0 {
 			waitFor(t, 5*time.Second, "routing table after restart", func() bool { l, _ := reopened.table.size(); return l > 0 })
 		}
-		c := newRawClient(t)
-		m := c.ask(reopened.LocalAddr(), methodGetData, &Args{Target: profile.Bencode()})
+		m := c.on(t).ask(reopened.LocalAddr(), methodGetData, &Args{Target: profile.Bencode()})
 		if len(m.R.Data) != 1 || !bytes.Equal(m.R.Data[0], want) {
 			t.Fatalf("after restart served %q", m.R.Data)
 		}

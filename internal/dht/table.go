@@ -15,6 +15,7 @@ const (
 	maxFailCount    = 20
 	refreshInterval = 15 * time.Minute
 	refreshSpacing  = 45 * time.Second
+	pingBackoff     = 10 * time.Second // between maintenance pings of a node
 )
 
 // bucketLimit is libtorrent's extended_routing_table: the four farthest
@@ -38,6 +39,7 @@ type tableEntry struct {
 	lastSeen time.Time
 	pinged   bool // answered one of our queries
 	fails    int
+	pingedAt time.Time // last maintenance ping sent
 }
 
 // confirmed is libtorrent's node_entry::confirmed: pinged and not failing.
@@ -310,19 +312,60 @@ func (t *table) size() (live, confirmed int) {
 	return live, confirmed
 }
 
-// toPing returns up to n live nodes that never answered us, to confirm them.
+// toPing returns up to n live nodes to ping: those that never answered
+// us, then failing ones and those not heard from for refreshInterval, so
+// that dead nodes are confirmed gone and live ones stay confirmed.
 func (t *table) toPing(n int) []nodeInfo {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	now := t.now()
 	var out []nodeInfo
-	for i := range t.buckets {
-		for _, e := range t.buckets[i].live {
-			if !e.pinged && len(out) < n {
+	for pass := 0; pass < 2; pass++ {
+		for i := range t.buckets {
+			for _, e := range t.buckets[i].live {
+				if len(out) >= n {
+					return out
+				}
+				if now.Sub(e.pingedAt) < pingBackoff {
+					continue
+				}
+				switch {
+				case pass == 0 && !e.pinged:
+				case pass == 1 && e.pinged && (e.fails > 0 || now.Sub(e.lastSeen) > refreshInterval):
+				default:
+					continue
+				}
+				e.pingedAt = now
 				out = append(out, e.nodeInfo)
 			}
 		}
 	}
 	return out
+}
+
+// lookupSeeds is closest for starting a lookup: failing nodes are left
+// out while enough others are known.
+func (t *table) lookupSeeds(target krpc.ID, count int) []nodeInfo {
+	t.mu.Lock()
+	var good, failing []nodeInfo
+	for i := range t.buckets {
+		for _, e := range t.buckets[i].live {
+			if e.fails > 0 {
+				failing = append(failing, e.nodeInfo)
+			} else {
+				good = append(good, e.nodeInfo)
+			}
+		}
+	}
+	t.mu.Unlock()
+	if len(good) < bucketK {
+		good = append(good, failing...)
+	}
+	sortByDistance(good, target)
+	if len(good) > count {
+		good = good[:count]
+	}
+	return good
 }
 
 // needRefresh picks a bucket idle for refreshInterval (at most one per

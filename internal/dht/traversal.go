@@ -88,7 +88,7 @@ func (n *Node) lookup(ctx context.Context, target krpc.ID, k int, seeds []nodeIn
 	for _, s := range seeds {
 		add(s)
 	}
-	for _, s := range n.table.closest(target, maxCandidates, false) {
+	for _, s := range n.table.lookupSeeds(target, maxCandidates) {
 		add(s)
 	}
 	resort := func() {
