@@ -1,0 +1,158 @@
+package groupchat
+
+import (
+	"context"
+	"net/netip"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twgroupd/twgroupd/dm"
+	"github.com/twgroupd/twgroupd/dm/dmtest"
+	"github.com/twgroupd/twgroupd/internal/msgstore"
+	"github.com/twgroupd/twgroupd/internal/swarm"
+	"github.com/twgroupd/twgroupd/wallet"
+)
+
+// swarmNode is a daemon whose network is the real swarm on 127.0.0.1.
+type swarmNode struct {
+	user string
+	sw   *swarm.Swarm
+	e    *dm.Engine
+	gc   *Service
+}
+
+func newSwarmNode(t *testing.T, keys *dmtest.Keys, user string, peers []netip.AddrPort) *swarmNode {
+	t.Helper()
+	dir := t.TempDir()
+	w, err := wallet.Open(filepath.Join(dir, "wallet.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := msgstore.Open(filepath.Join(dir, "messages.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sw, err := swarm.New(swarm.Config{
+		DataDir: dir, ListenAddr: "127.0.0.1:0", DHTPort: -1, Keys: keys,
+		StaticPeers: peers, ReconnectInterval: 100 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := dm.New(dm.Config{Wallet: w, Store: s, Keys: keys, Net: sw})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gc, err := New(Config{Engine: e, Wallet: w, Store: s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sw.SetSink(e)
+	if err := sw.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		sw.Close()
+		w.Close()
+		s.Close()
+	})
+	k, err := w.CreateUser(user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys.Add(user, k.PubKey(), 1)
+	return &swarmNode{user: user, sw: sw, e: e, gc: gc}
+}
+
+func (n *swarmNode) lines(t *testing.T, peer string) []string {
+	t.Helper()
+	th, err := n.e.GetDirectMsgs(n.user, 100, []msgstore.Query{msgstore.NewQuery(peer)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := []string{}
+	for _, tt := range th {
+		for _, m := range tt.Messages {
+			out = append(out, m.From+": "+m.Text)
+		}
+	}
+	return out
+}
+
+// waitLines polls until the thread is want, or fails after a deadline.
+func waitLines(t *testing.T, n *swarmNode, peer string, want []string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		got := n.lines(t, peer)
+		if reflect.DeepEqual(got, want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s's thread with %s:\n%s\nwant:\n%s", n.user, peer, strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestGroupOverRealSwarm runs the group flow between two engines whose
+// network is internal/swarm over TCP on 127.0.0.1: invites, member list,
+// messages both ways, a DM, a description change.
+func TestGroupOverRealSwarm(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-node test")
+	}
+	ctx := context.Background()
+	keys := dmtest.NewKeys(100)
+	a := newSwarmNode(t, keys, "alice", nil)
+	b := newSwarmNode(t, keys, "bob", []netip.AddrPort{a.sw.Addr()})
+	for _, n := range []*swarmNode{a, b} {
+		if err := n.e.Follow(ctx, n.user, []string{"alice", "bob"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	alias, err := a.gc.Create(ctx, "over tcp", "")
+	must(t, err)
+	must(t, a.gc.Invite(ctx, "alice", 1, alias, []string{"bob", "alice"})) // k=1,2 invites, k=3 list
+	_, err = a.e.NewDirectMsg(ctx, "alice", 4, alias, "hello over tcp", false)
+	must(t, err)
+
+	var aliasB string
+	deadline := time.Now().Add(30 * time.Second)
+	for aliasB == "" {
+		if l, _ := b.gc.List("", false); len(l) == 1 {
+			aliasB = l[0]
+		} else if time.Now().After(deadline) {
+			t.Fatal("bob never learned the group")
+		} else {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitLines(t, b, aliasB, []string{
+		"alice: *** Invited by 'alice' to group: over tcp",
+		"alice: *** New member 'alice' invited by 'alice'",
+		"alice: hello over tcp",
+	})
+	_, err = b.e.NewDirectMsg(ctx, "bob", 1, aliasB, "bob answers", false)
+	must(t, err)
+	must(t, b.gc.SetDescription(ctx, "bob", 2, aliasB, "still tcp"))
+	_, err = a.e.NewDirectMsg(ctx, "alice", 5, "bob", "a private word", true) // k=5,6
+	must(t, err)
+
+	waitLines(t, a, alias, []string{
+		"alice: *** New member 'alice' invited by 'alice'",
+		"alice: *** New member 'bob' invited by 'alice'",
+		"alice: hello over tcp",
+		"bob: bob answers",
+		"bob: *** 'bob' changed group description to: still tcp",
+	})
+	waitLines(t, b, "alice", []string{"alice: a private word"})
+	waitLines(t, a, "bob", []string{"alice: a private word"}) // the copy_self copy
+	if info, _ := a.gc.Info(alias); info.Description != "still tcp" {
+		t.Fatalf("alice's description %q", info.Description)
+	}
+}
