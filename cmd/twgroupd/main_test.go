@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -16,6 +17,15 @@ import (
 var binPath string
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	// Fuzzing runs no subprocess test; its workers re-enter TestMain, and a
+	// build per worker would starve them.
+	if f := flag.Lookup("test.fuzz"); f != nil && f.Value.String() != "" {
+		os.Exit(m.Run())
+	}
+	if f := flag.Lookup("test.fuzzworker"); f != nil && f.Value.String() == "true" {
+		os.Exit(m.Run())
+	}
 	dir, err := os.MkdirTemp("", "twgroupd-cli-test")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -43,6 +53,9 @@ type result struct {
 // dir, so no real ~/.twgroupd is read) and stdin.
 func runBin(t *testing.T, stdin string, args ...string) result {
 	t.Helper()
+	if binPath == "" {
+		t.Fatal("twgroupd binary not built (fuzzing run)")
+	}
 	cmd := exec.Command(binPath, args...)
 	cmd.Env = []string{"HOME=" + t.TempDir(), "PATH=" + os.Getenv("PATH")}
 	cmd.Stdin = strings.NewReader(stdin)
