@@ -47,6 +47,7 @@ type Config struct {
 	Debug       bool     // debug: log at debug level
 	Upstream    string   // upstream twisterd URL, may carry credentials; "" for none
 	DHTPort     int      // dhtport: UDP DHT and TCP swarm port; 0 picks a free port
+	Bind        string   // bind: IP the DHT and swarm listen on; "" for all (twisterd's 0.0.0.0)
 	Bootstrap   []string // bootstrap/addnode: host:port of DHT peers to start from
 	Registry    string   // path of a local registry file (absolute); "" for none
 
@@ -140,6 +141,14 @@ func settings() []setting {
 			p, err := parsePort(v[0], true)
 			c.DHTPort = p
 			return err
+		}},
+		{"bind", kindString, "", "IP address the DHT and swarm listen on (default: all addresses)", func(c *Config, v []string) error {
+			host := strings.TrimSuffix(strings.TrimPrefix(v[0], "["), "]")
+			if host != "" && net.ParseIP(host) == nil {
+				return fmt.Errorf("%q is not an IP address", v[0])
+			}
+			c.Bind = host
+			return nil
 		}},
 		{"bootstrap", kindList, "", "DHT peer host:port to bootstrap from (repeatable)", applyBootstrap},
 		{"addnode", kindList, "", "same as -bootstrap (twister.conf name)", applyBootstrap},
@@ -418,6 +427,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Bool("debug", c.Debug),
 		slog.String("upstream", RedactURL(c.Upstream)),
 		slog.Int("dhtport", c.DHTPort),
+		slog.String("bind", c.Bind),
 		slog.Any("bootstrap", c.Bootstrap),
 		slog.String("registry", c.Registry),
 	)

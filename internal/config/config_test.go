@@ -160,6 +160,7 @@ func TestBadFiles(t *testing.T) {
 		{"upstream=ftp://u:topsecret@h:1\n", "invalid URL"},
 		{"upstream=http://u:topsecret@[::1\n", "invalid URL"},
 		{"rpcconnect=\n", "empty host"},
+		{"bind=localhost\n", "is not an IP address"},
 	}
 	for _, tc := range cases {
 		dir := t.TempDir()
@@ -290,5 +291,18 @@ func TestExampleFiles(t *testing.T) {
 	}
 	if want := []string{"genproclimit", "port", "printtoconsole", "rpcthreads"}; !reflect.DeepEqual(ignored, want) {
 		t.Fatalf("ignored %q, want %q (warnings %q)", ignored, want, c.Warnings)
+	}
+}
+
+func TestBind(t *testing.T) {
+	for in, want := range map[string]string{"127.0.0.1": "127.0.0.1", "[::1]": "::1", "::": "::"} {
+		c, err := parseArgs(t, "--datadir="+t.TempDir(), "--bind="+in)
+		if err != nil || c.Bind != want {
+			t.Errorf("bind %q: %q %v", in, c.Bind, err)
+		}
+	}
+	c, err := parseArgs(t, "--datadir="+t.TempDir())
+	if err != nil || c.Bind != "" {
+		t.Fatalf("default bind %q %v", c.Bind, err)
 	}
 }
