@@ -40,8 +40,10 @@ type peer struct {
 	peerInterested bool
 	allowedFast    map[uint32]bool
 	requests       map[int64]time.Time // ours to them
+	verifying      map[int64]bool      // requested pieces received, being verified
 	failed         map[int64]bool      // pieces this peer did not deliver
 	theirExt       map[string]int
+	reqq           int // the peer's request queue size, from its extended handshake
 	nonceSeen      bool
 	servingQueued  int
 }
@@ -88,6 +90,7 @@ func (s *Swarm) runPeer(t *torrent, c net.Conn, hs Handshake, outgoing bool, add
 		out: make(chan []byte, sendQueueLen), done: make(chan struct{}),
 		listen: addr, has: newBitset(), peerChoking: true,
 		allowedFast: map[uint32]bool{}, requests: map[int64]time.Time{}, failed: map[int64]bool{},
+		verifying: map[int64]bool{},
 	}
 	if !s.register(t, p) {
 		c.Close()
@@ -466,11 +469,15 @@ func (p *peer) onPiece(s *Swarm, t *torrent, m Message) error {
 	k := int64(m.Index)
 	s.mu.Lock()
 	_, requested := p.requests[k]
+	requested = requested && !p.verifying[k]
 	if requested && (m.Begin != 0 || len(m.Data) == 0) {
 		// An empty piece is a reject (twisterd's incoming_piece).
 		t.releaseRequest(p, k, true)
 		t.schedule(p)
 		requested = false
+	}
+	if requested {
+		p.verifying[k] = true
 	}
 	s.mu.Unlock()
 	if !requested {
@@ -478,6 +485,21 @@ func (p *peer) onPiece(s *Swarm, t *torrent, m Message) error {
 	}
 	s.stats.payloadDown.Add(int64(len(m.Data)))
 	data := append([]byte(nil), m.Data...)
+	// Verify and store off the read loop: signature recovery dominates and
+	// pieces of one pipeline then verify in parallel and share a commit.
+	// The request stays in flight until this is done. At most
+	// maxOutstandingRequests run per peer.
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := p.verifyAndStore(s, t, k, data); err != nil {
+			p.close(err)
+		}
+	}()
+	return nil
+}
+
+func (p *peer) verifyAndStore(s *Swarm, t *torrent, k int64, data []byte) error {
 	post, err := twproto.ValidatePost(s.ctx, data, t.user, k, s.cfg.Keys)
 	if err != nil {
 		var pe *twproto.PostError
@@ -492,7 +514,7 @@ func (p *peer) onPiece(s *Swarm, t *torrent, m Message) error {
 		s.mu.Unlock()
 		return nil
 	}
-	if _, err := t.addPiece(post); err != nil {
+	if _, err := t.addPiece(post, true); err != nil {
 		s.log.Error("store piece", "user", t.user, "k", k, "err", err)
 		s.mu.Lock()
 		t.releaseRequest(p, k, true)
@@ -531,6 +553,7 @@ func (p *peer) onExtended(s *Swarm, t *torrent, m Message) error {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		p.theirExt = eh.M
+		p.reqq = eh.Reqq
 		if eh.Port > 0 && !p.outgoing {
 			// The peer's listen port (§4.5): reconnect and ban by it.
 			p.listen = netip.AddrPortFrom(p.remote.Addr(), uint16(eh.Port))

@@ -39,6 +39,8 @@ func openStore(path string) (*store, error) {
 		}
 		return nil, fmt.Errorf("open swarm store %s: %w", path, err)
 	}
+	// Pieces arriving together share one commit; a lone piece waits at most this.
+	db.MaxBatchDelay = 2 * time.Millisecond
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketSwarms, bucketPieces, bucketMaxSeen, bucketPending} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
@@ -119,9 +121,17 @@ func (s *store) loadPieces(user string) (map[int64]pieceMeta, map[int64]int, err
 // It reports false when the same piece was already stored; a different
 // post under the same k is ErrPieceExists (twisterd's add_piece ignores
 // an existing piece, never overwrites it).
-func (s *store) putPiece(user string, k int64, meta pieceMeta, post []byte) (bool, error) {
+//
+// batch coalesces concurrent writers into one transaction and one fsync
+// (received pieces are verified in parallel); a local Publish writes alone.
+func (s *store) putPiece(user string, k int64, meta pieceMeta, post []byte, batch bool) (bool, error) {
 	added := false
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	update := s.db.Update
+	if batch {
+		update = s.db.Batch
+	}
+	err := update(func(tx *bolt.Tx) error {
+		added = false // Batch may run fn again
 		b, err := tx.Bucket(bucketPieces).CreateBucketIfNotExists([]byte(user))
 		if err != nil {
 			return err
@@ -205,9 +215,18 @@ func (s *store) pending(n int) ([]pendingPiece, error) {
 	return out, nil
 }
 
-func (s *store) donePending(seq []byte) error {
+func (s *store) donePending(seqs [][]byte) error {
+	if len(seqs) == 0 {
+		return nil
+	}
 	return s.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketPending).Delete(seq)
+		b := tx.Bucket(bucketPending)
+		for _, seq := range seqs {
+			if err := b.Delete(seq); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 }
 

@@ -291,7 +291,7 @@ func (s *Swarm) Publish(ctx context.Context, user string, k int64, post []byte) 
 	if err != nil {
 		return err
 	}
-	_, err = t.addPiece(p)
+	_, err = t.addPiece(p, false)
 	return err
 }
 
@@ -536,6 +536,7 @@ func (s *Swarm) deliverLoop() {
 				break
 			}
 			progressed := false
+			var done [][]byte
 			for _, pp := range batch {
 				if failed[string(pp.seq)] {
 					continue
@@ -548,7 +549,7 @@ func (s *Swarm) deliverLoop() {
 					}
 					if err != nil {
 						if s.ctx.Err() != nil {
-							return
+							break
 						}
 						// Kept queued: retried on the next start.
 						s.log.Warn("post sink refused piece", "user", pp.user, "k", pp.k, "err", err)
@@ -556,10 +557,11 @@ func (s *Swarm) deliverLoop() {
 						continue
 					}
 				}
-				if err := s.store.donePending(pp.seq); err != nil {
-					s.log.Error("dequeue delivered piece", "err", err)
-					return
-				}
+				done = append(done, pp.seq)
+			}
+			if err := s.store.donePending(done); err != nil {
+				s.log.Error("dequeue delivered pieces", "err", err)
+				return
 			}
 			if !progressed {
 				break

@@ -12,7 +12,7 @@ import (
 
 // Per-torrent limits.
 const (
-	maxOutstandingRequests = 32  // our pipeline to one peer
+	maxOutstandingRequests = 128 // our pipeline to one peer (below twisterd's reqq 250)
 	maxPeerRequests        = 250 // twisterd's reqq: what one peer may queue
 	maxCandidates          = 200 // known peer addresses per swarm
 	maxSeenCount           = 63  // libtorrent's 6-bit max_seen
@@ -101,9 +101,9 @@ func (t *torrent) postBound(ctx context.Context) (int64, error) {
 
 // addPiece stores a verified post, announces it and queues it for the
 // sink. It reports whether the piece was new.
-func (t *torrent) addPiece(p *twproto.Post) (bool, error) {
+func (t *torrent) addPiece(p *twproto.Post, batch bool) (bool, error) {
 	meta := pieceMeta{flags: byte(p.Flags), time: p.Time}
-	added, err := t.s.store.putPiece(t.user, p.K, meta, p.Raw)
+	added, err := t.s.store.putPiece(t.user, p.K, meta, p.Raw, batch)
 	if err != nil || !added {
 		return false, err
 	}
@@ -130,7 +130,11 @@ func (t *torrent) schedule(p *peer) {
 	if p.closing {
 		return
 	}
-	free := maxOutstandingRequests - len(p.requests)
+	limit := maxOutstandingRequests
+	if p.reqq > 0 {
+		limit = min(limit, p.reqq)
+	}
+	free := limit - len(p.requests)
 	wanted := false
 	p.has.each(func(k int64) bool {
 		if t.have.has(k) || p.failed[k] {
@@ -171,6 +175,7 @@ func (t *torrent) releaseRequest(p *peer, k int64, failed bool) {
 		return
 	}
 	delete(p.requests, k)
+	delete(p.verifying, k)
 	if t.inflight[k] == p {
 		delete(t.inflight, k)
 	}
@@ -186,7 +191,7 @@ func (t *torrent) expireRequests(now time.Time) {
 	for p := range t.peers {
 		expired := false
 		for k, at := range p.requests {
-			if now.Sub(at) > s.cfg.RequestTimeout {
+			if now.Sub(at) > s.cfg.RequestTimeout && !p.verifying[k] {
 				// twisterd sends nothing for a piece that fails its
 				// re-verification; ask someone else (§4.6).
 				t.releaseRequest(p, k, true)
