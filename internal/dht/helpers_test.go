@@ -88,8 +88,8 @@ func testConfig(t testing.TB, reg *testRegistry, bootstrap ...netip.AddrPort) Co
 		RelaxIPRules:   true,
 		TickInterval:   50 * time.Millisecond,
 		FlushInterval:  time.Hour,
-		SoftTimeout:    200 * time.Millisecond,
-		QueryTimeout:   time.Second,
+		SoftTimeout:    500 * time.Millisecond,
+		QueryTimeout:   4 * time.Second,
 		ReplyRateLimit: -1,
 		FloodLimit:     -1,
 	}
