@@ -111,10 +111,11 @@ func settings() []setting {
 			return nil
 		}},
 		{"rpcconnect", kindString, DefaultRPCConnect, "host of the daemon that client commands call", func(c *Config, v []string) error {
-			if v[0] == "" {
+			host := strings.TrimSuffix(strings.TrimPrefix(v[0], "["), "]") // [::1] as ::1
+			if host == "" {
 				return errors.New("empty host")
 			}
-			c.RPCConnect = v[0]
+			c.RPCConnect = host
 			return nil
 		}},
 		{"htmldir", kindString, "", "directory of twister-html (default: " + SystemHTMLDir + " if present, else <datadir>/html)", func(c *Config, v []string) error {

@@ -301,7 +301,11 @@ func TestBind(t *testing.T) {
 			t.Errorf("bind %q: %q %v", in, c.Bind, err)
 		}
 	}
-	c, err := parseArgs(t, "--datadir="+t.TempDir())
+	c, err := parseArgs(t, "--datadir="+t.TempDir(), "--rpcconnect=[::1]")
+	if err != nil || c.RPCConnect != "::1" {
+		t.Fatalf("rpcconnect %q %v", c.RPCConnect, err)
+	}
+	c, err = parseArgs(t, "--datadir="+t.TempDir())
 	if err != nil || c.Bind != "" {
 		t.Fatalf("default bind %q %v", c.Bind, err)
 	}
