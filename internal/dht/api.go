@@ -41,6 +41,9 @@ var (
 // keeps every distinct sig_p. Items are raw bencoded {p, sig_p, sig_user}
 // dicts (render them with twproto.HexcapeDHTItem).
 func (n *Node) Get(ctx context.Context, user, resource string, multi bool, timeout, timeoutMulti time.Duration, minMulti int) ([][]byte, error) {
+	if n.ctx.Err() != nil {
+		return nil, ErrClosed
+	}
 	t := twproto.DHTTarget{N: user, R: resource, T: "s"}
 	if multi {
 		t.T = "m"

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"runtime"
 	"sync"
@@ -165,6 +166,9 @@ func Open(cfg Config) (*Node, error) {
 	}
 	var saved *savedState
 	if cfg.DataDir != "" {
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+			return nil, fmt.Errorf("dht: datadir: %w", err)
+		}
 		n.db, err = openDB(filepath.Join(cfg.DataDir, "dht.db"))
 		if err != nil {
 			return nil, err
