@@ -41,7 +41,7 @@ type peer struct {
 	allowedFast    map[uint32]bool
 	requests       map[int64]time.Time // ours to them
 	verifying      map[int64]bool      // requested pieces received, being verified
-	failed         map[int64]bool      // pieces this peer did not deliver
+	failed         map[int64]time.Time // pieces this peer did not deliver, and when
 	theirExt       map[string]int
 	reqq           int // the peer's request queue size, from its extended handshake
 	nonceSeen      bool
@@ -89,7 +89,7 @@ func (s *Swarm) runPeer(t *torrent, c net.Conn, hs Handshake, outgoing bool, add
 		t: t, conn: c, hs: hs, outgoing: outgoing, remote: remote,
 		out: make(chan []byte, sendQueueLen), done: make(chan struct{}),
 		listen: addr, has: newBitset(), peerChoking: true,
-		allowedFast: map[uint32]bool{}, requests: map[int64]time.Time{}, failed: map[int64]bool{},
+		allowedFast: map[uint32]bool{}, requests: map[int64]time.Time{}, failed: map[int64]time.Time{},
 		verifying: map[int64]bool{},
 	}
 	if !s.register(t, p) {

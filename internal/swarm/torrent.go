@@ -20,6 +20,10 @@ const (
 	// so a hostile bitfield cannot make us count a million pieces.
 	maxAvailIndex = 1 << 16
 	boundCacheTTL = 30 * time.Second
+	// failedRetryAfter: a piece a peer rejected, did not deliver in time
+	// or that we could not verify is not asked from that peer again for
+	// this long; other peers are asked meanwhile.
+	failedRetryAfter = time.Minute
 )
 
 // candidate is a known listen address of a possible peer.
@@ -115,6 +119,7 @@ func (t *torrent) addPiece(p *twproto.Post, batch bool) (bool, error) {
 	delete(t.inflight, p.K)
 	for q := range t.peers {
 		delete(q.requests, p.K)
+		delete(q.verifying, p.K)
 		q.send(Message{ID: MsgHave, Index: uint32(p.K)})
 	}
 	for q := range t.peers {
@@ -137,8 +142,14 @@ func (t *torrent) schedule(p *peer) {
 	free := limit - len(p.requests)
 	wanted := false
 	p.has.each(func(k int64) bool {
-		if t.have.has(k) || p.failed[k] {
+		if t.have.has(k) {
 			return true
+		}
+		if at, ok := p.failed[k]; ok {
+			if time.Since(at) < failedRetryAfter {
+				return true
+			}
+			delete(p.failed, k)
 		}
 		if _, busy := t.inflight[k]; busy {
 			return true
@@ -180,7 +191,7 @@ func (t *torrent) releaseRequest(p *peer, k int64, failed bool) {
 		delete(t.inflight, k)
 	}
 	if failed {
-		p.failed[k] = true
+		p.failed[k] = time.Now()
 	}
 }
 
