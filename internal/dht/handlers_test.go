@@ -415,3 +415,44 @@ func TestExternalAddressVote(t *testing.T) {
 		t.Fatalf("self address %s", n.selfAddr())
 	}
 }
+
+// A source sending FloodLimit packets within 5 s is ignored; replies
+// beyond the byte budget are dropped.
+func TestFloodBanAndReplyLimit(t *testing.T) {
+	reg := newTestRegistry(t)
+	cfg := testConfig(t, reg)
+	cfg.FloodLimit = 20
+	n := openNode(t, cfg)
+	c := newRawClient(t)
+	ping, _ := (&Msg{Z: "q", Q: methodPing, T: []byte("fl"), X: &Args{ID: c.id[:]}, V: clientVersion}).Marshal()
+	for i := 0; i < 25; i++ {
+		c.conn.WriteToUDPAddrPort(ping, n.LocalAddr())
+	}
+	waitFor(t, 5*time.Second, "ban", func() bool {
+		n.flood.mu.Lock()
+		defer n.flood.mu.Unlock()
+		fc := n.flood.m[netip.MustParseAddr("127.0.0.1")]
+		return fc != nil && time.Now().Before(fc.bannedUntil)
+	})
+	for len(c.replies) > 0 {
+		<-c.replies
+	}
+	c.conn.WriteToUDPAddrPort(ping, n.LocalAddr())
+	select {
+	case m := <-c.replies:
+		t.Fatalf("banned source answered: %+v", m)
+	case <-time.After(300 * time.Millisecond):
+	}
+
+	rl := newRateLimiter(100, time.Unix(0, 0)) // 100 B/s, 300 B burst
+	sent := 0
+	for rl.allow(60, time.Unix(0, 0)) {
+		sent++
+	}
+	if sent != 5 {
+		t.Fatalf("burst allowed %d replies of 60 bytes", sent)
+	}
+	if !rl.allow(60, time.Unix(1, 0)) {
+		t.Fatal("budget not refilled after a second")
+	}
+}
