@@ -135,6 +135,7 @@ func Start(ctx context.Context, o Options) (*Net, error) {
 			"-rpcport=" + strconv.Itoa(n.RPCPort),
 			"-dhtport=" + strconv.Itoa(n.DHTPort),
 			"-registry=" + registry,
+			"-bind=127.0.0.1",
 		}
 		for _, prev := range nw.Nodes {
 			args = append(args, "-bootstrap=127.0.0.1:"+strconv.Itoa(prev.DHTPort))

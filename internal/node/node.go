@@ -1,0 +1,282 @@
+// Package node assembles one twgroupd daemon from a config.Config: it opens
+// the wallet, the message store and the user registry, starts the DHT, the
+// swarms, the DM engine and the RPC server, and shuts them down in reverse
+// order. It wires packages together and owns no protocol rule.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/twgroupd/twgroupd/dm"
+	"github.com/twgroupd/twgroupd/groupchat"
+	"github.com/twgroupd/twgroupd/internal/config"
+	"github.com/twgroupd/twgroupd/internal/dht"
+	"github.com/twgroupd/twgroupd/internal/msgstore"
+	"github.com/twgroupd/twgroupd/internal/registry"
+	"github.com/twgroupd/twgroupd/internal/swarm"
+	"github.com/twgroupd/twgroupd/internal/twproto"
+	"github.com/twgroupd/twgroupd/internal/upstream"
+	"github.com/twgroupd/twgroupd/rpc"
+	"github.com/twgroupd/twgroupd/wallet"
+)
+
+// Node is one running daemon.
+type Node struct {
+	cfg      config.Config
+	log      *slog.Logger
+	wallet   *wallet.Wallet
+	store    *msgstore.Store
+	keys     registry.Registry
+	file     *registry.File // nil unless a local registry file is used
+	upstream *upstream.Client
+	dht      *dht.Node
+	swarm    *swarm.Swarm
+	engine   *dm.Engine
+	groups   *groupchat.Service
+	feed     *rpc.Feed
+	rpc      *rpc.Server
+
+	stopOnce sync.Once
+	stop     chan struct{}
+}
+
+// Run runs the daemon until ctx ends or the stop RPC is called; ready is
+// called once the RPC listener accepts connections.
+func Run(ctx context.Context, cfg config.Config, log *slog.Logger, ready func()) error {
+	n, err := Open(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer n.Close()
+	return n.Serve(ctx, ready)
+}
+
+// Open builds every component; Serve starts the RPC server.
+func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Node, err error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	n := &Node{cfg: cfg, log: log, stop: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			n.Close()
+		}
+	}()
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("datadir: %w", err)
+	}
+	if n.wallet, err = wallet.Open(filepath.Join(cfg.DataDir, "wallet.db"), nil); err != nil {
+		return nil, err
+	}
+	if n.store, err = msgstore.Open(filepath.Join(cfg.DataDir, "messages.db"), nil); err != nil {
+		return nil, err
+	}
+	if cfg.Upstream != "" {
+		if n.upstream, err = upstream.New(cfg.Upstream, upstream.WithLogger(log)); err != nil {
+			return nil, fmt.Errorf("upstream: %w", err)
+		}
+	}
+	switch {
+	case cfg.Registry != "":
+		if _, err := registry.InitFile(ctx, cfg.Registry, time.Now(), registry.DefaultBlockInterval); err != nil {
+			return nil, fmt.Errorf("registry file: %w", err)
+		}
+		if n.file, err = registry.OpenFile(cfg.Registry); err != nil {
+			return nil, fmt.Errorf("registry file: %w", err)
+		}
+		n.keys = n.file
+	case n.upstream != nil:
+		n.keys = registry.NewUpstream(n.upstream, nil)
+	default:
+		return nil, errors.New("no user registry: set -registry=<file> for a private network or -upstream=<twisterd url>")
+	}
+
+	bind := bindHost(cfg)
+	loopback := isLoopback(bind)
+	dhtListen := net.JoinHostPort(bind, strconv.Itoa(cfg.DHTPort))
+	if n.dht, err = dht.Open(dht.Config{
+		Listen:       dhtListen,
+		Bootstrap:    cfg.Bootstrap,
+		DataDir:      cfg.DataDir,
+		Keys:         n.keys,
+		Signer:       walletSigner{n.wallet},
+		Logger:       log.With("part", "dht"),
+		RelaxIPRules: loopback,
+	}); err != nil {
+		return nil, fmt.Errorf("dht: %w", err)
+	}
+	var static []netip.AddrPort
+	for _, b := range cfg.Bootstrap {
+		if ap, err := netip.ParseAddrPort(b); err == nil {
+			static = append(static, ap)
+		}
+	}
+	dhtPort := int(n.dht.LocalAddr().Port())
+	if n.swarm, err = swarm.New(swarm.Config{
+		DataDir:     cfg.DataDir,
+		ListenAddr:  net.JoinHostPort(bind, strconv.Itoa(dhtPort)),
+		DHTPort:     dhtPort,
+		Keys:        n.keys,
+		Finder:      n.dht,
+		StaticPeers: static,
+		Logger:      log.With("part", "swarm"),
+		Version:     "twgroupd",
+	}); err != nil {
+		return nil, fmt.Errorf("swarm: %w", err)
+	}
+	n.feed = rpc.NewFeed()
+	if n.engine, err = dm.New(dm.Config{
+		Wallet: n.wallet,
+		Store:  n.store,
+		Keys:   n.keys,
+		Net:    n.swarm,
+		Notify: n.feed.Notify,
+		Logger: log.With("part", "dm"),
+	}); err != nil {
+		return nil, fmt.Errorf("dm engine: %w", err)
+	}
+	n.swarm.SetSink(n.engine)
+	if n.groups, err = groupchat.New(groupchat.Config{
+		Engine: n.engine,
+		Wallet: n.wallet,
+		Store:  n.store,
+		Logger: log.With("part", "groupchat"),
+	}); err != nil {
+		return nil, fmt.Errorf("groupchat: %w", err)
+	}
+	if n.upstream != nil {
+		importUpstreamKeys(ctx, n)
+	}
+	if err := n.swarm.Start(); err != nil {
+		return nil, fmt.Errorf("swarm: %w", err)
+	}
+	if err := n.engine.Resume(ctx); err != nil {
+		return nil, fmt.Errorf("resume: %w", err)
+	}
+
+	rcfg := rpc.Config{
+		User:     cfg.RPCUser,
+		Password: cfg.RPCPassword,
+		Port:     cfg.RPCPort,
+		AllowIP:  cfg.RPCAllowIP,
+		HTMLDir:  cfg.ResolvedHTMLDir(),
+		Logger:   log.With("part", "rpc"),
+		DM:       n.engine,
+		Groups:   n.groups,
+		Wallet:   n.wallet,
+		Registry: n.keys,
+		DHT:      n.dht,
+		Swarm:    n.swarm,
+		Node:     n,
+		Feed:     n.feed,
+		Stop:     n.requestStop,
+	}
+	if n.file != nil {
+		rcfg.Registrar = fileRegistrar{file: n.file}
+	}
+	if n.upstream != nil {
+		rcfg.Upstream = n.upstream
+	}
+	if n.rpc, err = rpc.New(rcfg); err != nil {
+		return nil, fmt.Errorf("rpc: %w", err)
+	}
+	log.Info("node ready", "datadir", cfg.DataDir, "dht", n.dht.LocalAddr(), "swarm", n.swarm.Addr())
+	return n, nil
+}
+
+// Serve runs the RPC server until ctx ends or stop is requested.
+func (n *Node) Serve(ctx context.Context, ready func()) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- n.rpc.Serve(ctx) }()
+	select {
+	case <-n.rpc.Ready():
+		if ready != nil {
+			ready()
+		}
+	case err := <-errc:
+		return fmt.Errorf("rpc: %w", err)
+	}
+	select {
+	case <-ctx.Done():
+	case <-n.stop:
+	case err := <-errc:
+		if err != nil {
+			return fmt.Errorf("rpc: %w", err)
+		}
+	}
+	n.log.Info("shutting down")
+	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer scancel()
+	_ = n.rpc.Shutdown(sctx)
+	cancel()
+	return nil
+}
+
+func (n *Node) requestStop() { n.stopOnce.Do(func() { close(n.stop) }) }
+
+// Close stops the network first, then closes the stores it writes to.
+func (n *Node) Close() error {
+	var errs []error
+	if n.swarm != nil {
+		errs = append(errs, n.swarm.Close())
+	}
+	if n.dht != nil {
+		errs = append(errs, n.dht.Close())
+	}
+	if n.store != nil {
+		errs = append(errs, n.store.Close())
+	}
+	if n.wallet != nil {
+		errs = append(errs, n.wallet.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// NodeStatus feeds getinfo.
+func (n *Node) NodeStatus(ctx context.Context) (rpc.NodeStatus, error) {
+	best, _ := n.keys.BestHeight(ctx)
+	st := n.swarm.Status()
+	ds := n.dht.Stats()
+	port := int(n.dht.LocalAddr().Port())
+	return rpc.NodeStatus{
+		Blocks:         best,
+		Connections:    st.NumPeers,
+		DHTNodes:       int64(ds.Nodes),
+		DHTGlobalNodes: int64(ds.Nodes),
+		ExtPort1:       port,
+		ExtPort2:       port,
+		DHTTorrents:    st.Swarms,
+		NumPeers:       st.NumPeers,
+		PeerListSize:   st.PeerlistSize,
+		TotalDownload:  st.TotalDownload,
+		TotalUpload:    st.TotalUpload,
+	}, nil
+}
+
+// walletSigner signs DHT items with a wallet key.
+type walletSigner struct{ w *wallet.Wallet }
+
+func (s walletSigner) SignAs(user string, msg []byte) ([]byte, error) {
+	k, err := s.w.Key(user)
+	if err != nil {
+		return nil, err
+	}
+	return twproto.Sign(k, msg)
+}
+
+func isLoopback(host string) bool {
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.IsLoopback()
+}
