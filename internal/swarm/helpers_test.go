@@ -2,6 +2,7 @@ package swarm
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"sync"
@@ -16,6 +17,15 @@ type testKeys struct {
 	mu    sync.Mutex
 	best  int64
 	users map[string]twproto.UserKey
+	down  bool // simulate an unreachable registry
+}
+
+var errRegistryDown = errors.New("registry unreachable")
+
+func (k *testKeys) setDown(down bool) {
+	k.mu.Lock()
+	k.down = down
+	k.mu.Unlock()
 }
 
 func newTestKeys(best int64) *testKeys {
@@ -31,6 +41,9 @@ func (k *testKeys) add(user string, pub []byte, reg int64) {
 func (k *testKeys) UserKey(_ context.Context, user string, _ int64) (twproto.UserKey, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	if k.down {
+		return twproto.UserKey{}, errRegistryDown
+	}
 	u, ok := k.users[user]
 	if !ok {
 		return twproto.UserKey{}, twproto.ErrUnknownUser

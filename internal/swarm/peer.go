@@ -355,12 +355,9 @@ func (p *peer) onHave(s *Swarm, t *torrent, k int64) error {
 	if errors.Is(err, twproto.ErrUnknownUser) {
 		return fmt.Errorf("have %d: %w", k, err)
 	}
-	if err != nil {
-		// Registry unreachable: ignore the index rather than drop a
-		// possibly good peer.
-		return nil
-	}
-	if k > bound {
+	// Registry unreachable: take the index on trust; the piece itself is
+	// verified before it is stored.
+	if err == nil && k > bound {
 		return fmt.Errorf("have %d: %w", k, errPostBound)
 	}
 	s.mu.Lock()
@@ -511,6 +508,9 @@ func (p *peer) verifyAndStore(s *Swarm, t *torrent, k int64, data []byte) error 
 		// Registry trouble is not the peer's fault: try again later.
 		s.mu.Lock()
 		t.releaseRequest(p, k, true)
+		for q := range t.peers {
+			t.schedule(q)
+		}
 		s.mu.Unlock()
 		return nil
 	}

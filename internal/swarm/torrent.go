@@ -20,10 +20,6 @@ const (
 	// so a hostile bitfield cannot make us count a million pieces.
 	maxAvailIndex = 1 << 16
 	boundCacheTTL = 30 * time.Second
-	// failedRetryAfter: a piece a peer rejected, did not deliver in time
-	// or that we could not verify is not asked from that peer again for
-	// this long; other peers are asked meanwhile.
-	failedRetryAfter = time.Minute
 )
 
 // candidate is a known listen address of a possible peer.
@@ -146,7 +142,7 @@ func (t *torrent) schedule(p *peer) {
 			return true
 		}
 		if at, ok := p.failed[k]; ok {
-			if time.Since(at) < failedRetryAfter {
+			if time.Since(at) < 3*t.s.cfg.RequestTimeout {
 				return true
 			}
 			delete(p.failed, k)
@@ -180,7 +176,9 @@ func (t *torrent) schedule(p *peer) {
 	}
 }
 
-// releaseRequest forgets our request for k to p (s.mu held).
+// releaseRequest forgets our request for k to p (s.mu held). A failed
+// piece (rejected, not delivered in time, not verifiable) is not asked from
+// p again for three request timeouts; other peers are asked meanwhile.
 func (t *torrent) releaseRequest(p *peer, k int64, failed bool) {
 	if _, ok := p.requests[k]; !ok {
 		return
@@ -195,25 +193,24 @@ func (t *torrent) releaseRequest(p *peer, k int64, failed bool) {
 	}
 }
 
+// expireRequests drops requests unanswered for RequestTimeout, then
+// reschedules every peer, which also retries pieces whose failure mark
+// has aged out.
 func (t *torrent) expireRequests(now time.Time) {
 	s := t.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for p := range t.peers {
-		expired := false
 		for k, at := range p.requests {
 			if now.Sub(at) > s.cfg.RequestTimeout && !p.verifying[k] {
 				// twisterd sends nothing for a piece that fails its
 				// re-verification; ask someone else (§4.6).
 				t.releaseRequest(p, k, true)
-				expired = true
 			}
 		}
-		if expired {
-			for q := range t.peers {
-				t.schedule(q)
-			}
-		}
+	}
+	for p := range t.peers {
+		t.schedule(p)
 	}
 }
 
