@@ -232,7 +232,7 @@ func (n *Node) Put(ctx context.Context, user, resource string, multi bool, value
 // lookup, then putData to the first 8 responders that gave a token,
 // closest first (dht_get::done + putData_fun).
 func (n *Node) putItem(ctx context.Context, it *storedItem) error {
-	targetRaw := it.target.Bencode()
+	targetRaw := it.target().Bencode()
 	hash := sha1.Sum(targetRaw)
 	toks := make(map[krpc.ID][]byte)
 	res := n.lookup(ctx, krpc.ID(hash), bucketK, nil, methodGetData, func() *Args {
@@ -251,7 +251,7 @@ func (n *Node) putItem(ctx context.Context, it *storedItem) error {
 		}
 	}
 	ok := n.fanOut(ctx, targets, func(i int) (string, *Args) {
-		return methodPutData, &Args{Token: tokList[i], P: it.p, SigP: it.sigP, SigUser: []byte(it.sigUser)}
+		return methodPutData, &Args{Token: tokList[i], P: it.p(), SigP: it.sigP(), SigUser: []byte(it.sigUser)}
 	})
 	if ok == 0 {
 		return ErrNoNodes
@@ -434,7 +434,7 @@ func (n *Node) republish(now time.Time) {
 		if best > 0 && it.height > best {
 			continue
 		}
-		if shouldExpire(it.target.R, it.target.Multi(), it.height, best) || !shouldRepublish(it, now) {
+		if shouldExpire(it.resource, it.multi, it.height, best) || !shouldRepublish(it, now) {
 			continue
 		}
 		n.goTraverse(func(ctx context.Context) {
@@ -445,7 +445,7 @@ func (n *Node) republish(now time.Time) {
 			}
 			defer func() { <-n.republishes }()
 			if err := n.putItem(ctx, it); err != nil {
-				n.log.Debug("dht: republish", "target", it.target, "err", err)
+				n.log.Debug("dht: republish", "user", it.user, "resource", it.resource, "err", err)
 			}
 		})
 	}

@@ -257,11 +257,11 @@ func (n *Node) handleGet(x *Args, r *Return, src netip.AddrPort) string {
 	}
 	size, values := 0, 0
 	for _, it := range items {
-		if size+len(it.raw) > maxReplyDataBytes || values+it.nvalues+1 > maxReplyValues {
+		if size+len(it.raw) > maxReplyDataBytes || values+int(it.nvalues)+1 > maxReplyValues {
 			break
 		}
 		size += len(it.raw)
-		values += it.nvalues + 1
+		values += int(it.nvalues) + 1
 		r.Data = append(r.Data, it.raw)
 	}
 	return ""

@@ -105,8 +105,8 @@ func TestPutDataChecks(t *testing.T) {
 	// Lower or equal seq: a silent success that changes nothing.
 	p, sig = reg.signedP(t, "alice", single, "v0", 1, 99, now)
 	check("equal seq", put(single, p, sig, "alice", nil), "")
-	if got := n.items.get(single.Hash()); !bytes.Contains(got[0].v, []byte("v1")) {
-		t.Fatalf("equal seq replaced the item: %q", got[0].v)
+	if got := n.items.get(single.Hash()); !bytes.Contains(got[0].v(), []byte("v1")) {
+		t.Fatalf("equal seq replaced the item: %q", got[0].v())
 	}
 	p, sig = reg.signedP(t, "alice", single, "v2", 2, 99, now)
 	check("higher seq", put(single, p, sig, "alice", nil), "")
@@ -348,7 +348,7 @@ func TestCapturedPutsReplayed(t *testing.T) {
 				}
 			}
 			// Singles: only the highest seq survives; compare the newest.
-			if !found && got[0].target.Multi() {
+			if !found && got[0].multi {
 				t.Errorf("multi item served by twisterd missing here")
 			}
 			if found {

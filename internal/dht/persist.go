@@ -112,7 +112,7 @@ func (n *Node) loadItems(s *savedState) {
 	for _, list := range s.items {
 		for _, si := range list {
 			p, err := twproto.ParseDHTP(si.P)
-			if err != nil {
+			if err != nil || len(p.Raw) > twproto.MaxDHTSingleP || p.TargetKeys != 3 || !isCanonical(p.Raw) {
 				continue
 			}
 			if best >= 1 {
@@ -128,7 +128,7 @@ func (n *Node) loadItems(s *savedState) {
 			it.localAdd = si.LocalAddTime
 			it.confirmed = si.Confirmed != 0
 			n.items.store(target, it, now)
-			it.nextRefresh = now.Add(time.Minute + time.Duration(rand.Float64()*float64(spread)))
+			it.nextRefresh = now.Add(time.Minute + time.Duration(rand.Float64()*float64(spread))).UnixNano()
 		}
 	}
 	n.items.takeDirty() // just loaded: nothing to write back

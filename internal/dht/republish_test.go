@@ -44,7 +44,7 @@ func TestRepublishAndConfirm(t *testing.T) {
 		t.Fatalf("got %+v", got)
 	}
 	getItems(t, a, "alice", "status", false)
-	if it := a.items.get(target.Hash())[0]; !it.confirmed || it.nextRefresh.Sub(clock.now()) < 50*time.Minute {
-		t.Fatalf("not confirmed after reading it back: confirmed=%v next in %v", it.confirmed, it.nextRefresh.Sub(clock.now()))
+	if it := a.items.get(target.Hash())[0]; !it.confirmed || time.Unix(0, it.nextRefresh).Sub(clock.now()) < 50*time.Minute {
+		t.Fatalf("not confirmed after reading it back: confirmed=%v next in %v", it.confirmed, time.Unix(0, it.nextRefresh).Sub(clock.now()))
 	}
 }

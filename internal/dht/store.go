@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -29,55 +30,60 @@ const (
 )
 
 // storedItem is one signed item as served: raw is the canonical item dict
-// {p, sig_p, sig_user}; p, v and sigP are views into it.
+// {p, sig_p, sig_user}; p, v and sig_p are located in it by offsets (an
+// item is at most ~8.3 KB), which keeps the per-item overhead small.
 type storedItem struct {
-	raw        []byte
-	p, v, sigP []byte
-	sigUser    string
-	target     twproto.DHTTarget
-	seq        int64
-	height     int64
-	nvalues    int // bencoded values in raw, for the reply item budget
-
-	localAdd    int64 // unix seconds, 0 when learned from the network
-	confirmed   bool
-	nextRefresh time.Time
+	raw            []byte
+	pEnd           uint16 // p is raw[4:pEnd]
+	vOff, vEnd     uint16
+	sigOff, sigEnd uint16
+	nvalues        uint16 // bencoded values in raw, for the reply budget
+	multi          bool
+	confirmed      bool
+	sigUser        string
+	user, resource string // target n and r
+	seq, height    int64
+	localAdd       int64 // unix seconds, 0 when learned from the network
+	nextRefresh    int64 // unix nanoseconds
 }
 
-// newStoredItem wraps a parsed p and its signature.
+// newStoredItem wraps a parsed p and its signature. Callers bound p to
+// twproto.MaxDHTSingleP.
 func newStoredItem(p *twproto.DHTP, sigP []byte, sigUser string) *storedItem {
 	raw := twproto.EncodeDHTItem(p.Raw, sigP, sigUser)
 	// raw is "d1:p" + p + "5:sig_p" + len + ":" + sig + ...
-	pv := raw[4 : 4+len(p.Raw)]
 	// p.V is a copy; any occurrence of its bytes in p is the same value,
 	// which is all the multi dedup compares.
-	vOff := bytes.Index(p.Raw, p.V)
-	it := &storedItem{
-		raw:     raw,
-		p:       pv,
-		v:       pv[vOff : vOff+len(p.V)],
-		sigUser: sigUser,
-		target:  p.Target,
-		seq:     p.Seq,
-		height:  p.Height,
-	}
+	vOff := 4 + bytes.Index(p.Raw, p.V)
 	sigOff := 4 + len(p.Raw) + len("5:sig_p") + len(strconv.Itoa(len(sigP))) + 1
-	it.sigP = raw[sigOff : sigOff+len(sigP)]
-	it.nvalues, _ = checkBencode(raw, 64, 1<<20)
-	return it
-}
-
-// itemFromRaw rebuilds a stored item from a canonical item dict.
-func itemFromRaw(raw []byte) (*storedItem, error) {
-	it, err := twproto.DecodeDHTItem(raw)
-	if err != nil {
-		return nil, err
+	nvalues, _ := checkBencode(raw, 64, 1<<16)
+	return &storedItem{
+		raw:      raw,
+		pEnd:     uint16(4 + len(p.Raw)),
+		vOff:     uint16(vOff),
+		vEnd:     uint16(vOff + len(p.V)),
+		sigOff:   uint16(sigOff),
+		sigEnd:   uint16(sigOff + len(sigP)),
+		nvalues:  uint16(nvalues),
+		multi:    p.Target.Multi(),
+		sigUser:  sigUser,
+		user:     p.Target.N,
+		resource: p.Target.R,
+		seq:      p.Seq,
+		height:   p.Height,
 	}
-	return newStoredItem(it.P, it.SigP, it.SigUser), nil
 }
 
-type itemList struct {
-	items []*storedItem
+func (it *storedItem) p() []byte    { return it.raw[4:it.pEnd] }
+func (it *storedItem) v() []byte    { return it.raw[it.vOff:it.vEnd] }
+func (it *storedItem) sigP() []byte { return it.raw[it.sigOff:it.sigEnd] }
+
+func (it *storedItem) target() twproto.DHTTarget {
+	t := twproto.DHTTarget{N: it.user, R: it.resource, T: "s"}
+	if it.multi {
+		t.T = "m"
+	}
+	return t
 }
 
 // itemStore is the signed storage table (node.cpp m_storage_table).
@@ -85,14 +91,14 @@ type itemList struct {
 // is a FIXME there); our own items are always kept.
 type itemStore struct {
 	mu       sync.Mutex
-	m        map[[20]byte]*itemList
+	m        map[[20]byte][]*storedItem
 	dirty    map[[20]byte]struct{}
 	bytes    int
 	maxBytes int
 }
 
 func newItemStore(maxBytes int) *itemStore {
-	return &itemStore{m: make(map[[20]byte]*itemList), dirty: make(map[[20]byte]struct{}), maxBytes: maxBytes}
+	return &itemStore{m: make(map[[20]byte][]*storedItem), dirty: make(map[[20]byte]struct{}), maxBytes: maxBytes}
 }
 
 // fullLocked reports whether it does not fit; replaced bytes are freed.
@@ -113,23 +119,20 @@ func (s *itemStore) store(target [20]byte, it *storedItem, now time.Time) bool {
 		if s.fullLocked(it, 0) {
 			return false
 		}
-		s.m[target] = &itemList{items: []*storedItem{it}}
+		s.m[target] = []*storedItem{it}
 		s.bytes += len(it.raw)
 		s.dirty[target] = struct{}{}
 		return true
 	}
-	if !it.target.Multi() {
-		freed := 0
-		if len(l.items) > 0 {
-			if it.seq <= l.items[0].seq {
-				return false
-			}
-			freed = len(l.items[0].raw)
+	if !it.multi {
+		if it.seq <= l[0].seq {
+			return false
 		}
+		freed := len(l[0].raw)
 		if s.fullLocked(it, freed) {
 			return false
 		}
-		l.items = []*storedItem{it}
+		l[0] = it
 		s.bytes += len(it.raw) - freed
 		s.dirty[target] = struct{}{}
 		return true
@@ -137,27 +140,26 @@ func (s *itemStore) store(target [20]byte, it *storedItem, now time.Time) bool {
 	if s.fullLocked(it, 0) {
 		return false
 	}
-	insert := len(l.items)
-	for i := len(l.items) - 1; i >= 0; i-- {
-		old := l.items[i]
-		if bytes.Equal(old.v, it.v) {
+	insert := len(l)
+	for i := len(l) - 1; i >= 0; i-- {
+		old := l[i]
+		if bytes.Equal(old.v(), it.v()) {
 			return false
 		}
 		if it.height >= old.height {
 			insert = i
 		}
 	}
-	l.items = append(l.items, nil)
-	copy(l.items[insert+1:], l.items[insert:])
-	l.items[insert] = it
+	l = slices.Insert(l, insert, it)
 	s.bytes += len(it.raw)
-	if len(l.items) > maxEntriesPerMulti {
-		for _, dropped := range l.items[maxEntriesPerMulti:] {
+	if len(l) > maxEntriesPerMulti {
+		for _, dropped := range l[maxEntriesPerMulti:] {
 			s.bytes -= len(dropped.raw)
 		}
-		clear(l.items[maxEntriesPerMulti:])
-		l.items = l.items[:maxEntriesPerMulti]
+		clear(l[maxEntriesPerMulti:])
+		l = slices.Clip(l[:maxEntriesPerMulti])
 	}
+	s.m[target] = l
 	s.dirty[target] = struct{}{}
 	return true
 }
@@ -170,7 +172,7 @@ func (s *itemStore) get(target [20]byte) []*storedItem {
 	if l == nil {
 		return nil
 	}
-	return append([]*storedItem(nil), l.items...)
+	return slices.Clone(l)
 }
 
 // confirm marks our unconfirmed item with this signature as seen on the
@@ -178,12 +180,8 @@ func (s *itemStore) get(target [20]byte) []*storedItem {
 func (s *itemStore) confirm(target [20]byte, sigP []byte, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	l := s.m[target]
-	if l == nil {
-		return
-	}
-	for _, it := range l.items {
-		if !it.confirmed && bytes.Equal(it.sigP, sigP) {
+	for _, it := range s.m[target] {
+		if !it.confirmed && bytes.Equal(it.sigP(), sigP) {
 			it.confirmed = true
 			it.nextRefresh = nextRefreshTime(now, true)
 			s.dirty[target] = struct{}{}
@@ -198,8 +196,8 @@ func (s *itemStore) due(now time.Time) []*storedItem {
 	defer s.mu.Unlock()
 	var out []*storedItem
 	for target, l := range s.m {
-		for _, it := range l.items {
-			if it.nextRefresh.After(now) {
+		for _, it := range l {
+			if it.nextRefresh > now.UnixNano() {
 				continue
 			}
 			if !it.confirmed && it.localAdd != 0 && now.Unix() > it.localAdd+int64(localRecent/time.Second) {
@@ -218,7 +216,7 @@ func (s *itemStore) count() (targets, items int) {
 	defer s.mu.Unlock()
 	for _, l := range s.m {
 		targets++
-		items += len(l.items)
+		items += len(l)
 	}
 	return targets, items
 }
@@ -235,9 +233,9 @@ func (s *itemStore) takeDirty() map[[20]byte][]savedItem {
 			out[t] = nil
 			continue
 		}
-		list := make([]savedItem, 0, len(l.items))
-		for _, it := range l.items {
-			si := savedItem{P: it.p, SigP: it.sigP, SigUser: it.sigUser, LocalAddTime: it.localAdd}
+		list := make([]savedItem, 0, len(l))
+		for _, it := range l {
+			si := savedItem{P: it.p(), SigP: it.sigP(), SigUser: it.sigUser, LocalAddTime: it.localAdd}
 			if it.confirmed {
 				si.Confirmed = 1
 			}
@@ -249,13 +247,14 @@ func (s *itemStore) takeDirty() map[[20]byte][]savedItem {
 	return out
 }
 
-// nextRefreshTime is now + 60 min (1 min when unconfirmed) ± 10%.
-func nextRefreshTime(now time.Time, confirmed bool) time.Time {
+// nextRefreshTime is now + 60 min (1 min when unconfirmed) ± 10%, in
+// unix nanoseconds.
+func nextRefreshTime(now time.Time, confirmed bool) int64 {
 	d := refreshUnconfirmed
 	if confirmed {
 		d = refreshConfirmed
 	}
-	return now.Add(time.Duration(float64(d) * (0.9 + 0.2*rand.Float64())))
+	return now.Add(time.Duration(float64(d) * (0.9 + 0.2*rand.Float64()))).UnixNano()
 }
 
 // shouldExpire is twisterd's shouldDhtResourceExpire (dht-swarm §3.4).
@@ -302,7 +301,7 @@ func isAlpha(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' 
 // our own recent items.
 func shouldRepublish(it *storedItem, now time.Time) bool {
 	localRecentItem := it.localAdd != 0 && it.localAdd+int64(localRecent/time.Second) > now.Unix()
-	return !it.target.Multi() || it.target.R == "mention" || localRecentItem
+	return !it.multi || it.resource == "mention" || localRecentItem
 }
 
 type peerEntry struct {

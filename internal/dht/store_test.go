@@ -28,7 +28,7 @@ func TestMultiStoreRules(t *testing.T) {
 	}
 	var order string
 	for _, it := range s.get(target.Hash()) {
-		order += string(it.v[2:])
+		order += string(it.v()[2:])
 	}
 	if order != "dbca" {
 		t.Fatalf("order %q, want dbca", order)
