@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twgroupd/twgroupd/dm"
@@ -104,7 +105,19 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Node, er
 	bind := bindHost(cfg)
 	loopback := isLoopback(bind)
 	dhtListen := net.JoinHostPort(bind, strconv.Itoa(cfg.DHTPort))
+	// twisterd dials uTP first on our UDP port; answering the SYN with a
+	// reset makes it fall back to TCP at once instead of after 3 s
+	// (docs/swarm.md "uTP").
+	var udp atomic.Pointer[dht.Node]
+	resetUTP := func(pkt []byte, from netip.AddrPort) {
+		if r := swarm.UTPReset(pkt, time.Now()); r != nil {
+			if d := udp.Load(); d != nil {
+				_ = d.WriteTo(r, from)
+			}
+		}
+	}
 	if n.dht, err = dht.Open(dht.Config{
+		NonDHT:       resetUTP,
 		Listen:       dhtListen,
 		Bootstrap:    cfg.Bootstrap,
 		DataDir:      cfg.DataDir,
@@ -115,6 +128,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Node, er
 	}); err != nil {
 		return nil, fmt.Errorf("dht: %w", err)
 	}
+	udp.Store(n.dht)
 	var static []netip.AddrPort
 	for _, b := range cfg.Bootstrap {
 		if ap, err := netip.ParseAddrPort(b); err == nil {

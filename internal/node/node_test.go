@@ -1,0 +1,190 @@
+package node
+
+import (
+	"bufio"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/twgroupd/twgroupd/internal/config"
+	"github.com/twgroupd/twgroupd/internal/upstream"
+)
+
+func testConfig(t *testing.T, dir, registry string) config.Config {
+	t.Helper()
+	return config.Config{
+		DataDir:     dir,
+		RPCUser:     "user",
+		RPCPassword: "a-long-enough-test-password",
+		RPCPort:     freeTCPPort(t),
+		Bind:        "127.0.0.1",
+		Registry:    registry,
+	}
+}
+
+func freeTCPPort(t *testing.T) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// startNode runs a node until the test ends and returns an RPC client.
+func startNode(t *testing.T, cfg config.Config) (*Node, *upstream.Client, func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	n, err := Open(ctx, cfg, nil)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	ready := make(chan struct{})
+	done := make(chan error, 1)
+	go func() { done <- n.Serve(ctx, func() { close(ready) }) }()
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("serve: %v", err)
+	}
+	c, err := upstream.New("http://user:a-long-enough-test-password@127.0.0.1:" + itoa(cfg.RPCPort) + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := func() {
+		cancel()
+		<-done
+		if err := n.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	}
+	return n, c, stop
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
+
+
+// TestUTPSynGetsReset sends twisterd's captured uTP SYN to the node's UDP
+// port: the node must answer from that port with an ST_RESET, which makes
+// twisterd fall back to TCP at once (docs/swarm.md).
+func TestUTPSynGetsReset(t *testing.T) {
+	dir := t.TempDir()
+	n, _, stop := startNode(t, testConfig(t, dir, filepath.Join(dir, "registry.txt")))
+	defer stop()
+	syn := capturedSyn(t)
+	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(n.dht.LocalAddr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write(syn); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 1500)
+	nr, err := c.Read(buf)
+	if err != nil {
+		t.Fatalf("no reply to a uTP SYN: %v", err)
+	}
+	if buf[0] != 0x31 || nr != 20 {
+		t.Fatalf("reply %x is not a uTP ST_RESET", buf[:nr])
+	}
+	if buf[2] != syn[2] || buf[3] != syn[3] {
+		t.Fatalf("reset connection id %x, SYN's %x", buf[2:4], syn[2:4])
+	}
+}
+
+func capturedSyn(t *testing.T) []byte {
+	f, err := os.Open("../../testdata/swarm/wire/utp_packets.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var r struct {
+			Hex string `json:"hex"`
+			UTP struct {
+				Type string `json:"type"`
+			} `json:"utp"`
+		}
+		if json.Unmarshal(sc.Bytes(), &r) == nil && r.UTP.Type == "ST_SYN" {
+			b, err := hex.DecodeString(r.Hex)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b
+		}
+	}
+	t.Fatal("no SYN in the capture")
+	return nil
+}
+
+// TestRestartKeepsState: a user, a group and a sent message survive a
+// restart of the daemon on the same datadir; a second daemon on that datadir
+// is refused while the first runs.
+func TestRestartKeepsState(t *testing.T) {
+	dir := t.TempDir()
+	reg := filepath.Join(dir, "registry.txt")
+	cfg := testConfig(t, filepath.Join(dir, "n1"), reg)
+	ctx := context.Background()
+	_, c, stop := startNode(t, cfg)
+	mustCall(t, c, "createwalletuser", "alice")
+	mustCall(t, c, "sendnewusertransaction", "alice")
+	mustCall(t, c, "follow", "alice", []string{"alice"})
+	var alias string
+	json.Unmarshal(mustCall(t, c, "creategroup", "persisted group"), &alias)
+	mustCall(t, c, "newgroupinvite", "alice", 1, alias, []string{"alice"})
+	mustCall(t, c, "newdirectmsg", "alice", 3, alias, "before restart")
+
+	second := cfg
+	second.RPCPort = freeTCPPort(t)
+	if _, err := Open(ctx, second, nil); err == nil {
+		t.Fatal("a second daemon opened the same datadir")
+	}
+	stop()
+
+	_, c, stop = startNode(t, cfg)
+	defer stop()
+	var info struct {
+		Description string   `json:"description"`
+		Members     []string `json:"members"`
+	}
+	json.Unmarshal(mustCall(t, c, "getgroupinfo", alias), &info)
+	if info.Description != "persisted group" || len(info.Members) != 1 {
+		t.Fatalf("group after restart: %+v", info)
+	}
+	var msgs map[string][]struct{ Text string }
+	json.Unmarshal(mustCall(t, c, "getdirectmsgs", "alice", 10, []map[string]string{{"username": alias}}), &msgs)
+	found := false
+	for _, m := range msgs[alias] {
+		found = found || m.Text == "before restart"
+	}
+	if !found {
+		t.Fatalf("message lost across restart: %+v", msgs)
+	}
+	var have map[string]int64
+	json.Unmarshal(mustCall(t, c, "getlasthave", "alice"), &have)
+	if have["alice"] != 3 {
+		t.Fatalf("getlasthave after restart: %v", have)
+	}
+}
+
+func mustCall(t *testing.T, c *upstream.Client, method string, params ...any) json.RawMessage {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	r, err := c.Call(ctx, method, params...)
+	if err != nil {
+		t.Fatalf("%s: %v", method, err)
+	}
+	return r
+}
