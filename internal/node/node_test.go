@@ -70,7 +70,6 @@ func startNode(t *testing.T, cfg config.Config) (*Node, *upstream.Client, func()
 
 func itoa(i int) string { return strconv.Itoa(i) }
 
-
 // TestUTPSynGetsReset sends twisterd's captured uTP SYN to the node's UDP
 // port: the node must answer from that port with an ST_RESET, which makes
 // twisterd fall back to TCP at once (docs/swarm.md).
