@@ -1,9 +1,11 @@
 package dht
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net/netip"
+	"strconv"
 
 	"github.com/anacrolix/dht/v2/krpc"
 	"github.com/anacrolix/torrent/bencode"
@@ -229,28 +231,27 @@ func rawList(b []byte) ([]bencode.Bytes, error) {
 	return l, nil
 }
 
-// bstr reads a bencoded string; the result is non-nil when ok.
+// bstr reads a bencoded string; the result is non-nil when ok. Values
+// come from a checked datagram, but bstr re-checks the framing anyway.
 func bstr(raw []byte) ([]byte, bool) {
-	if len(raw) == 0 || raw[0] < '0' || raw[0] > '9' {
+	i := bytes.IndexByte(raw, ':')
+	if i < 1 || i > 8 {
 		return nil, false
 	}
-	var s []byte
-	if bencode.Unmarshal(raw, &s) != nil {
+	n, err := strconv.Atoi(string(raw[:i]))
+	if err != nil || n < 0 || raw[0] == '-' || raw[0] == '+' || i+1+n != len(raw) {
 		return nil, false
 	}
-	if s == nil {
-		s = []byte{}
-	}
-	return s, true
+	return raw[i+1 : i+1+n : i+1+n], true
 }
 
 // bint reads a bencoded integer.
 func bint(raw []byte) (int64, bool) {
-	if len(raw) == 0 || raw[0] != 'i' {
+	if len(raw) < 3 || raw[0] != 'i' || raw[len(raw)-1] != 'e' {
 		return 0, false
 	}
-	var n int64
-	if bencode.Unmarshal(raw, &n) != nil {
+	n, err := strconv.ParseInt(string(raw[1:len(raw)-1]), 10, 64)
+	if err != nil {
 		return 0, false
 	}
 	return n, true
