@@ -50,10 +50,65 @@ type Node struct {
 	DHTPort  int
 	User     string // the local user created on this node
 	Password string
+	alias    string
+	binary   string
+	args     []string
 	cmd      *exec.Cmd
 	done     chan error
 	rpc      *upstream.Client
 }
+
+// start launches the node's process with its log in Dir/twgroupd.log.
+func (n *Node) start() error {
+	logf, err := os.OpenFile(filepath.Join(n.Dir, "twgroupd.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("devnet: %w", err)
+	}
+	n.cmd = exec.Command(n.binary, n.args...)
+	n.cmd.Stdout, n.cmd.Stderr = logf, logf
+	n.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := n.cmd.Start(); err != nil {
+		logf.Close()
+		return fmt.Errorf("devnet: start %s: %w", n.Name, err)
+	}
+	done := make(chan error, 1)
+	n.done = done
+	cmd := n.cmd
+	go func() { done <- cmd.Wait(); logf.Close() }()
+	if n.rpc == nil {
+		if n.rpc, err = upstream.New(n.RPCURL(), upstream.WithTimeout(20*time.Second)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Stop ends the node's process (SIGTERM, then SIGKILL after 10 s).
+func (n *Node) Stop() {
+	if n.cmd == nil || n.cmd.Process == nil {
+		return
+	}
+	_ = n.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-n.done:
+	case <-time.After(10 * time.Second):
+		_ = n.cmd.Process.Kill()
+		<-n.done
+	}
+	n.cmd = nil
+}
+
+// Restart starts a stopped node again on the same datadir and ports.
+func (n *Node) Restart(ctx context.Context) error {
+	n.Stop()
+	if err := n.start(); err != nil {
+		return err
+	}
+	return n.waitReady(ctx, 20*time.Second)
+}
+
+// Alias is the group's alias on this node, once Script has run.
+func (n *Node) Alias() string { return n.alias }
 
 // RPCURL is the node's JSON-RPC address with credentials, for the CLI.
 func (n *Node) RPCURL() string {
@@ -140,22 +195,8 @@ func Start(ctx context.Context, o Options) (*Net, error) {
 		for _, prev := range nw.Nodes {
 			args = append(args, "-bootstrap=127.0.0.1:"+strconv.Itoa(prev.DHTPort))
 		}
-		logf, err := os.OpenFile(filepath.Join(n.Dir, "twgroupd.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-		if err != nil {
-			return nil, fmt.Errorf("devnet: %w", err)
-		}
-		n.cmd = exec.Command(o.Binary, args...)
-		n.cmd.Stdout, n.cmd.Stderr = logf, logf
-		n.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		if err := n.cmd.Start(); err != nil {
-			logf.Close()
-			nw.Stop()
-			return nil, fmt.Errorf("devnet: start %s: %w", n.Name, err)
-		}
-		n.done = make(chan error, 1)
-		go func() { n.done <- n.cmd.Wait(); logf.Close() }()
-		n.rpc, err = upstream.New(n.RPCURL(), upstream.WithTimeout(20*time.Second))
-		if err != nil {
+		n.binary, n.args = o.Binary, args
+		if err := n.start(); err != nil {
 			nw.Stop()
 			return nil, err
 		}
@@ -191,24 +232,12 @@ func (n *Node) waitReady(ctx context.Context, limit time.Duration) error {
 	}
 }
 
-// Stop asks every node to stop over RPC, then signals any that linger.
+// Stop stops every node (SIGTERM: each flushes and closes its stores).
 func (nw *Net) Stop() {
 	var wg sync.WaitGroup
 	for _, n := range nw.Nodes {
-		if n.cmd == nil || n.cmd.Process == nil {
-			continue
-		}
 		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_ = n.cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-n.done:
-			case <-time.After(10 * time.Second):
-				_ = n.cmd.Process.Kill()
-				<-n.done
-			}
-		}()
+		go func() { defer wg.Done(); n.Stop() }()
 	}
 	wg.Wait()
 }
@@ -244,7 +273,7 @@ func (nw *Net) Script(ctx context.Context, timeout time.Duration) (map[string][]
 		return nil, fmt.Errorf("creategroup: %q %v", alias, err)
 	}
 	fmt.Fprintf(out, "%s: %s created group %s\n", creator.Name, creator.User, alias)
-	k, err := creator.nextK(ctx)
+	k, err := creator.NextK(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -266,7 +295,7 @@ func (nw *Net) Script(ctx context.Context, timeout time.Duration) (map[string][]
 	}
 	var want []string
 	for _, n := range nw.Nodes {
-		k, err := n.nextK(ctx)
+		k, err := n.NextK(ctx)
 		if err != nil {
 			return nil, err
 		}
@@ -277,7 +306,7 @@ func (nw *Net) Script(ctx context.Context, timeout time.Duration) (map[string][]
 		want = append(want, text)
 		fmt.Fprintf(out, "%s: %s says %q\n", n.Name, n.User, text)
 	}
-	k, err = creator.nextK(ctx)
+	k, err = creator.NextK(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -288,7 +317,7 @@ func (nw *Net) Script(ctx context.Context, timeout time.Duration) (map[string][]
 	fmt.Fprintf(out, "%s: changed the description\n", creator.User)
 	if len(nw.Nodes) > 1 {
 		peer := nw.Nodes[1]
-		k, err := creator.nextK(ctx)
+		k, err := creator.NextK(ctx)
 		if err != nil {
 			return nil, err
 		}
@@ -297,19 +326,22 @@ func (nw *Net) Script(ctx context.Context, timeout time.Duration) (map[string][]
 			return nil, fmt.Errorf("newdirectmsg dm: %w", err)
 		}
 		fmt.Fprintf(out, "%s: DM to %s %q\n", creator.User, peer.User, dm)
-		if err := peer.waitText(ctx, timeout, peer.User, creator.User, dm); err != nil {
+		if err := peer.WaitText(ctx, timeout, peer.User, creator.User, dm); err != nil {
 			return nil, err
 		}
 		fmt.Fprintf(out, "%s: %s received the DM\n", peer.Name, peer.User)
 	}
+	for _, n := range nw.Nodes {
+		n.alias = aliases[n.Name]
+	}
 	views := map[string][]Message{}
 	for _, n := range nw.Nodes {
 		for _, text := range want {
-			if err := n.waitText(ctx, timeout, n.User, aliases[n.Name], text); err != nil {
+			if err := n.WaitText(ctx, timeout, n.User, aliases[n.Name], text); err != nil {
 				return nil, err
 			}
 		}
-		msgs, err := n.thread(ctx, n.User, aliases[n.Name])
+		msgs, err := n.Thread(ctx, n.User, aliases[n.Name])
 		if err != nil {
 			return nil, err
 		}
@@ -327,8 +359,8 @@ func decode(raw json.RawMessage, err error) func(any) error {
 	}
 }
 
-// nextK asks getlasthave for the user's last piece, as twister-html does.
-func (n *Node) nextK(ctx context.Context) (int64, error) {
+// NextK asks getlasthave for the user's last piece, as twister-html does.
+func (n *Node) NextK(ctx context.Context) (int64, error) {
 	var have map[string]int64
 	if err := decode(n.Call(ctx, "getlasthave", n.User, []string{n.User}))(&have); err != nil {
 		return 0, fmt.Errorf("%s getlasthave: %w", n.Name, err)
@@ -364,7 +396,7 @@ func (n *Node) waitGroup(ctx context.Context, timeout time.Duration, members int
 	return last, nil
 }
 
-func (n *Node) thread(ctx context.Context, user, peer string) ([]Message, error) {
+func (n *Node) Thread(ctx context.Context, user, peer string) ([]Message, error) {
 	var res map[string][]Message
 	q := []map[string]any{{"username": peer}}
 	if err := decode(n.Call(ctx, "getdirectmsgs", user, 1000, q))(&res); err != nil {
@@ -373,9 +405,9 @@ func (n *Node) thread(ctx context.Context, user, peer string) ([]Message, error)
 	return res[peer], nil
 }
 
-func (n *Node) waitText(ctx context.Context, timeout time.Duration, user, peer, text string) error {
+func (n *Node) WaitText(ctx context.Context, timeout time.Duration, user, peer, text string) error {
 	err := poll(ctx, timeout, func() (bool, error) {
-		msgs, err := n.thread(ctx, user, peer)
+		msgs, err := n.Thread(ctx, user, peer)
 		if err != nil {
 			return false, nil
 		}
