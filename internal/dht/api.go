@@ -422,8 +422,8 @@ func (n *Node) Bootstrap(ctx context.Context) error {
 }
 
 // republish re-puts due items to the current closest nodes, skipping
-// expired ones, as refresh_storage does (dht-swarm §3.4). The
-// probabilistic thinning of prolific users' old posts is not applied.
+// expired ones and thinning prolific users' old posts, as refresh_storage
+// does (dht-swarm §3.4).
 func (n *Node) republish(now time.Time) {
 	due := n.items.due(now)
 	if len(due) == 0 {
@@ -435,6 +435,9 @@ func (n *Node) republish(now time.Time) {
 			continue
 		}
 		if shouldExpire(it.resource, it.multi, it.height, best) || !shouldRepublish(it, now) {
+			continue
+		}
+		if n.items.thinOldPost(it) {
 			continue
 		}
 		n.goTraverse(func(ctx context.Context) {

@@ -192,7 +192,9 @@ func (n *Node) handlePut(ctx context.Context, x *Args, id krpc.ID, src netip.Add
 		return ""
 	}
 	it := newStoredItem(p, x.SigP, sigUser)
-	n.items.store(target, it, n.now())
+	if n.items.store(target, it, n.now()) {
+		n.items.notePost(it)
+	}
 	return ""
 }
 

@@ -127,7 +127,9 @@ func (n *Node) loadItems(s *savedState) {
 			target := sha1.Sum(p.TargetRaw)
 			it.localAdd = si.LocalAddTime
 			it.confirmed = si.Confirmed != 0
-			n.items.store(target, it, now)
+			if n.items.store(target, it, now) {
+				n.items.notePost(it)
+			}
 			it.nextRefresh = now.Add(time.Minute + time.Duration(rand.Float64()*float64(spread))).UnixNano()
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -95,10 +96,20 @@ type itemStore struct {
 	dirty    map[[20]byte]struct{}
 	bytes    int
 	maxBytes int
+	posts    map[string]postStats // by user, for republish thinning
 }
 
+// postStats is twisterd's m_posts_by_user: post<k> items seen for a user
+// and the highest k.
+type postStats struct{ total, last int }
+
 func newItemStore(maxBytes int) *itemStore {
-	return &itemStore{m: make(map[[20]byte][]*storedItem), dirty: make(map[[20]byte]struct{}), maxBytes: maxBytes}
+	return &itemStore{
+		m:        make(map[[20]byte][]*storedItem),
+		dirty:    make(map[[20]byte]struct{}),
+		maxBytes: maxBytes,
+		posts:    make(map[string]postStats),
+	}
 }
 
 // fullLocked reports whether it does not fit; replaced bytes are freed.
@@ -162,6 +173,53 @@ func (s *itemStore) store(target [20]byte, it *storedItem, now time.Time) bool {
 	s.m[target] = l
 	s.dirty[target] = struct{}{}
 	return true
+}
+
+// postNumber is atoi(resource + 4) for a "post..." resource.
+func postNumber(resource string) (int, bool) {
+	if !strings.HasPrefix(resource, "post") {
+		return 0, false
+	}
+	k := 0
+	for _, c := range resource[4:] {
+		if c < '0' || c > '9' || k > 1e9 {
+			break
+		}
+		k = k*10 + int(c-'0')
+	}
+	return k, true
+}
+
+// notePost counts a stored network item in the post statistics
+// (process_newly_stored_entry; our own puts are not counted, as there).
+func (s *itemStore) notePost(it *storedItem) {
+	k, ok := postNumber(it.resource)
+	if !ok {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.posts[it.user]
+	st.total++
+	st.last = max(st.last, k)
+	s.posts[it.user] = st
+}
+
+// thinOldPost reports whether refresh_storage would skip this post this
+// time: for a user with over 25 known posts, a post more than 100 behind
+// the newest is republished only with probability 25/(known-25).
+func (s *itemStore) thinOldPost(it *storedItem) bool {
+	k, ok := postNumber(it.resource)
+	if !ok {
+		return false
+	}
+	s.mu.Lock()
+	st := s.posts[it.user]
+	s.mu.Unlock()
+	if k < st.last-100 && st.total > 25 {
+		return rand.Float64() > 25/float64(st.total-25)
+	}
+	return false
 }
 
 // get returns the items stored under target (a copy of the list).

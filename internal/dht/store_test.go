@@ -114,3 +114,30 @@ func TestStoreBounds(t *testing.T) {
 		t.Fatalf("lookup returned %d peers", len(peers))
 	}
 }
+
+func TestPostThinning(t *testing.T) {
+	s := newItemStore(defaultMaxStoreBytes)
+	for k := 0; k < 300; k++ {
+		s.notePost(&storedItem{user: "alice", resource: fmt.Sprintf("post%d", k)})
+	}
+	s.notePost(&storedItem{user: "alice", resource: "profile"})
+	if st := s.posts["alice"]; st.total != 300 || st.last != 299 {
+		t.Fatalf("stats %+v", st)
+	}
+	if s.thinOldPost(&storedItem{user: "alice", resource: "post250"}) {
+		t.Fatal("recent post thinned")
+	}
+	if s.thinOldPost(&storedItem{user: "alice", resource: "status"}) {
+		t.Fatal("non-post thinned")
+	}
+	skipped := 0
+	for i := 0; i < 1000; i++ {
+		if s.thinOldPost(&storedItem{user: "alice", resource: "post10"}) {
+			skipped++
+		}
+	}
+	// p(keep) = 25/275: about 909 of 1000 skipped.
+	if skipped < 850 || skipped > 960 {
+		t.Fatalf("old post skipped %d/1000 times", skipped)
+	}
+}
