@@ -222,3 +222,39 @@ func TestPeerFinderDiscovery(t *testing.T) {
 		t.Fatalf("PORT contacts %v, want %v", f.contacts, a.Addr())
 	}
 }
+
+// TestPexIntroducesPeers: B and C each know only A; A's ut_pex tells the
+// later one about the other, and they connect directly.
+func TestPexIntroducesPeers(t *testing.T) {
+	ctx := context.Background()
+	keys := newTestKeys(100)
+	newUser(t, keys, "alice")
+	a := startNode(t, t.TempDir(), keys)
+	a.Follow(ctx, "alice")
+	b := startNode(t, t.TempDir(), keys, a.Addr())
+	b.Follow(ctx, "alice")
+	waitFor(t, "b connected to a", func() bool { return len(a.Swarms()[0].Peers) == 1 })
+	c := startNode(t, t.TempDir(), keys, a.Addr())
+	c.Follow(ctx, "alice")
+	has := func(n *testNode, addr netip.AddrPort) bool {
+		for _, p := range n.Swarms()[0].Peers {
+			if p == addr {
+				return true
+			}
+		}
+		return false
+	}
+	waitFor(t, "b and c connected through pex", func() bool { return has(c, b.Addr()) || has(b, c.Addr()) })
+}
+
+func TestPexBytesRoundTrip(t *testing.T) {
+	in := []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:31001"), netip.MustParseAddrPort("[::1]:5"), netip.MustParseAddrPort("10.1.2.3:29333")}
+	b, err := PexBytes(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := ParsePex(b)
+	if err != nil || len(out) != 2 || out[0] != in[0] || out[1] != in[2] {
+		t.Fatalf("%v %v", out, err)
+	}
+}

@@ -32,6 +32,7 @@ type peer struct {
 
 	// guarded by s.mu
 	listen         netip.AddrPort // where the peer accepts connections
+	listenKnown    bool           // listen is a real listen address (dialed, or `p`)
 	closing        bool
 	has            *bitset
 	gotBitfield    bool
@@ -44,6 +45,7 @@ type peer struct {
 	failed         map[int64]time.Time // pieces this peer did not deliver, and when
 	theirExt       map[string]int
 	reqq           int // the peer's request queue size, from its extended handshake
+	pexSent        bool
 	nonceSeen      bool
 	servingQueued  int
 }
@@ -88,7 +90,7 @@ func (s *Swarm) runPeer(t *torrent, c net.Conn, hs Handshake, outgoing bool, add
 	p := &peer{
 		t: t, conn: c, hs: hs, outgoing: outgoing, remote: remote,
 		out: make(chan []byte, sendQueueLen), done: make(chan struct{}),
-		listen: addr, has: newBitset(), peerChoking: true,
+		listen: addr, listenKnown: outgoing, has: newBitset(), peerChoking: true,
 		allowedFast: map[uint32]bool{}, requests: map[int64]time.Time{}, failed: map[int64]time.Time{},
 		verifying: map[int64]bool{},
 	}
@@ -554,9 +556,27 @@ func (p *peer) onExtended(s *Swarm, t *torrent, m Message) error {
 		defer s.mu.Unlock()
 		p.theirExt = eh.M
 		p.reqq = eh.Reqq
+		if id := eh.M["ut_pex"]; id > 0 && id < 256 && !p.pexSent {
+			// One ut_pex per connection with the other peers we know, under
+			// the peer's id for it; libtorrent disconnects peers sending
+			// PEX more than once a minute [lt/src/ut_pex.cpp].
+			p.pexSent = true
+			var others []netip.AddrPort
+			for q := range t.peers {
+				if q != p && q.listenKnown {
+					others = append(others, q.listen)
+				}
+			}
+			if len(others) > 0 {
+				if body, err := PexBytes(others); err == nil {
+					p.send(Message{ID: MsgExtended, ExtID: byte(id), Data: body})
+				}
+			}
+		}
 		if eh.Port > 0 && !p.outgoing {
 			// The peer's listen port (§4.5): reconnect and ban by it.
 			p.listen = netip.AddrPortFrom(p.remote.Addr(), uint16(eh.Port))
+			p.listenKnown = true
 			if t.banned[banKey(p.listen)] {
 				return errBanned
 			}

@@ -290,7 +290,25 @@ func (h ExtHandshake) Bytes() ([]byte, error) { return bencode.Marshal(h) }
 // pexMessage is the part of ut_pex (BEP 11) we use: IPv4 peers added.
 type pexMessage struct {
 	Added   string `bencode:"added"`
+	AddedF  string `bencode:"added.f"`
 	Dropped string `bencode:"dropped"`
+}
+
+// PexBytes encodes a ut_pex body announcing IPv4 peers (at most
+// maxPexPeers; others are skipped).
+func PexBytes(peers []netip.AddrPort) ([]byte, error) {
+	var added []byte
+	n := 0
+	for _, p := range peers {
+		a := p.Addr().Unmap()
+		if !a.Is4() || p.Port() == 0 || n == maxPexPeers {
+			continue
+		}
+		ip := a.As4()
+		added = binary.BigEndian.AppendUint16(append(added, ip[:]...), p.Port())
+		n++
+	}
+	return bencode.Marshal(pexMessage{Added: string(added), AddedF: string(make([]byte, n))})
 }
 
 // maxPexPeers bounds one ut_pex message; libtorrent sends at most 100.
