@@ -319,7 +319,7 @@ func (n *Node) FindPeers(ctx context.Context, infoHash [20]byte) ([]netip.AddrPo
 			out = append(out, p)
 		}
 	}
-	local, _, _ := n.peers.lookup(infoHash, n.now())
+	local, _, _, _ := n.peers.lookup(infoHash, n.now())
 	for _, p := range local {
 		addPeer(p)
 	}
@@ -355,8 +355,13 @@ func (n *Node) AnnouncePeer(ctx context.Context, infoHash [20]byte, port int) er
 	t := twproto.DHTTarget{N: user, R: "tracker", T: "m"}
 	targetRaw := t.Bencode()
 	if self := n.selfAddr(); self.IsValid() {
-		// twisterd's announce adds us to our own table first.
-		n.peers.add(infoHash, "", netip.AddrPortFrom(self, uint16(port)), false, n.now())
+		// twisterd's announce adds us to our own table first, named after
+		// the user and with our swarm's peer count as followers.
+		followers := 0
+		if n.cfg.Followers != nil {
+			followers = n.cfg.Followers(infoHash)
+		}
+		n.peers.add(infoHash, user, netip.AddrPortFrom(self, uint16(port)), false, followers, n.now())
 	}
 	toks := make(map[krpc.ID][]byte)
 	res := n.lookup(ctx, krpc.ID(infoHash), bucketK, nil, methodGetData, func() *Args {

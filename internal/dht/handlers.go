@@ -118,7 +118,7 @@ func (n *Node) handleAnnounce(x *Args, id krpc.ID, src netip.AddrPort) string {
 	// The token proves the address: let the table take the node.
 	n.table.nodeSeen(id, src)
 	seed := x.Seed != nil && *x.Seed != 0
-	n.peers.add(ih, string(x.N), netip.AddrPortFrom(src.Addr(), uint16(port)), seed, n.now())
+	n.peers.add(ih, string(x.N), netip.AddrPortFrom(src.Addr(), uint16(port)), seed, 0, n.now())
 	return ""
 }
 
@@ -236,7 +236,7 @@ func (n *Node) handleGet(x *Args, r *Return, src netip.AddrPort) string {
 	r.Token = n.tokens.generate(src.Addr(), target)
 	r.Nodes = encodeNodes(n.table.closest(krpc.ID(target), bucketK, true))
 	if string(parts[1]) == "tracker" {
-		peers, name, known := n.peers.lookup(target, n.now())
+		peers, name, followers, known := n.peers.lookup(target, n.now())
 		r.Values = make([][]byte, 0, len(peers))
 		for _, p := range peers {
 			r.Values = append(r.Values, encodePeer(p))
@@ -245,7 +245,7 @@ func (n *Node) handleGet(x *Args, r *Return, src netip.AddrPort) string {
 			if name != "" {
 				r.N = []byte(name)
 			}
-			r.Followers = i64(0)
+			r.Followers = i64(int64(followers))
 		}
 		return ""
 	}

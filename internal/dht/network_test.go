@@ -234,3 +234,36 @@ func TestNetwork(t *testing.T) {
 		}
 	})
 }
+
+// A node in a user's swarm answers tracker lookups with its followers
+// count and the user's name; dhtget on "tracker" then shows twisterd's
+// unsigned followers item.
+func TestTrackerFollowersItem(t *testing.T) {
+	reg := newTestRegistry(t, "alice")
+	cfg := testConfig(t, reg)
+	cfg.Followers = func(ih [20]byte) int {
+		if ih == twproto.SwarmInfoHash("alice") {
+			return 3
+		}
+		return 0
+	}
+	a := openNode(t, cfg)
+	b := openNode(t, testConfig(t, reg, a.LocalAddr()))
+	waitFor(t, 5*time.Second, "b knows a", func() bool { _, c := b.table.size(); return c == 1 })
+	ctx := context.Background()
+	if err := a.AnnounceUser(ctx, "alice", 4242); err != nil {
+		t.Fatal(err)
+	}
+	raws, err := b.Get(ctx, "alice", "tracker", true, 2*time.Second, 100*time.Millisecond, 3)
+	if err != nil || len(raws) != 1 {
+		t.Fatalf("get tracker: %d items, %v", len(raws), err)
+	}
+	js, err := twproto.HexcapeDHTItem(raws[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"p":{"target":{"n":"alice","r":"tracker","t":"m"},"v":{"followers":3,"values":["` + "\x7f\\u0000\\u0000\\u0001\\u0010\x92" + `"],"values_size":1}}}`
+	if string(js) != want {
+		t.Fatalf("tracker item\n%q\nwant\n%q", js, want)
+	}
+}

@@ -70,6 +70,10 @@ type Config struct {
 	// DHT packets (twisterd's uTP shares the socket); it must not block or
 	// keep pkt. Node.WriteTo answers them from the same socket.
 	NonDHT func(pkt []byte, from netip.AddrPort)
+	// Followers, when set, tells how many peers our own swarm of an
+	// info-hash knows; tracker answers carry it as followers, which
+	// twisterd's dhtget shows (its list_peers). Without it: 0.
+	Followers func(infoHash [20]byte) int
 	// MaxStoreBytes bounds the signed items we keep for others (default
 	// 64 MiB); past it new items are not stored, like a non-neighbour's.
 	MaxStoreBytes int

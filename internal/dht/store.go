@@ -368,8 +368,9 @@ type peerEntry struct {
 }
 
 type torrentEntry struct {
-	name  string
-	peers map[netip.AddrPort]peerEntry
+	name      string
+	listPeers int // peers our own swarm knows (twisterd's list_peers)
+	peers     map[netip.AddrPort]peerEntry
 }
 
 // peerStore is the announce table (node.cpp m_map): peers per info-hash.
@@ -382,7 +383,7 @@ func newPeerStore() *peerStore { return &peerStore{m: make(map[[20]byte]*torrent
 
 // add records an announce; beyond maxTorrents the info-hash with the
 // fewest peers is evicted first.
-func (ps *peerStore) add(ih [20]byte, name string, peer netip.AddrPort, seed bool, now time.Time) {
+func (ps *peerStore) add(ih [20]byte, name string, peer netip.AddrPort, seed bool, listPeers int, now time.Time) {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	te := ps.m[ih]
@@ -416,17 +417,20 @@ func (ps *peerStore) add(ih [20]byte, name string, peer netip.AddrPort, seed boo
 		}
 		delete(te.peers, oldest)
 	}
+	if listPeers != 0 {
+		te.listPeers = listPeers
+	}
 	te.peers[peer] = peerEntry{added: now, seed: seed}
 }
 
 // lookup returns up to maxPeersReply live peers of ih, randomly sampled,
-// the stored name, and whether the info-hash is known.
-func (ps *peerStore) lookup(ih [20]byte, now time.Time) (peers []netip.AddrPort, name string, known bool) {
+// the stored name and followers count, and whether the info-hash is known.
+func (ps *peerStore) lookup(ih [20]byte, now time.Time) (peers []netip.AddrPort, name string, followers int, known bool) {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	te := ps.m[ih]
 	if te == nil {
-		return nil, "", false
+		return nil, "", 0, false
 	}
 	for p, e := range te.peers {
 		if now.Sub(e.added) < peerLifetime {
@@ -437,7 +441,7 @@ func (ps *peerStore) lookup(ih [20]byte, now time.Time) (peers []netip.AddrPort,
 	if len(peers) > maxPeersReply {
 		peers = peers[:maxPeersReply]
 	}
-	return peers, te.name, true
+	return peers, te.name, te.listPeers, true
 }
 
 // purge drops expired peers and empty info-hashes (every 2 minutes).

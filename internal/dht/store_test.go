@@ -104,12 +104,12 @@ func TestStoreBounds(t *testing.T) {
 	ps := newPeerStore()
 	var ih [20]byte
 	for i := 0; i < maxPeersPerTorrent+50; i++ {
-		ps.add(ih, "", netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(1000+i)), false, now.Add(time.Duration(i)))
+		ps.add(ih, "", netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(1000+i)), false, 0, now.Add(time.Duration(i)))
 	}
 	if got := len(ps.m[ih].peers); got != maxPeersPerTorrent {
 		t.Fatalf("%d peers kept", got)
 	}
-	peers, _, _ := ps.lookup(ih, now)
+	peers, _, _, _ := ps.lookup(ih, now)
 	if len(peers) != maxPeersReply {
 		t.Fatalf("lookup returned %d peers", len(peers))
 	}
