@@ -2,15 +2,21 @@ package swarm
 
 import (
 	"bytes"
+	"context"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"io"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/twgroupd/twgroupd/internal/twproto"
 )
 
 type captureSession struct {
@@ -367,6 +373,67 @@ func FuzzParseMessage(f *testing.F) {
 			if m.ID == MsgExtended {
 				_, _ = ParseExtHandshake(m.Data)
 				_, _ = ParsePex(m.Data)
+			}
+		}
+	})
+}
+
+// FuzzPeerSession feeds arbitrary bytes, as sent by a peer after the
+// handshake, to a node's connection handler: whatever arrives, the node
+// must not panic, hang or store anything that does not verify.
+func FuzzPeerSession(f *testing.F) {
+	for _, s := range loadSessions(f) {
+		for _, dir := range []string{"i2r", "r2i"} {
+			var b []byte
+			for _, seg := range s.Segments {
+				if seg.Dir == dir {
+					b = append(b, mustHex(f, seg.Hex)...)
+				}
+			}
+			if len(b) > HandshakeLen {
+				f.Add(b[HandshakeLen:])
+			}
+		}
+	}
+	f.Add(Message{ID: MsgHave, Index: 1}.AppendTo(nil))
+	keys := newTestKeys(12)
+	keys.add("alice", mustHex(f, "0289466f49cd83149b97fb61513d87e43ea62cafe646c42e7f53ac84778e41b475"), 1)
+	cfg := fastConfig(f.TempDir(), keys)
+	cfg.PeerTimeout = time.Second
+	sw, err := New(cfg)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { sw.Close() })
+	tor, err := sw.join("alice")
+	if err != nil {
+		f.Fatal(err)
+	}
+	hs := Handshake{Reserved: twisterReserved, InfoHash: tor.ih, PeerID: [20]byte{'-', 'F', 'Z'}}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		ours, theirs := net.Pipe()
+		go io.Copy(io.Discard, theirs)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			sw.runPeer(tor, ours, hs, false, netip.AddrPort{})
+		}()
+		theirs.SetWriteDeadline(time.Now().Add(2 * time.Second))
+		theirs.Write(data)
+		theirs.Close()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatal("connection handler hung")
+		}
+		if n := sw.NumPieces("alice"); n != 0 {
+			// Only genuine captured posts could be stored, and they must verify.
+			for k := int64(0); k <= sw.LastHave("alice"); k++ {
+				if raw, _ := sw.store.piece("alice", k); raw != nil {
+					if _, err := twproto.ValidatePost(context.Background(), raw, "alice", k, keys); err != nil {
+						t.Fatalf("stored an invalid piece %d: %v", k, err)
+					}
+				}
 			}
 		}
 	})
