@@ -16,7 +16,7 @@ import (
 	"github.com/twgroupd/twgroupd/internal/upstream"
 )
 
-func testConfig(t *testing.T, dir, registry string) config.Config {
+func testConfig(t testing.TB, dir, registry string) config.Config {
 	t.Helper()
 	return config.Config{
 		DataDir:     dir,
@@ -28,7 +28,7 @@ func testConfig(t *testing.T, dir, registry string) config.Config {
 	}
 }
 
-func freeTCPPort(t *testing.T) int {
+func freeTCPPort(t testing.TB) int {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -38,7 +38,7 @@ func freeTCPPort(t *testing.T) int {
 }
 
 // startNode runs a node until the test ends and returns an RPC client.
-func startNode(t *testing.T, cfg config.Config) (*Node, *upstream.Client, func()) {
+func startNode(t testing.TB, cfg config.Config) (*Node, *upstream.Client, func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	n, err := Open(ctx, cfg, nil)
