@@ -164,6 +164,7 @@ func TestSelfConnectionDropped(t *testing.T) {
 // recordingFinder is a PeerFinder returning fixed peers.
 type recordingFinder struct {
 	mu        sync.Mutex
+	users     map[[20]byte]string
 	peers     []netip.AddrPort
 	finds     map[[20]byte]int
 	announces map[[20]byte]int
@@ -171,9 +172,21 @@ type recordingFinder struct {
 	contacts  []netip.AddrPort
 }
 
+// AddSwarmUser mirrors *dht.Node: FindPeers needs the user behind ih.
+func (f *recordingFinder) AddSwarmUser(user string) [20]byte {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ih := twproto.SwarmInfoHash(user)
+	f.users[ih] = user
+	return ih
+}
+
 func (f *recordingFinder) FindPeers(_ context.Context, ih [20]byte) ([]netip.AddrPort, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if _, ok := f.users[ih]; !ok {
+		return nil, errors.New("unknown swarm")
+	}
 	f.finds[ih]++
 	return f.peers, nil
 }
@@ -204,7 +217,7 @@ func TestPeerFinderDiscovery(t *testing.T) {
 	if err := a.Publish(ctx, "alice", 1, dmPost(t, alice, 1, bob, "via dht")); err != nil {
 		t.Fatal(err)
 	}
-	f := &recordingFinder{peers: []netip.AddrPort{a.Addr()}, finds: map[[20]byte]int{}, announces: map[[20]byte]int{}}
+	f := &recordingFinder{peers: []netip.AddrPort{a.Addr()}, users: map[[20]byte]string{}, finds: map[[20]byte]int{}, announces: map[[20]byte]int{}}
 	cfg := fastConfig(t.TempDir(), keys)
 	cfg.Finder = f
 	b := startNodeConfig(t, cfg)
@@ -220,6 +233,12 @@ func TestPeerFinderDiscovery(t *testing.T) {
 	}
 	if len(f.contacts) == 0 || f.contacts[0] != a.Addr() {
 		t.Fatalf("PORT contacts %v, want %v", f.contacts, a.Addr())
+	}
+	if n := b.Followers(ih); n != 1 {
+		t.Errorf("followers %d", n)
+	}
+	if n := b.Followers([20]byte{}); n != 0 {
+		t.Errorf("followers of no swarm %d", n)
 	}
 }
 

@@ -477,6 +477,25 @@ func (s *Swarm) Status() Status {
 	return st
 }
 
+// Followers is the size of our peer list for the swarm with infoHash, 0
+// when we do not run it: what twisterd reports as "followers" in tracker
+// replies (dht-swarm §4.1); meant for the DHT's announce table.
+func (s *Swarm) Followers(infoHash [20]byte) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.byHash[infoHash]
+	if t == nil {
+		return 0
+	}
+	known := len(t.candidates)
+	for p := range t.peers {
+		if _, ok := t.candidates[p.listen]; !ok {
+			known++
+		}
+	}
+	return known
+}
+
 // SwarmStatus is torrent-status detail for one user's swarm.
 type SwarmStatus struct {
 	User      string

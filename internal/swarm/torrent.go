@@ -280,6 +280,11 @@ func (t *torrent) discoverLoop(ctx context.Context) {
 	if s.cfg.Finder == nil {
 		return
 	}
+	// The tracker target is {n:user, r:"tracker", t:"m"}: a finder that
+	// cannot invert the info-hash (*dht.Node) is told the user first.
+	if r, ok := s.cfg.Finder.(swarmUserAdder); ok {
+		r.AddSwarmUser(t.user)
+	}
 	tk := time.NewTicker(s.cfg.AnnounceInterval)
 	defer tk.Stop()
 	for {
@@ -300,6 +305,12 @@ func (t *torrent) discoverLoop(ctx context.Context) {
 		case <-tk.C:
 		}
 	}
+}
+
+// swarmUserAdder is implemented by finders that need to know which user an
+// info-hash belongs to before FindPeers/AnnouncePeer (*dht.Node does).
+type swarmUserAdder interface {
+	AddSwarmUser(user string) [20]byte
 }
 
 // banKey is what a ban applies to. twisterd bans the IP in the torrent's
