@@ -47,7 +47,6 @@ type peer struct {
 	reqq           int // the peer's request queue size, from its extended handshake
 	pexSent        bool
 	nonceSeen      bool
-	servingQueued  int
 }
 
 func ioReadFull(r io.Reader, b []byte) (int, error) { return io.ReadFull(r, b) }
@@ -118,7 +117,7 @@ func (s *Swarm) register(t *torrent, p *peer) bool {
 	if s.closed || t.banned[string(p.hs.PeerID[:])] || t.banned[banKey(p.listen)] {
 		return false
 	}
-	if len(t.peers) >= s.cfg.MaxPeersPerSwarm {
+	if len(t.peers) >= s.cfg.MaxPeersPerSwarm || s.numPeers >= s.cfg.MaxConnections {
 		return false
 	}
 	for q := range t.peers {
@@ -132,6 +131,7 @@ func (s *Swarm) register(t *torrent, p *peer) bool {
 		go q.close(errors.New("duplicate connection"))
 	}
 	t.peers[p] = struct{}{}
+	s.numPeers++
 	if c := t.candidates[p.listen]; c != nil && p.outgoing {
 		c.failures = 0
 	}
@@ -197,6 +197,7 @@ func (s *Swarm) unregister(t *torrent, p *peer) {
 		return
 	}
 	delete(t.peers, p)
+	s.numPeers--
 	p.closing = true
 	for k := range p.requests {
 		t.releaseRequest(p, k, false)
@@ -421,14 +422,16 @@ func (p *peer) onBitfield(s *Swarm, t *torrent, bits []byte) error {
 }
 
 // onRequest serves REQUEST(k, 0, len) with the exact post bytes after
-// re-verifying it, as twisterd does before every upload (§4.6).
+// re-verifying it, as twisterd does before every upload (§4.6). A
+// verification is reused for serveCheckTTL: what could make a stored post
+// invalid is chain state (best height, the key of record), which does not
+// change faster, and it keeps a peer re-requesting one piece from making
+// us recover a signature each time.
 func (p *peer) onRequest(s *Swarm, t *torrent, m Message) error {
 	k := int64(m.Index)
 	s.mu.Lock()
-	ok := p.peerInterested && m.Begin == 0 && m.Length > 0 && m.Length <= BlockSize && t.have.has(k) && p.servingQueued < maxPeerRequests
-	if ok {
-		p.servingQueued++
-	}
+	ok := p.peerInterested && m.Begin == 0 && m.Length > 0 && m.Length <= BlockSize && t.have.has(k)
+	verified := time.Since(t.servable[k]) < serveCheckTTL
 	s.mu.Unlock()
 	reject := func() error {
 		if p.hs.SupportsFast() {
@@ -441,20 +444,20 @@ func (p *peer) onRequest(s *Swarm, t *torrent, m Message) error {
 	if !ok {
 		return reject()
 	}
-	defer func() {
-		s.mu.Lock()
-		p.servingQueued--
-		s.mu.Unlock()
-	}()
 	raw, err := s.store.piece(t.user, k)
 	if err != nil || raw == nil {
 		return reject()
 	}
-	if _, err := twproto.ValidatePost(s.ctx, raw, t.user, k, s.cfg.Keys); err != nil {
-		s.log.Warn("not serving a stored post twisterd would reject", "user", t.user, "k", k, "err", err)
-		return reject()
+	if !verified {
+		if _, err := twproto.ValidatePost(s.ctx, raw, t.user, k, s.cfg.Keys); err != nil {
+			s.log.Warn("not serving a stored post twisterd would reject", "user", t.user, "k", k, "err", err)
+			return reject()
+		}
 	}
 	s.mu.Lock()
+	if _, seen := t.servable[k]; !verified && (seen || len(t.servable) < maxServableCache) {
+		t.servable[k] = time.Now()
+	}
 	p.send(Message{ID: MsgPiece, Index: m.Index, Begin: 0, Data: raw})
 	s.mu.Unlock()
 	s.stats.payloadUp.Add(int64(len(raw)))

@@ -84,6 +84,9 @@ type Config struct {
 	DialTimeout time.Duration
 	// MaxPeersPerSwarm bounds connections per swarm, 50.
 	MaxPeersPerSwarm int
+	// MaxConnections bounds peer connections over all swarms: twisterd's
+	// connections_limit, 800.
+	MaxConnections int
 }
 
 func (c *Config) setDefaults() {
@@ -102,10 +105,17 @@ func (c *Config) setDefaults() {
 	if c.MaxPeersPerSwarm <= 0 {
 		c.MaxPeersPerSwarm = 50
 	}
+	if c.MaxConnections <= 0 {
+		c.MaxConnections = 800
+	}
 	if c.Version == "" {
 		c.Version = "twgroupd/0.1"
 	}
 }
+
+// maxPendingHandshakes bounds accepted connections still in the
+// handshake, so a connection flood costs a bounded number of goroutines.
+const maxPendingHandshakes = 256
 
 // Swarm is the set of user swarms this node runs.
 type Swarm struct {
@@ -126,7 +136,8 @@ type Swarm struct {
 	sink     PostSink
 	byHash   map[[20]byte]*torrent
 	byUser   map[string]*torrent
-	incoming map[net.Conn]struct{}
+	incoming map[net.Conn]struct{} // accepted, handshake not done
+	numPeers int
 
 	stats stats
 }
@@ -650,6 +661,11 @@ func (s *Swarm) acceptLoop() {
 			s.mu.Unlock()
 			c.Close()
 			return
+		}
+		if len(s.incoming) >= maxPendingHandshakes || s.numPeers >= s.cfg.MaxConnections {
+			s.mu.Unlock()
+			c.Close()
+			continue
 		}
 		s.incoming[c] = struct{}{}
 		s.wg.Add(1)

@@ -13,7 +13,9 @@ import (
 // Per-torrent limits.
 const (
 	maxOutstandingRequests = 128 // our pipeline to one peer (below twisterd's reqq 250)
-	maxPeerRequests        = 250 // twisterd's reqq: what one peer may queue
+	maxPeerRequests        = 250 // twisterd's reqq, advertised in our extended handshake
+	serveCheckTTL          = time.Minute
+	maxServableCache       = 1 << 16
 	maxCandidates          = 200 // known peer addresses per swarm
 	maxSeenCount           = 63  // libtorrent's 6-bit max_seen
 	// maxAvailIndex bounds piece-availability bookkeeping (getpiecemaxseen)
@@ -44,7 +46,8 @@ type torrent struct {
 	candidates map[netip.AddrPort]*candidate
 	banned     map[string]bool
 	inflight   map[int64]*peer
-	avail      map[int64]int // connected peers having k
+	avail      map[int64]int       // connected peers having k
+	servable   map[int64]time.Time // when a stored piece last passed ValidatePost
 	maxSeen    map[int64]int
 
 	bound   int64 // highest k twisterd's validatePostNumberForUser allows
@@ -57,7 +60,7 @@ func newTorrent(s *Swarm, user string) *torrent {
 		have: newBitset(), metas: map[int64]pieceMeta{}, lastHave: -1,
 		peers: map[*peer]struct{}{}, candidates: map[netip.AddrPort]*candidate{},
 		banned: map[string]bool{}, inflight: map[int64]*peer{}, avail: map[int64]int{},
-		maxSeen: map[int64]int{},
+		maxSeen: map[int64]int{}, servable: map[int64]time.Time{},
 	}
 	for _, a := range s.cfg.StaticPeers {
 		t.candidates[a] = &candidate{static: true}
@@ -408,6 +411,11 @@ func (s *Swarm) handleIncoming(c net.Conn) {
 		return
 	}
 	c.SetDeadline(time.Time{})
+	// Handshake done: no longer counts against maxPendingHandshakes
+	// (Close reaches the connection through the swarm's peers now).
+	s.mu.Lock()
+	delete(s.incoming, c)
+	s.mu.Unlock()
 	s.runPeer(t, c, theirs, false, remote)
 }
 
