@@ -3,7 +3,6 @@ package swarm
 import (
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"sync"
@@ -28,7 +27,6 @@ type peer struct {
 	out      chan []byte
 	done     chan struct{}
 	once     sync.Once
-	closeErr error
 
 	// guarded by s.mu
 	listen         netip.AddrPort // where the peer accepts connections
@@ -43,13 +41,10 @@ type peer struct {
 	requests       map[int64]time.Time // ours to them
 	verifying      map[int64]bool      // requested pieces received, being verified
 	failed         map[int64]time.Time // pieces this peer did not deliver, and when
-	theirExt       map[string]int
-	reqq           int // the peer's request queue size, from its extended handshake
+	reqq           int                 // the peer's request queue size, from its extended handshake
 	pexSent        bool
 	nonceSeen      bool
 }
-
-func ioReadFull(r io.Reader, b []byte) (int, error) { return io.ReadFull(r, b) }
 
 // send queues a framed message without blocking (s.mu may be held).
 func (p *peer) send(m Message) {
@@ -74,9 +69,10 @@ func (p *peer) isClosed() bool {
 	}
 }
 
+// close ends the connection; err says why.
 func (p *peer) close(err error) {
 	p.once.Do(func() {
-		p.closeErr = err
+		p.t.s.log.Debug("closing peer", "user", p.t.user, "peer", p.remote.String(), "why", err)
 		close(p.done)
 		p.conn.Close()
 	})
@@ -557,7 +553,6 @@ func (p *peer) onExtended(s *Swarm, t *torrent, m Message) error {
 		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		p.theirExt = eh.M
 		p.reqq = eh.Reqq
 		if id := eh.M["ut_pex"]; id > 0 && id < 256 && !p.pexSent {
 			// One ut_pex per connection with the other peers we know, under

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"io"
 	"math"
 	"net"
 	"net/netip"
@@ -226,7 +227,7 @@ func (f *fakePeer) addr() netip.AddrPort { return f.ln.Addr().(*net.TCPAddr).Add
 func (f *fakePeer) run(c net.Conn, ih [20]byte) {
 	defer func() { c.Close(); f.closed <- struct{}{} }()
 	var hb [HandshakeLen]byte
-	if _, err := ioReadFull(c, hb[:]); err != nil {
+	if _, err := io.ReadFull(c, hb[:]); err != nil {
 		return
 	}
 	id := [20]byte{'-', 'F', 'K'}
@@ -598,7 +599,7 @@ func TestReplayTwisterdSeeder(t *testing.T) {
 			}
 			defer c.Close()
 			var hb [HandshakeLen]byte
-			if _, err := ioReadFull(c, hb[:]); err != nil {
+			if _, err := io.ReadFull(c, hb[:]); err != nil {
 				return
 			}
 			c.Write(stream("peerwire_session_27.json", "r2i"))

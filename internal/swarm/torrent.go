@@ -3,6 +3,7 @@ package swarm
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/netip"
 	"time"
@@ -421,7 +422,7 @@ func (s *Swarm) handleIncoming(c net.Conn) {
 
 func readHandshake(c net.Conn) (Handshake, error) {
 	var b [HandshakeLen]byte
-	if _, err := ioReadFull(c, b[:]); err != nil {
+	if _, err := io.ReadFull(c, b[:]); err != nil {
 		return Handshake{}, err
 	}
 	return ParseHandshake(b[:])
