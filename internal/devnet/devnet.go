@@ -54,7 +54,8 @@ type Node struct {
 	binary   string
 	args     []string
 	cmd      *exec.Cmd
-	done     chan error
+	done     chan struct{} // closed when the process has exited
+	exitErr  error         // its Wait error, valid once done is closed
 	rpc      *upstream.Client
 }
 
@@ -71,10 +72,14 @@ func (n *Node) start() error {
 		logf.Close()
 		return fmt.Errorf("devnet: start %s: %w", n.Name, err)
 	}
-	done := make(chan error, 1)
+	done := make(chan struct{})
 	n.done = done
 	cmd := n.cmd
-	go func() { done <- cmd.Wait(); logf.Close() }()
+	go func() {
+		n.exitErr = cmd.Wait()
+		logf.Close()
+		close(done)
+	}()
 	if n.rpc == nil {
 		if n.rpc, err = upstream.New(n.RPCURL(), upstream.WithTimeout(20*time.Second)); err != nil {
 			return err
@@ -220,8 +225,8 @@ func (n *Node) waitReady(ctx context.Context, limit time.Duration) error {
 			return nil
 		}
 		select {
-		case werr := <-n.done:
-			return fmt.Errorf("devnet: %s exited: %v (see %s)", n.Name, werr, filepath.Join(n.Dir, "twgroupd.log"))
+		case <-n.done:
+			return fmt.Errorf("devnet: %s exited: %v (see %s)", n.Name, n.exitErr, filepath.Join(n.Dir, "twgroupd.log"))
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(100 * time.Millisecond):

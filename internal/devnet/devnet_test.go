@@ -148,3 +148,14 @@ func TestDevnetGroupChat(t *testing.T) {
 		t.Fatalf("alice's DM thread: %+v", dm)
 	}
 }
+
+// TestStartReportsNodeThatExits: a node that dies at once makes Start fail
+// with a clear error instead of hanging.
+func TestStartReportsNodeThatExits(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err := Start(ctx, Options{Binary: "/bin/false", Dir: t.TempDir(), Nodes: 2})
+	if err == nil || !strings.Contains(err.Error(), "exited") {
+		t.Fatalf("Start with a dying node: %v", err)
+	}
+}
