@@ -6,13 +6,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twgroupd/twgroupd/dm"
 	"github.com/twgroupd/twgroupd/internal/dht"
 )
 
-// The DHT node is the production PeerFinder.
+// The DHT node is the production PeerFinder; the swarm is the DM engine's
+// network, and the engine its sink.
 var (
-	_ PeerFinder     = (*dht.Node)(nil)
-	_ swarmUserAdder = (*dht.Node)(nil)
+	_ PeerFinder      = (*dht.Node)(nil)
+	_ swarmUserAdder  = (*dht.Node)(nil)
+	_ dm.Network      = (*Swarm)(nil)
+	_ dm.PieceChecker = (*Swarm)(nil)
+	_ PostSink        = (*dm.Engine)(nil)
 )
 
 func openDHT(t *testing.T, keys *testKeys, bootstrap ...string) *dht.Node {

@@ -375,6 +375,15 @@ func (s *Swarm) LastHave(user string) int64 {
 	return -1
 }
 
+// HasPiece reports whether piece k of user is stored (dm.PieceChecker: the
+// engine refuses a k that is already taken, e.g. by a public post).
+func (s *Swarm) HasPiece(user string, k int64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.byUser[user]
+	return t != nil && t.have.has(k)
+}
+
 // NumPieces is the number of pieces held for user, -1 when the swarm is
 // not running (getnumpieces: torrent_status.num_pieces = num_have).
 func (s *Swarm) NumPieces(user string) int {

@@ -67,6 +67,9 @@ func TestTwoNodesExchangePosts(t *testing.T) {
 			t.Errorf("alice's own sink got alice/%d %d times", k, n)
 		}
 	}
+	if !b.HasPiece("alice", 4) || b.HasPiece("alice", 5) || b.HasPiece("carol", 1) {
+		t.Error("HasPiece")
+	}
 	if got := b.NumPieces("alice"); got != 4 {
 		t.Errorf("NumPieces = %d", got)
 	}
