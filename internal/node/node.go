@@ -129,22 +129,15 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Node, er
 		return nil, fmt.Errorf("dht: %w", err)
 	}
 	udp.Store(n.dht)
-	var static []netip.AddrPort
-	for _, b := range cfg.Bootstrap {
-		if ap, err := netip.ParseAddrPort(b); err == nil {
-			static = append(static, ap)
-		}
-	}
 	dhtPort := int(n.dht.LocalAddr().Port())
 	if n.swarm, err = swarm.New(swarm.Config{
-		DataDir:     cfg.DataDir,
-		ListenAddr:  net.JoinHostPort(bind, strconv.Itoa(dhtPort)),
-		DHTPort:     dhtPort,
-		Keys:        n.keys,
-		Finder:      n.dht,
-		StaticPeers: static,
-		Logger:      log.With("part", "swarm"),
-		Version:     "twgroupd",
+		DataDir:    cfg.DataDir,
+		ListenAddr: net.JoinHostPort(bind, strconv.Itoa(dhtPort)),
+		DHTPort:    dhtPort,
+		Keys:       n.keys,
+		Finder:     n.dht,
+		Logger:     log.With("part", "swarm"),
+		Version:    "twgroupd",
 	}); err != nil {
 		return nil, fmt.Errorf("swarm: %w", err)
 	}
