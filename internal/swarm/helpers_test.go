@@ -22,6 +22,12 @@ type testKeys struct {
 
 var errRegistryDown = errors.New("registry unreachable")
 
+func (k *testKeys) setBest(best int64) {
+	k.mu.Lock()
+	k.best = best
+	k.mu.Unlock()
+}
+
 func (k *testKeys) setDown(down bool) {
 	k.mu.Lock()
 	k.down = down

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -501,12 +502,13 @@ func (p *peer) verifyAndStore(s *Swarm, t *torrent, k int64, data []byte) error 
 	post, err := twproto.ValidatePost(s.ctx, data, t.user, k, s.cfg.Keys)
 	if err != nil {
 		var pe *twproto.PostError
-		if errors.As(err, &pe) {
+		if errors.As(err, &pe) && !chainViewDependent(pe) {
 			s.ban(t, p)
 			s.log.Warn("banned peer for an invalid piece", "user", t.user, "k", k, "peer", p.remote.String(), "err", err)
 			return fmt.Errorf("%w: %v", errBanned, err)
 		}
-		// Registry trouble is not the peer's fault: try again later.
+		// Registry trouble, or a refusal that only reflects our view of
+		// the chain, is not the peer's fault: try again later.
 		s.mu.Lock()
 		t.releaseRequest(p, k, true)
 		for q := range t.peers {
@@ -530,6 +532,16 @@ func (p *peer) verifyAndStore(s *Swarm, t *torrent, k int64, data []byte) error 
 	t.schedule(p)
 	s.mu.Unlock()
 	return nil
+}
+
+// chainViewDependent reports refusals that depend on our best height
+// rather than on the post: "post from future" and the post-number bound
+// (spec §3.3 rules 5, 6). twisterd bans for them too, but our registry can
+// lag behind the peer's chain (a cached or upstream view), and banning an
+// honest peer for that would cut us off from the swarm. The texts are
+// twisterd's acceptSignedPost messages, which twproto keeps verbatim.
+func chainViewDependent(pe *twproto.PostError) bool {
+	return strings.HasPrefix(pe.Msg, "post from future") || strings.HasPrefix(pe.Msg, "too much posts")
 }
 
 func (s *Swarm) ban(t *torrent, p *peer) {

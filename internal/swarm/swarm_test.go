@@ -692,3 +692,37 @@ func TestRegistryOutageIsNotThePeersFault(t *testing.T) {
 		t.Fatal("peer banned for our registry outage")
 	}
 }
+
+// TestLaggingChainViewIsNotThePeersFault: a post "from the future" for our
+// (lagging) registry is refused without banning its sender, and fetched
+// once our best height catches up.
+func TestLaggingChainViewIsNotThePeersFault(t *testing.T) {
+	ctx := context.Background()
+	keys := newTestKeys(100)
+	alice, bob := newUser(t, keys, "alice"), newUser(t, keys, "bob")
+	a := startNode(t, t.TempDir(), keys)
+	if err := a.Publish(ctx, "alice", 1, dmPost(t, alice, 1, bob, "height 10")); err != nil {
+		t.Fatal(err)
+	}
+	fkeys := newTestKeys(5) // the post's height 10 > 5+1
+	fkeys.add("alice", alice.key.PubKey(), 1)
+	cfg := fastConfig(t.TempDir(), fkeys, a.Addr())
+	cfg.RequestTimeout = 300 * time.Millisecond
+	n := startNodeConfig(t, cfg)
+	n.Follow(ctx, "alice")
+	waitFor(t, "the future post refused", func() bool {
+		n.Swarm.mu.Lock()
+		defer n.Swarm.mu.Unlock()
+		for p := range n.byUser["alice"].peers {
+			if _, ok := p.failed[1]; ok {
+				return true
+			}
+		}
+		return false
+	})
+	if n.NumPieces("alice") != 0 || n.Swarms()[0].Banned != 0 || len(n.Swarms()[0].Peers) != 1 {
+		t.Fatalf("pieces %d, status %+v", n.NumPieces("alice"), n.Swarms()[0])
+	}
+	fkeys.setBest(100)
+	waitFor(t, "post once our chain caught up", func() bool { return n.sink.has("alice", 1) == 1 })
+}
