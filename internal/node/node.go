@@ -116,8 +116,18 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Node, er
 			}
 		}
 	}
+	// Tracker answers report how many peers our own swarm knows, as
+	// twisterd's do; the swarm starts after the DHT, hence the pointer.
+	var swarms atomic.Pointer[swarm.Swarm]
+	followers := func(ih [20]byte) int {
+		if s := swarms.Load(); s != nil {
+			return s.Followers(ih)
+		}
+		return 0
+	}
 	if n.dht, err = dht.Open(dht.Config{
 		NonDHT:       resetUTP,
+		Followers:    followers,
 		Listen:       dhtListen,
 		Bootstrap:    cfg.Bootstrap,
 		DataDir:      cfg.DataDir,
@@ -141,6 +151,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Node, er
 	}); err != nil {
 		return nil, fmt.Errorf("swarm: %w", err)
 	}
+	swarms.Store(n.swarm)
 	n.feed = rpc.NewFeed()
 	if n.engine, err = dm.New(dm.Config{
 		Wallet: n.wallet,
