@@ -83,6 +83,12 @@ func DecodePost(raw []byte) (*Post, error) {
 	if err != nil {
 		return nil, postErrorf("missing post or signature.")
 	}
+	// Raw spans are captured without parsing what is inside them; decode the
+	// whole tree once so that a malformed value anywhere (an empty integer
+	// "ie", say) refuses the post instead of surfacing when it is rendered.
+	if _, err := decodeEntry(raw); err != nil {
+		return nil, postErrorf("missing post or signature.")
+	}
 	upRaw, ok := top["userpost"]
 	sig, sigOK := bstring(top["sig_userpost"])
 	if !ok || len(upRaw) == 0 || upRaw[0] != 'd' || !sigOK || sig == "" {
