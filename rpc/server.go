@@ -94,11 +94,23 @@ type Server struct {
 	ws       wsClients
 }
 
-// New checks cfg and returns a server; Serve starts it. Like twisterd it
-// refuses an empty rpcpassword or one equal to rpcuser.
+// ErrWeakCredentials is twisterd's refusal to serve RPC without a real
+// password.
+var ErrWeakCredentials = errors.New("you must set rpcpassword, and rpcuser and rpcpassword must not be the same")
+
+// CheckCredentials refuses an empty rpcpassword or one equal to rpcuser, as
+// twisterd does at start; a daemon calls it before opening anything.
+func CheckCredentials(user, password string) error {
+	if password == "" || password == user {
+		return ErrWeakCredentials
+	}
+	return nil
+}
+
+// New checks cfg and returns a server; Serve starts it.
 func New(cfg Config) (*Server, error) {
-	if cfg.Password == "" || cfg.Password == cfg.User {
-		return nil, errors.New("rpc: you must set rpcpassword, and rpcuser and rpcpassword must not be the same")
+	if err := CheckCredentials(cfg.User, cfg.Password); err != nil {
+		return nil, err
 	}
 	for _, a := range cfg.AllowIP {
 		if err := checkAllowIP(a); err != nil {

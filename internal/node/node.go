@@ -31,6 +31,8 @@ import (
 	"github.com/twgroupd/twgroupd/wallet"
 )
 
+var errNoRegistry = errors.New("no user registry: set -registry=<file> for a private network or -upstream=<twisterd url>")
+
 // Node is one running daemon.
 type Node struct {
 	cfg      config.Config
@@ -67,6 +69,13 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Node, er
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	// Refuse a bad configuration before opening files or binding ports.
+	if err := rpc.CheckCredentials(cfg.RPCUser, cfg.RPCPassword); err != nil {
+		return nil, err
+	}
+	if cfg.Registry == "" && cfg.Upstream == "" {
+		return nil, errNoRegistry
+	}
 	n := &Node{cfg: cfg, log: log, stop: make(chan struct{})}
 	defer func() {
 		if err != nil {
@@ -98,8 +107,6 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Node, er
 		n.keys = n.file
 	case n.upstream != nil:
 		n.keys = registry.NewUpstream(n.upstream, nil)
-	default:
-		return nil, errors.New("no user registry: set -registry=<file> for a private network or -upstream=<twisterd url>")
 	}
 
 	bind := bindHost(cfg)
@@ -206,7 +213,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Node, er
 		rcfg.Upstream = n.upstream
 	}
 	if n.rpc, err = rpc.New(rcfg); err != nil {
-		return nil, fmt.Errorf("rpc: %w", err)
+		return nil, err
 	}
 	log.Info("node ready", "datadir", cfg.DataDir, "dht", n.dht.LocalAddr(), "swarm", n.swarm.Addr())
 	return n, nil

@@ -187,3 +187,23 @@ func mustCall(t *testing.T, c *upstream.Client, method string, params ...any) js
 	}
 	return r
 }
+
+// TestBadConfigRefusedBeforeAnything: a missing password or registry is
+// refused before any file is created or port bound.
+func TestBadConfigRefusedBeforeAnything(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "d")
+	for name, mod := range map[string]func(*config.Config){
+		"no password":      func(c *config.Config) { c.RPCPassword = "" },
+		"password == user": func(c *config.Config) { c.RPCPassword = c.RPCUser },
+		"no registry":      func(c *config.Config) { c.Registry = "" },
+	} {
+		cfg := testConfig(t, dir, filepath.Join(dir, "registry.txt"))
+		mod(&cfg)
+		if _, err := Open(context.Background(), cfg, nil); err == nil {
+			t.Fatalf("%s: accepted", name)
+		}
+		if _, err := os.Stat(dir); !os.IsNotExist(err) {
+			t.Fatalf("%s: datadir created before the config was checked", name)
+		}
+	}
+}
