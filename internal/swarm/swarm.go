@@ -130,6 +130,10 @@ type Swarm struct {
 	wg     sync.WaitGroup
 	kick   chan struct{}
 
+	// dialFrom is the listen IP when it is a specific address: outgoing
+	// connections leave from it. Set once in Start before any dial.
+	dialFrom *net.TCPAddr
+
 	mu       sync.Mutex
 	started  bool
 	closed   bool
@@ -215,6 +219,7 @@ func (s *Swarm) Start() error {
 	}
 	s.started = true
 	s.ln = ln
+	s.dialFrom = dialSource(ln.Addr())
 	if s.cfg.AnnouncePort == 0 {
 		s.cfg.AnnouncePort = ln.Addr().(*net.TCPAddr).Port
 	}

@@ -328,9 +328,28 @@ func banKey(a netip.AddrPort) string {
 	return ip.String()
 }
 
+// dialSource is the local address outgoing connections bind to: the
+// listen IP when it is a specific one, else nil (the kernel chooses).
+// A peer records us as (source IP of our connection, the port in our
+// extended handshake and PORT message); from any other source IP that
+// address is one we do not listen on. A live twisterd did exactly that
+// with a node bound to 127.0.0.1 that dialed twisterd's 192.0.2.2 address:
+// its uTP SYNs and DHT pings to 192.0.2.2:<our port> went unanswered and
+// each of those connects fell back to TCP only after 3 s (docs/interop.md).
+func dialSource(listen net.Addr) *net.TCPAddr {
+	a, ok := listen.(*net.TCPAddr)
+	if !ok || a.IP == nil || a.IP.IsUnspecified() {
+		return nil
+	}
+	return &net.TCPAddr{IP: a.IP, Zone: a.Zone}
+}
+
 // dial connects to a candidate for t's swarm.
 func (s *Swarm) dial(t *torrent, addr netip.AddrPort) {
 	d := net.Dialer{Timeout: s.cfg.DialTimeout}
+	if s.dialFrom != nil {
+		d.LocalAddr = s.dialFrom
+	}
 	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.DialTimeout)
 	c, err := d.DialContext(ctx, "tcp", addr.String())
 	cancel()
