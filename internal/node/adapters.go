@@ -3,6 +3,7 @@ package node
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 
 	"github.com/twgroupd/twgroupd/internal/config"
 	"github.com/twgroupd/twgroupd/internal/registry"
@@ -50,4 +51,32 @@ func importUpstreamKeys(ctx context.Context, n *Node) {
 		n.log.Warn("could not read every user key from upstream twisterd", "err", err)
 	}
 	n.log.Info("upstream user keys", "read", len(keys), "imported", imported)
+	for _, k := range keys {
+		importUpstreamFollowing(ctx, n, k.User)
+	}
+}
+
+// importUpstreamFollowing adds the users user follows on the upstream
+// twisterd to our following list. The DM engine drops a DM whose sender
+// the recipient does not follow (spec §5.3, processReceivedDM), so without
+// it a twisterd user's DMs stop arriving once twgroupd handles them: a
+// live twisterd's alice followed bob, and the node that imported alice's
+// key dropped bob's DMs to her as "not following". Follows are only added,
+// never removed: ours may hold follows made through our own RPC.
+func importUpstreamFollowing(ctx context.Context, n *Node, user string) {
+	res, err := n.upstream.Call(ctx, "getfollowing", user)
+	if err != nil {
+		n.log.Warn("read following list from upstream twisterd", "user", user, "err", err)
+		return
+	}
+	var following []string
+	if err := json.Unmarshal(res, &following); err != nil {
+		n.log.Warn("read following list from upstream twisterd", "user", user, "err", err)
+		return
+	}
+	if err := n.engine.Follow(ctx, user, following); err != nil {
+		n.log.Warn("follow upstream following list", "user", user, "err", err)
+		return
+	}
+	n.log.Info("upstream following list", "user", user, "following", len(following))
 }

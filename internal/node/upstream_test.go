@@ -1,0 +1,123 @@
+package node
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// recordedTwisterd serves the JSON-RPC replies a live twisterd gave
+// (testdata/node/twisterd_upstream.json) on 127.0.0.1, matched by method
+// and params; anything else gets twisterd's "Method not found".
+type recordedTwisterd struct {
+	url string
+
+	mu     sync.Mutex
+	called []string
+}
+
+func startRecordedTwisterd(t *testing.T) *recordedTwisterd {
+	t.Helper()
+	b, err := os.ReadFile("../../testdata/node/twisterd_upstream.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Calls []struct {
+			Method string          `json:"method"`
+			Params json.RawMessage `json:"params"`
+			Status int             `json:"status"`
+			Body   string          `json:"body"`
+		} `json:"calls"`
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	canon := func(method string, params json.RawMessage) string {
+		var v []any
+		json.Unmarshal(params, &v)
+		p, _ := json.Marshal(v)
+		return method + string(p)
+	}
+	replies := map[string]int{}
+	for i, c := range doc.Calls {
+		replies[canon(c.Method, c.Params)] = i
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &recordedTwisterd{url: "http://user:pwd@" + ln.Addr().String() + "/"}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		body, _ := io.ReadAll(req.Body)
+		var call struct {
+			Method string          `json:"method"`
+			Params json.RawMessage `json:"params"`
+			ID     json.RawMessage `json:"id"`
+		}
+		json.NewDecoder(bytes.NewReader(body)).Decode(&call)
+		key := canon(call.Method, call.Params)
+		r.mu.Lock()
+		r.called = append(r.called, key)
+		r.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		i, ok := replies[key]
+		if !ok {
+			w.WriteHeader(http.StatusNotFound)
+			io.WriteString(w, `{"result":null,"error":{"code":-32601,"message":"Method not found"},"id":`+string(call.ID)+"}\n")
+			return
+		}
+		// The recording was made with id "t"; answer with the caller's.
+		w.WriteHeader(doc.Calls[i].Status)
+		io.WriteString(w, strings.Replace(doc.Calls[i].Body, `"id":"t"}`, `"id":`+string(call.ID)+`}`, 1))
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return r
+}
+
+// TestUpstreamImportsKeysAndFollowing: a node started with -upstream holds
+// the twisterd wallet's registered users' keys and follows whom they follow
+// there. Without the following list the DM engine dropped the DMs of users
+// alice followed on twisterd ("not following"), seen with a live twisterd.
+func TestUpstreamImportsKeysAndFollowing(t *testing.T) {
+	tw := startRecordedTwisterd(t)
+	dir := t.TempDir()
+	cfg := testConfig(t, dir, "")
+	cfg.Upstream = tw.url
+	_, c, stop := startNode(t, cfg)
+	defer stop()
+
+	var users []string
+	json.Unmarshal(mustCall(t, c, "listwalletusers"), &users)
+	slices.Sort(users)
+	// dave is in twisterd's wallet but not registered yet: imported too,
+	// as twisterd's wallet holds him.
+	if !slices.Equal(users, []string{"alice", "bob", "carol", "dave"}) {
+		t.Fatalf("wallet users after import: %v; upstream calls: %v", users, tw.calls())
+	}
+	var following []string
+	json.Unmarshal(mustCall(t, c, "getfollowing", "alice"), &following)
+	if !slices.Equal(following, []string{"alice", "bob"}) {
+		tw.mu.Lock()
+		defer tw.mu.Unlock()
+		t.Fatalf("alice follows %v after start; upstream calls: %v", following, tw.called)
+	}
+	json.Unmarshal(mustCall(t, c, "getfollowing", "bob"), &following)
+	if len(following) != 0 {
+		t.Fatalf("bob follows %v", following)
+	}
+}
+
+func (r *recordedTwisterd) calls() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.called)
+}
