@@ -93,6 +93,8 @@ func (s *Server) methodTable() (map[string]*method, []string) {
 			help: "unfollow <username> [unfollow_username1,unfollow_username2,...]\nstop following users"},
 		{name: "getfollowing", minParams: 1, maxParams: 1, handler: s.getfollowing,
 			help: "getfollowing <username>\nget list of users we follow"},
+		{name: "listusernamespartial", minParams: 2, maxParams: 3, handler: s.listusernamespartial,
+			help: "listusernamespartial <username_starts_with> <count> [exact_match=false]\nget list of usernames starting with"},
 		{name: "getlasthave", minParams: 1, maxParams: 2, handler: s.getlasthave,
 			help: "getlasthave <username> | <groupname> [user1,user2...]\n" +
 				"get last 'have' (higher post number) of each user local user follows.\n" +
