@@ -30,7 +30,16 @@ import (
 const (
 	DefaultTimeout      = 30 * time.Second
 	DefaultMaxReplySize = 32 << 20
+	// DefaultProofOfWorkTimeout bounds methods for which twisterd computes a
+	// proof of work before it answers (proofOfWorkMethods): a live twisterd
+	// took 1.4 s, 6.5 s and more than 30 s for sendnewusertransaction.
+	DefaultProofOfWorkTimeout = 10 * time.Minute
 )
+
+// proofOfWorkMethods are the methods twisterd answers only after a proof of
+// work of random length (sendnewusertransaction: the registration
+// transaction's PoW, src/rpcrawtransaction.cpp).
+var proofOfWorkMethods = map[string]bool{"sendnewusertransaction": true}
 
 var (
 	// ErrUnavailable wraps transport failures (connection refused, reset,
@@ -64,22 +73,35 @@ type Client struct {
 	pass     string
 	hasAuth  bool
 
-	hc       *http.Client
-	timeout  time.Duration
-	maxReply int64
-	log      *slog.Logger
-	nextID   atomic.Int64
+	hc         *http.Client
+	timeout    time.Duration
+	powTimeout time.Duration
+	maxReply   int64
+	log        *slog.Logger
+	nextID     atomic.Int64
 }
 
 // Option configures a Client.
 type Option func(*Client)
 
-// WithTimeout bounds each Call and Forward (default DefaultTimeout); a
+// WithTimeout bounds each Call and Forward (default DefaultTimeout) but
+// those of proofOfWorkMethods (WithProofOfWorkTimeout); a
 // shorter deadline on the caller's context wins. d <= 0 keeps the default.
 func WithTimeout(d time.Duration) Option {
 	return func(c *Client) {
 		if d > 0 {
 			c.timeout = d
+		}
+	}
+}
+
+// WithProofOfWorkTimeout bounds Call and Forward of the methods twisterd
+// answers after a proof of work (default DefaultProofOfWorkTimeout); a
+// shorter deadline on the caller's context wins. d <= 0 keeps the default.
+func WithProofOfWorkTimeout(d time.Duration) Option {
+	return func(c *Client) {
+		if d > 0 {
+			c.powTimeout = d
 		}
 	}
 }
@@ -133,9 +155,10 @@ func New(rawURL string, opts ...Option) (*Client, error) {
 		return nil, errors.New("upstream url: missing host")
 	}
 	c := &Client{
-		timeout:  DefaultTimeout,
-		maxReply: DefaultMaxReplySize,
-		log:      slog.Default(),
+		timeout:    DefaultTimeout,
+		powTimeout: DefaultProofOfWorkTimeout,
+		maxReply:   DefaultMaxReplySize,
+		log:        slog.Default(),
 	}
 	if u.User != nil {
 		c.user = u.User.Username()
@@ -161,7 +184,7 @@ func New(rawURL string, opts ...Option) (*Client, error) {
 			Proxy:                 nil, // a local daemon; never send its credentials through a proxy
 			MaxIdleConnsPerHost:   4,
 			IdleConnTimeout:       90 * time.Second,
-			ResponseHeaderTimeout: c.timeout,
+			ResponseHeaderTimeout: max(c.timeout, c.powTimeout),
 		}}
 	}
 	return c, nil
@@ -193,7 +216,7 @@ func (c *Client) Call(ctx context.Context, method string, params ...any) (json.R
 		return nil, fmt.Errorf("upstream %s: encode params: %w", method, err)
 	}
 	start := time.Now()
-	status, _, reply, err := c.post(ctx, body)
+	status, _, reply, err := c.post(ctx, body, c.timeoutFor(method))
 	if err != nil {
 		return nil, fmt.Errorf("upstream %s: %w", method, err)
 	}
@@ -215,7 +238,11 @@ func (c *Client) Call(ctx context.Context, method string, params ...any) (json.R
 // the upstream's credentials.
 func (c *Client) Forward(ctx context.Context, body []byte) (status int, header http.Header, reply []byte, err error) {
 	start := time.Now()
-	status, header, reply, err = c.post(ctx, body)
+	var req struct {
+		Method string `json:"method"`
+	}
+	_ = json.Unmarshal(body, &req) // a batch or bad body gets the default timeout
+	status, header, reply, err = c.post(ctx, body, c.timeoutFor(req.Method))
 	if err != nil {
 		return 0, nil, nil, fmt.Errorf("upstream forward: %w", err)
 	}
@@ -223,8 +250,16 @@ func (c *Client) Forward(ctx context.Context, body []byte) (status int, header h
 	return status, header, reply, nil
 }
 
-func (c *Client) post(ctx context.Context, body []byte) (int, http.Header, []byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+// timeoutFor is the time allowed for one call of method.
+func (c *Client) timeoutFor(method string) time.Duration {
+	if proofOfWorkMethods[method] {
+		return c.powTimeout
+	}
+	return c.timeout
+}
+
+func (c *Client) post(ctx context.Context, body []byte, timeout time.Duration) (int, http.Header, []byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.endpoint, bytes.NewReader(body))
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -302,4 +303,52 @@ func FuzzDecodeReply(f *testing.F) {
 			t.Fatalf("decodeReply(%q) returned invalid JSON %q", reply, res)
 		}
 	})
+}
+
+// TestProofOfWorkMethodsOutlastTheTimeout: a forwarded
+// sendnewusertransaction timed out after 30 s against a live twisterd while
+// twisterd went on computing the registration's proof of work and
+// registered the user. Those methods get their own, longer bound; others
+// keep the normal one. The upstream answers later than the normal timeout
+// with the reply the live twisterd sent.
+func TestProofOfWorkMethodsOutlastTheTimeout(t *testing.T) {
+	b, err := os.ReadFile("../../testdata/upstream/twisterd_sendnewusertransaction.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var live struct {
+		Request json.RawMessage `json:"request"`
+		Reply   string          `json:"reply"`
+	}
+	if err := json.Unmarshal(b, &live); err != nil {
+		t.Fatal(err)
+	}
+	const timeout = 50 * time.Millisecond
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			ID json.RawMessage `json:"id"`
+		}
+		json.NewDecoder(r.Body).Decode(&req)
+		select {
+		case <-time.After(4 * timeout): // the proof of work
+		case <-r.Context().Done():
+			return
+		}
+		// Recorded with id "t": answer with the caller's id.
+		io.WriteString(w, strings.Replace(live.Reply, `"id":"t"`, `"id":`+string(req.ID), 1))
+	}))
+	defer srv.Close()
+	c := newClient(t, srv.URL, WithTimeout(timeout), WithProofOfWorkTimeout(20*time.Second))
+	_, _, reply, err := c.Forward(context.Background(), live.Request)
+	if err != nil || string(reply) != live.Reply {
+		t.Fatalf("Forward sendnewusertransaction = %q, %v; want twisterd's reply", reply, err)
+	}
+	res, err := c.Call(context.Background(), "sendnewusertransaction", "carol")
+	if err != nil || !strings.HasPrefix(string(res), `"000000`) {
+		t.Fatalf("Call sendnewusertransaction = %s, %v", res, err)
+	}
+	slow := bytes.Replace(live.Request, []byte("sendnewusertransaction"), []byte("getblockcount"), 1)
+	if _, _, _, err := c.Forward(context.Background(), slow); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Forward getblockcount past the timeout = %v; want ErrUnavailable", err)
+	}
 }
