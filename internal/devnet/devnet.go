@@ -270,6 +270,14 @@ func (nw *Net) Script(ctx context.Context, timeout time.Duration) (map[string][]
 			return nil, fmt.Errorf("%s follow: %w", n.Name, err)
 		}
 	}
+	// twister-html builds its DM list from the following1 DHT item, not
+	// from getfollowing; publish it as the frontend's Follow button does.
+	for _, n := range nw.Nodes {
+		others := slices.DeleteFunc(slices.Clone(users), func(u string) bool { return u == n.User })
+		if _, err := n.Call(ctx, "dhtput", n.User, "following1", "s", others, n.User, 1); err != nil {
+			fmt.Fprintf(out, "%s: dhtput following1: %v (twister-html's DM list starts empty)\n", n.Name, err)
+		}
+	}
 	fmt.Fprintf(out, "every user follows %s\n", strings.Join(users, ", "))
 
 	creator := nw.Nodes[0]

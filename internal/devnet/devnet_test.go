@@ -137,6 +137,18 @@ func TestDevnetGroupChat(t *testing.T) {
 			t.Fatalf("%s getgroupinfo: %+v", n.Name, info)
 		}
 	}
+	// alice's following1 item, which twister-html reads, is served by the
+	// DHT to bob's node.
+	var items []struct {
+		P struct {
+			V []string `json:"v"`
+		} `json:"p"`
+		SigUser string `json:"sig_user"`
+	}
+	cli(t, nw.Nodes[1], &items, "dhtget", "alice", "following1", "s")
+	if len(items) != 1 || items[0].SigUser != "alice" || !slices.Equal(items[0].P.V, []string{"bob", "carol"}) {
+		t.Fatalf("dhtget alice following1 on bob's node: %+v", items)
+	}
 	// bob got alice's DM; alice's own copy (copy_self) is in her thread too.
 	var dm map[string][]Message
 	cli(t, nw.Nodes[1], &dm, "getdirectmsgs", "bob", "10", `[{"username":"alice"}]`)
