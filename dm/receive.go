@@ -88,9 +88,10 @@ func (e *Engine) apply(tx *msgstore.Tx, p *twproto.Post, to string, plain []byte
 // wallet already holds no longer ends the processing (twisterd's
 // AddKeyPubKey fails and it returns): the description is updated, a
 // description change sent to the group is announced, and an invited member
-// is re-added. The one case kept as twisterd is the inviter's own copy of
-// its self-invite (member == invitedBy on a known key), which twisterd's
-// newgroupinvite produces on the creator's node and shows nothing for.
+// is re-added (announced unless it had left). The one case kept as twisterd
+// is the inviter's own copy of its self-invite (member == invitedBy on a
+// known key), which twisterd's newgroupinvite produces on the creator's node
+// and shows nothing for.
 func (e *Engine) registerGroup(tx *msgstore.Tx, wif, desc, member, invitedBy string, utcTime, k int64, fx *effects) error {
 	key, err := twproto.ParseWIF(wif)
 	if err != nil {
@@ -105,7 +106,8 @@ func (e *Engine) registerGroup(tx *msgstore.Tx, wif, desc, member, invitedBy str
 	if err != nil {
 		return err
 	}
-	if _, recorded := tx.Group(alias); created || !recorded {
+	_, recorded := tx.Group(alias)
+	if created || !recorded {
 		// A key in the wallet without a group record is one whose first
 		// registration did not commit (the wallet is a separate file):
 		// retry the pending posts for it as for a new key.
@@ -126,13 +128,24 @@ func (e *Engine) registerGroup(tx *msgstore.Tx, wif, desc, member, invitedBy str
 		m.Text = descChangedText(invitedBy, desc)
 		return e.storeGroupDM(tx, alias, dedupKey(invitedBy, k, "desc"), m, fx)
 	}
+	announce := false
 	if !created {
-		// A re-invite addressed to this member: it wants back in.
+		// A re-invite of a member who left (ignores the group): it wants
+		// back in, quietly. A member new to a group this node already holds
+		// is announced here, since the member list that follows finds it
+		// present: twisterd drops this invite and its member list announces
+		// the member (a live twisterd did, for carol invited by bob on another
+		// daemon, with carol's key on both; docs/interop.md).
+		announce = recorded && !tx.IsIgnored(member, alias)
 		if err := tx.SetIgnored(member, alias, false); err != nil {
 			return err
 		}
 	}
-	if _, err := tx.AddGroupMember(alias, member); err != nil {
+	if announce {
+		if err := e.notifyNewGroupMember(tx, alias, member, invitedBy, utcTime, k, fx); err != nil {
+			return err
+		}
+	} else if _, err := tx.AddGroupMember(alias, member); err != nil {
 		return err
 	}
 	if tx.HasUser(member) && !tx.IsIgnored(member, alias) {
