@@ -133,3 +133,23 @@ func TestForwardUpstreamDown(t *testing.T) {
 		}
 	}
 }
+
+// TestFollowMirroredUpstream: follow and unfollow are ours, and are repeated
+// on the upstream twisterd so its timeline follows the same users; an
+// upstream that refuses does not fail them.
+func TestFollowMirroredUpstream(t *testing.T) {
+	up := newFakeTwisterd(t)
+	ts := startServer(t, Config{DM: newFakeDM(), Upstream: up.client(t)})
+	wantReply(t, ts.call(t, req("follow", "alice", []string{"bob", "carol"})), 200, okReply(`null`))
+	wantReply(t, ts.call(t, req("unfollow", "alice", []string{"carol"})), 200, okReply(`null`))
+	wantReply(t, ts.call(t, req("getfollowing", "alice")), 200, okReply(`["bob"]`))
+	up.mu.Lock()
+	defer up.mu.Unlock()
+	want := []string{
+		`{"id":"twgroupd-mirror","method":"follow","params":["alice",["bob","carol"]]}`,
+		`{"id":"twgroupd-mirror","method":"unfollow","params":["alice",["carol"]]}`,
+	}
+	if len(up.bodies) != 2 || up.bodies[0] != want[0] || up.bodies[1] != want[1] {
+		t.Fatalf("upstream saw %q, want %q", up.bodies, want)
+	}
+}

@@ -3,6 +3,7 @@ package rpc
 import (
 	"context"
 	"encoding/json"
+	"net/http"
 	"sort"
 
 	"github.com/twgroupd/twgroupd/internal/tjson"
@@ -19,7 +20,11 @@ func (s *Server) follow(ctx context.Context, p params) (any, error) {
 	if s.cfg.DM == nil {
 		return nil, noBackend("follow", "DM engine")
 	}
-	return nil, s.cfg.DM.Follow(ctx, localUser, users)
+	if err := s.cfg.DM.Follow(ctx, localUser, users); err != nil {
+		return nil, err
+	}
+	s.mirrorUpstream(ctx, "follow", localUser, users)
+	return nil, nil
 }
 
 func (s *Server) unfollow(ctx context.Context, p params) (any, error) {
@@ -30,7 +35,33 @@ func (s *Server) unfollow(ctx context.Context, p params) (any, error) {
 	if s.cfg.DM == nil {
 		return nil, noBackend("unfollow", "DM engine")
 	}
-	return nil, s.cfg.DM.Unfollow(ctx, localUser, users)
+	if err := s.cfg.DM.Unfollow(ctx, localUser, users); err != nil {
+		return nil, err
+	}
+	s.mirrorUpstream(ctx, "unfollow", localUser, users)
+	return nil, nil
+}
+
+// mirrorUpstream repeats a follow or unfollow on the upstream twisterd, so
+// its public timeline follows the same users as our DMs (twister-html sends
+// follow to us only). Ours is the answer: an upstream failure is logged,
+// never reported, since the local change has been made.
+func (s *Server) mirrorUpstream(ctx context.Context, method, localUser string, users []string) {
+	if s.cfg.Upstream == nil {
+		return
+	}
+	body, err := tjson.Marshal(tjson.Object{
+		{Key: "id", Value: "twgroupd-mirror"},
+		{Key: "method", Value: method},
+		{Key: "params", Value: []any{localUser, users}},
+	})
+	if err != nil {
+		return
+	}
+	status, _, reply, err := s.cfg.Upstream.Forward(ctx, body)
+	if err != nil || status != http.StatusOK {
+		s.log.Warn("upstream twisterd did not take the "+method, "user", localUser, "status", status, "err", err, "reply_bytes", len(reply))
+	}
 }
 
 func userAndList(p params) (string, []string, error) {
