@@ -21,38 +21,14 @@ const (
 )
 
 func (s *Server) dhtget(ctx context.Context, p params) (any, error) {
-	user, err := p.str(0)
-	if err != nil {
+	var user, resource, kind string
+	timeoutMs, timeoutMultiMs := dhtgetTimeout.Milliseconds(), dhtgetTimeoutMulti.Milliseconds()
+	minMulti := int64(dhtgetMinMulti)
+	if err := p.scan(&user, &resource, &kind, &timeoutMs, &timeoutMultiMs, &minMulti); err != nil {
 		return nil, err
 	}
-	resource, err := p.str(1)
-	if err != nil {
-		return nil, err
-	}
-	kind, err := p.str(2)
-	if err != nil {
-		return nil, err
-	}
-	timeout, timeoutMulti, minMulti := dhtgetTimeout, dhtgetTimeoutMulti, int64(dhtgetMinMulti)
-	if p.has(3) {
-		ms, err := p.integer(3)
-		if err != nil {
-			return nil, err
-		}
-		timeout = time.Duration(ms) * time.Millisecond
-	}
-	if p.has(4) {
-		ms, err := p.integer(4)
-		if err != nil {
-			return nil, err
-		}
-		timeoutMulti = time.Duration(ms) * time.Millisecond
-	}
-	if p.has(5) {
-		if minMulti, err = p.integer(5); err != nil {
-			return nil, err
-		}
-	}
+	timeout := time.Duration(timeoutMs) * time.Millisecond
+	timeoutMulti := time.Duration(timeoutMultiMs) * time.Millisecond
 	if s.cfg.DHT == nil {
 		return nil, noBackend("dhtget", "DHT")
 	}
@@ -72,21 +48,9 @@ func (s *Server) dhtget(ctx context.Context, p params) (any, error) {
 }
 
 func (s *Server) dhtput(ctx context.Context, p params) (any, error) {
-	user, err := p.str(0)
-	if err != nil {
-		return nil, err
-	}
-	resource, err := p.str(1)
-	if err != nil {
-		return nil, err
-	}
-	kind, err := p.str(2)
-	if err != nil {
-		return nil, err
-	}
-	value := json.RawMessage(trimJSON(p[3]))
-	sigUser, err := p.str(4)
-	if err != nil {
+	var user, resource, kind, sigUser string
+	var value json.RawMessage
+	if err := p.scan(&user, &resource, &kind, &value, &sigUser); err != nil {
 		return nil, err
 	}
 	if s.cfg.DHT == nil {
@@ -111,6 +75,7 @@ func (s *Server) dhtput(ctx context.Context, p params) (any, error) {
 	}
 	seq := int64(-1)
 	if len(p) == 6 {
+		var err error
 		if seq, err = p.integer(5); err != nil {
 			return nil, err
 		}

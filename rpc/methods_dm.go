@@ -15,27 +15,11 @@ import (
 // Direct-message and group-chat methods (spec §5, §6.5, §8.4).
 
 func (s *Server) newdirectmsg(ctx context.Context, p params) (any, error) {
-	from, err := p.str(0)
-	if err != nil {
-		return nil, err
-	}
-	k, err := p.integer(1)
-	if err != nil {
-		return nil, err
-	}
-	to, err := p.str(2)
-	if err != nil {
-		return nil, err
-	}
-	msg, err := p.str(3)
-	if err != nil {
-		return nil, err
-	}
+	var from, to, msg string
+	var k int64
 	copySelf := false
-	if p.has(4) {
-		if copySelf, err = p.boolean(4); err != nil {
-			return nil, err
-		}
+	if err := p.scan(&from, &k, &to, &msg, &copySelf); err != nil {
+		return nil, err
 	}
 	if s.cfg.DM == nil {
 		return nil, noBackend("newdirectmsg", "DM engine")
@@ -92,16 +76,10 @@ func queries(raw []json.RawMessage) ([]msgstore.Query, error) {
 }
 
 func (s *Server) getdirectmsgs(_ context.Context, p params) (any, error) {
-	localUser, err := p.str(0)
-	if err != nil {
-		return nil, err
-	}
-	count, err := p.integer(1)
-	if err != nil {
-		return nil, err
-	}
-	elems, err := p.array(2)
-	if err != nil {
+	var localUser string
+	var count int64
+	var elems []json.RawMessage
+	if err := p.scan(&localUser, &count, &elems); err != nil {
 		return nil, err
 	}
 	qs, err := queries(elems)
@@ -138,8 +116,8 @@ func (s *Server) getdirectmsgs(_ context.Context, p params) (any, error) {
 }
 
 func (s *Server) rescandirectmsgs(ctx context.Context, p params) (any, error) {
-	user, err := p.str(0)
-	if err != nil {
+	var user string
+	if err := p.scan(&user); err != nil {
 		return nil, err
 	}
 	if s.cfg.DM == nil {
@@ -149,15 +127,9 @@ func (s *Server) rescandirectmsgs(ctx context.Context, p params) (any, error) {
 }
 
 func (s *Server) creategroup(ctx context.Context, p params) (any, error) {
-	desc, err := p.str(0)
-	if err != nil {
+	var desc, wif string
+	if err := p.scan(&desc, &wif); err != nil {
 		return nil, err
-	}
-	var wif string
-	if p.has(1) {
-		if wif, err = p.str(1); err != nil {
-			return nil, err
-		}
 	}
 	if s.cfg.Groups == nil {
 		return nil, noBackend("creategroup", "group-chat service")
@@ -177,16 +149,8 @@ func (s *Server) creategroup(ctx context.Context, p params) (any, error) {
 func (s *Server) listgroups(_ context.Context, p params) (any, error) {
 	var user string
 	var onlyIgnored bool
-	var err error
-	if p.has(0) {
-		if user, err = p.str(0); err != nil {
-			return nil, err
-		}
-	}
-	if p.has(1) {
-		if onlyIgnored, err = p.boolean(1); err != nil {
-			return nil, err
-		}
+	if err := p.scan(&user, &onlyIgnored); err != nil {
+		return nil, err
 	}
 	if s.cfg.Groups == nil {
 		return nil, noBackend("listgroups", "group-chat service")
@@ -199,8 +163,8 @@ func (s *Server) listgroups(_ context.Context, p params) (any, error) {
 }
 
 func (s *Server) getgroupinfo(_ context.Context, p params) (any, error) {
-	alias, err := p.str(0)
-	if err != nil {
+	var alias string
+	if err := p.scan(&alias); err != nil {
 		return nil, err
 	}
 	if s.cfg.Groups == nil {
@@ -220,20 +184,10 @@ func (s *Server) getgroupinfo(_ context.Context, p params) (any, error) {
 }
 
 func (s *Server) newgroupinvite(ctx context.Context, p params) (any, error) {
-	user, err := p.str(0)
-	if err != nil {
-		return nil, err
-	}
-	k, err := p.integer(1)
-	if err != nil {
-		return nil, err
-	}
-	alias, err := p.str(2)
-	if err != nil {
-		return nil, err
-	}
-	members, err := p.strings(3)
-	if err != nil {
+	var user, alias string
+	var k int64
+	var members []string
+	if err := p.scan(&user, &k, &alias, &members); err != nil {
 		return nil, err
 	}
 	if s.cfg.Groups == nil {
@@ -243,20 +197,9 @@ func (s *Server) newgroupinvite(ctx context.Context, p params) (any, error) {
 }
 
 func (s *Server) newgroupdescription(ctx context.Context, p params) (any, error) {
-	user, err := p.str(0)
-	if err != nil {
-		return nil, err
-	}
-	k, err := p.integer(1)
-	if err != nil {
-		return nil, err
-	}
-	alias, err := p.str(2)
-	if err != nil {
-		return nil, err
-	}
-	desc, err := p.str(3)
-	if err != nil {
+	var user, alias, desc string
+	var k int64
+	if err := p.scan(&user, &k, &alias, &desc); err != nil {
 		return nil, err
 	}
 	if s.cfg.Groups == nil {
@@ -266,12 +209,8 @@ func (s *Server) newgroupdescription(ctx context.Context, p params) (any, error)
 }
 
 func (s *Server) leavegroup(ctx context.Context, p params) (any, error) {
-	user, err := p.str(0)
-	if err != nil {
-		return nil, err
-	}
-	alias, err := p.str(1)
-	if err != nil {
+	var user, alias string
+	if err := p.scan(&user, &alias); err != nil {
 		return nil, err
 	}
 	if s.cfg.Groups == nil {

@@ -64,21 +64,14 @@ func (s *Server) mirrorUpstream(ctx context.Context, method, localUser string, u
 	}
 }
 
-func userAndList(p params) (string, []string, error) {
-	user, err := p.str(0)
-	if err != nil {
-		return "", nil, err
-	}
-	list, err := p.strings(1)
-	if err != nil {
-		return "", nil, err
-	}
-	return user, list, nil
+func userAndList(p params) (user string, list []string, err error) {
+	err = p.scan(&user, &list)
+	return user, list, err
 }
 
 func (s *Server) getfollowing(_ context.Context, p params) (any, error) {
-	localUser, err := p.str(0)
-	if err != nil {
+	var localUser string
+	if err := p.scan(&localUser); err != nil {
 		return nil, err
 	}
 	if s.cfg.DM == nil {
@@ -117,15 +110,10 @@ func (s *Server) followingSet(method, localUser string, given []string, haveGive
 }
 
 func (s *Server) getlasthave(_ context.Context, p params) (any, error) {
-	localUser, err := p.str(0)
-	if err != nil {
-		return nil, err
-	}
+	var localUser string
 	var given []string
-	if p.has(1) {
-		if given, err = p.strings(1); err != nil {
-			return nil, err
-		}
+	if err := p.scan(&localUser, &given); err != nil {
+		return nil, err
 	}
 	if s.cfg.Swarm == nil {
 		return nil, noBackend("getlasthave", "swarm")
@@ -142,8 +130,8 @@ func (s *Server) getlasthave(_ context.Context, p params) (any, error) {
 }
 
 func (s *Server) getnumpieces(_ context.Context, p params) (any, error) {
-	localUser, err := p.str(0)
-	if err != nil {
+	var localUser string
+	if err := p.scan(&localUser); err != nil {
 		return nil, err
 	}
 	if s.cfg.Swarm == nil {
@@ -161,12 +149,9 @@ func (s *Server) getnumpieces(_ context.Context, p params) (any, error) {
 }
 
 func (s *Server) getpiecemaxseen(_ context.Context, p params) (any, error) {
-	user, err := p.str(0)
-	if err != nil {
-		return nil, err
-	}
-	k, err := p.integer(1)
-	if err != nil {
+	var user string
+	var k int64
+	if err := p.scan(&user, &k); err != nil {
 		return nil, err
 	}
 	if s.cfg.Swarm == nil {
@@ -176,28 +161,15 @@ func (s *Server) getpiecemaxseen(_ context.Context, p params) (any, error) {
 }
 
 func (s *Server) getposts(ctx context.Context, p params) (any, error) {
-	count, err := p.integer(0)
-	if err != nil {
-		return nil, err
-	}
-	elems, err := p.array(1)
-	if err != nil {
+	var count int64
+	var elems []json.RawMessage
+	allowed, required := int64(twproto.FlagHome), int64(0)
+	if err := p.scan(&count, &elems, &allowed, &required); err != nil {
 		return nil, err
 	}
 	qs, err := queries(elems)
 	if err != nil {
 		return nil, err
-	}
-	allowed, required := int64(twproto.FlagHome), int64(0)
-	if p.has(2) {
-		if allowed, err = p.integer(2); err != nil {
-			return nil, err
-		}
-	}
-	if p.has(3) {
-		if required, err = p.integer(3); err != nil {
-			return nil, err
-		}
 	}
 	if s.cfg.Swarm == nil {
 		return nil, noBackend("getposts", "swarm")

@@ -24,19 +24,11 @@ type UserLister interface {
 // users follow come first (exact_match asks for the whole name there), then
 // registered names with the prefix, until count; the result is a sorted set.
 func (s *Server) listusernamespartial(ctx context.Context, p params) (any, error) {
-	prefix, err := p.str(0)
-	if err != nil {
-		return nil, err
-	}
-	count, err := p.integer(1)
-	if err != nil {
-		return nil, err
-	}
+	var prefix string
+	var count int64
 	exact := false
-	if p.has(2) {
-		if exact, err = p.boolean(2); err != nil {
-			return nil, err
-		}
+	if err := p.scan(&prefix, &count, &exact); err != nil {
+		return nil, err
 	}
 	lister, _ := s.cfg.Registry.(UserLister)
 	if lister == nil && s.cfg.Upstream != nil {

@@ -34,21 +34,16 @@ func (s *Server) registeredKey(ctx context.Context, method, user string) (twprot
 }
 
 func (s *Server) createwalletuser(ctx context.Context, p params) (any, error) {
-	name, err := p.str(0)
-	if err != nil {
-		return nil, err
-	}
+	var name string
 	replace := false
-	if p.has(1) {
-		if replace, err = p.boolean(1); err != nil {
-			return nil, err
-		}
+	if err := p.scan(&name, &replace); err != nil {
+		return nil, err
 	}
 	if s.cfg.Wallet == nil {
 		return nil, noBackend("createwalletuser", "wallet")
 	}
 	// Same order of checks as twisterd's createwalletuser.
-	_, err = s.cfg.Wallet.Key(name)
+	_, err := s.cfg.Wallet.Key(name)
 	inWallet := err == nil || errors.Is(err, wallet.ErrKeyNotKnown)
 	if err != nil && !inWallet && !errors.Is(err, wallet.ErrUserNotFound) {
 		return nil, err
@@ -108,25 +103,10 @@ func (s *Server) sendnewusertransaction(ctx context.Context, p params) (any, err
 }
 
 func (s *Server) importprivkey(ctx context.Context, p params) (any, error) {
-	wif, err := p.str(0)
-	if err != nil {
+	var wif, name string
+	rescan, allowNewUser := true, false // rescan is parsed and, as in twisterd, does nothing
+	if err := p.scan(&wif, &name, &rescan, &allowNewUser); err != nil {
 		return nil, err
-	}
-	name, err := p.str(1)
-	if err != nil {
-		return nil, err
-	}
-	if p.has(2) {
-		// rescan is parsed and, as in twisterd, does nothing.
-		if _, err := p.boolean(2); err != nil {
-			return nil, err
-		}
-	}
-	allowNewUser := false
-	if p.has(3) {
-		if allowNewUser, err = p.boolean(3); err != nil {
-			return nil, err
-		}
 	}
 	key, err := twproto.ParseWIF(wif)
 	if err != nil {
@@ -151,8 +131,8 @@ func (s *Server) importprivkey(ctx context.Context, p params) (any, error) {
 }
 
 func (s *Server) dumpprivkey(_ context.Context, p params) (any, error) {
-	name, err := p.str(0)
-	if err != nil {
+	var name string
+	if err := p.scan(&name); err != nil {
 		return nil, err
 	}
 	if s.cfg.Wallet == nil {
@@ -168,8 +148,8 @@ func (s *Server) dumpprivkey(_ context.Context, p params) (any, error) {
 // dumppubkey reads only the registry, never the wallet (spec §1.4): local
 // unregistered users and group aliases give "".
 func (s *Server) dumppubkey(ctx context.Context, p params) (any, error) {
-	name, err := p.str(0)
-	if err != nil {
+	var name string
+	if err := p.scan(&name); err != nil {
 		return nil, err
 	}
 	uk, registered, err := s.registeredKey(ctx, "dumppubkey", name)

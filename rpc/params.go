@@ -2,6 +2,7 @@ package rpc
 
 import (
 	"encoding/json"
+	"fmt"
 	"math"
 	"strconv"
 )
@@ -104,4 +105,39 @@ func trimJSON(raw json.RawMessage) []byte {
 		b = b[:len(b)-1]
 	}
 	return b
+}
+
+// scan reads parameters 0, 1, ... into dst in order, with the accessor for
+// each destination's type (*string, *int64, *bool, *[]string,
+// *[]json.RawMessage, or *json.RawMessage for any value), stopping at the first missing one: the method table
+// has already checked the count, so what is missing is optional and keeps
+// the value it had. The first wrong type is the error, as in twisterd's
+// sequence of get_str/get_int calls.
+func (p params) scan(dst ...any) error {
+	for i, d := range dst {
+		if !p.has(i) {
+			return nil
+		}
+		var err error
+		switch v := d.(type) {
+		case *string:
+			*v, err = p.str(i)
+		case *int64:
+			*v, err = p.integer(i)
+		case *bool:
+			*v, err = p.boolean(i)
+		case *[]string:
+			*v, err = p.strings(i)
+		case *[]json.RawMessage:
+			*v, err = p.array(i)
+		case *json.RawMessage: // any JSON value, taken as it is
+			*v = json.RawMessage(trimJSON(p[i]))
+		default:
+			return fmt.Errorf("rpc: cannot scan a parameter into %T", d)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
