@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/twgroupd/twgroupd/internal/tjson"
 )
 
 // FuzzHandleBody feeds arbitrary request bodies to the JSON-RPC layer:
@@ -51,7 +53,7 @@ func FuzzDecodeString(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		got, err := decodeString(raw)
-		if !json.Valid(raw) || !utf8.Valid(raw) || typeOf(raw) != strType {
+		if !json.Valid(raw) || !utf8.Valid(raw) || typeOf(raw) != tjson.KindString {
 			return
 		}
 		var want string

@@ -22,7 +22,7 @@ type request struct {
 // later check fails, so error replies echo it.
 func parseRequest(raw json.RawMessage) (*request, *Error) {
 	req := &request{raw: raw}
-	if typeOf(raw) != objType {
+	if typeOf(raw) != tjson.KindObject {
 		return req, &Error{Code: CodeInvalidRequest, Message: "Invalid Request object"}
 	}
 	members, err := objectMembers(raw)
@@ -49,9 +49,9 @@ func parseRequest(raw json.RawMessage) (*request, *Error) {
 		}
 	}
 	switch t := typeOf(method); {
-	case method == nil || t == nullType:
+	case method == nil || t == tjson.KindNull:
 		return req, &Error{Code: CodeInvalidRequest, Message: "Missing method"}
-	case t != strType:
+	case t != tjson.KindString:
 		return req, &Error{Code: CodeInvalidRequest, Message: "Method must be a string"}
 	}
 	name, err := decodeString(method)
@@ -60,9 +60,9 @@ func parseRequest(raw json.RawMessage) (*request, *Error) {
 	}
 	req.method = name
 	switch t := typeOf(ps); {
-	case ps == nil || t == nullType:
+	case ps == nil || t == tjson.KindNull:
 		req.params = params{}
-	case t == arrayType:
+	case t == tjson.KindArray:
 		elems, err := arrayElements(ps)
 		if err != nil {
 			return req, &Error{Code: CodeParse, Message: "Parse error"}
@@ -192,7 +192,7 @@ func (s *Server) forwardOne(ctx context.Context, req *request) []byte {
 		return appendReply(nil, nil, s.replyError(req.method, err), req.id)
 	}
 	reply = bytes.TrimSpace(reply)
-	if typeOf(reply) != objType || !json.Valid(reply) {
+	if typeOf(reply) != tjson.KindObject || !json.Valid(reply) {
 		return appendReply(nil, nil, &Error{Code: CodeInternal, Message: "upstream: reply is not a JSON-RPC reply"}, req.id)
 	}
 	return reply

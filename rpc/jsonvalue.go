@@ -8,54 +8,38 @@ import (
 	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
+
+	"github.com/twgroupd/twgroupd/internal/tjson"
 )
-
-// jsonType is json_spirit's Value_type; its names appear in twisterd's
-// parameter errors ("value is type str, expected int", spec §8.1).
-type jsonType int
-
-const (
-	objType jsonType = iota
-	arrayType
-	strType
-	boolType
-	intType
-	realType
-	nullType
-)
-
-var jsonTypeNames = [...]string{"obj", "array", "str", "bool", "int", "real", "null"}
-
-func (t jsonType) String() string { return jsonTypeNames[t] }
 
 // typeOf classifies a valid JSON value the way json_spirit does: a number
 // with a fraction or an exponent is a real, any other number an int.
-func typeOf(raw json.RawMessage) jsonType {
+func typeOf(raw json.RawMessage) tjson.Kind {
 	raw = bytes.TrimLeft(raw, " \t\r\n")
 	if len(raw) == 0 {
-		return nullType
+		return tjson.KindNull
 	}
 	switch raw[0] {
 	case '{':
-		return objType
+		return tjson.KindObject
 	case '[':
-		return arrayType
+		return tjson.KindArray
 	case '"':
-		return strType
+		return tjson.KindString
 	case 't', 'f':
-		return boolType
+		return tjson.KindBool
 	case 'n':
-		return nullType
+		return tjson.KindNull
 	}
 	if bytes.ContainsAny(raw, ".eE") {
-		return realType
+		return tjson.KindReal
 	}
-	return intType
+	return tjson.KindInt
 }
 
 // typeError is json_spirit's check_type failure; execute turns it into -1.
-func typeError(got, want jsonType) *Error {
-	return &Error{Code: CodeMisc, Message: fmt.Sprintf("value is type %s, expected %s", got, want)}
+func typeError(got, want tjson.Kind) *Error {
+	return &Error{Code: CodeMisc, Message: tjson.TypeErrorMessage(got, want)}
 }
 
 // decodeString decodes a JSON string literal keeping raw bytes: bytes >= 0x80

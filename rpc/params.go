@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+
+	"github.com/twgroupd/twgroupd/internal/tjson"
 )
 
 // params are a request's positional parameters. The accessors behave like
@@ -19,8 +21,8 @@ func (p params) str(i int) (string, error) {
 }
 
 func rawString(raw json.RawMessage) (string, error) {
-	if t := typeOf(raw); t != strType {
-		return "", typeError(t, strType)
+	if t := typeOf(raw); t != tjson.KindString {
+		return "", typeError(t, tjson.KindString)
 	}
 	s, err := decodeString(raw)
 	if err != nil {
@@ -35,8 +37,8 @@ func (p params) integer(i int) (int64, error) {
 }
 
 func rawInt(raw json.RawMessage) (int64, error) {
-	if t := typeOf(raw); t != intType {
-		return 0, typeError(t, intType)
+	if t := typeOf(raw); t != tjson.KindInt {
+		return 0, typeError(t, tjson.KindInt)
 	}
 	v, err := strconv.ParseInt(string(trimJSON(raw)), 10, 64)
 	if err != nil || v < math.MinInt32 || v > math.MaxInt32 {
@@ -47,8 +49,8 @@ func rawInt(raw json.RawMessage) (int64, error) {
 
 func (p params) boolean(i int) (bool, error) {
 	raw := p[i]
-	if t := typeOf(raw); t != boolType {
-		return false, typeError(t, boolType)
+	if t := typeOf(raw); t != tjson.KindBool {
+		return false, typeError(t, tjson.KindBool)
 	}
 	return string(trimJSON(raw)) == "true", nil
 }
@@ -58,8 +60,8 @@ func (p params) array(i int) ([]json.RawMessage, error) {
 }
 
 func rawArray(raw json.RawMessage) ([]json.RawMessage, error) {
-	if t := typeOf(raw); t != arrayType {
-		return nil, typeError(t, arrayType)
+	if t := typeOf(raw); t != tjson.KindArray {
+		return nil, typeError(t, tjson.KindArray)
 	}
 	elems, err := arrayElements(raw)
 	if err != nil {
@@ -86,8 +88,8 @@ func (p params) strings(i int) ([]string, error) {
 }
 
 func rawObject(raw json.RawMessage) ([]member, error) {
-	if t := typeOf(raw); t != objType {
-		return nil, typeError(t, objType)
+	if t := typeOf(raw); t != tjson.KindObject {
+		return nil, typeError(t, tjson.KindObject)
 	}
 	m, err := objectMembers(raw)
 	if err != nil {

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/twgroupd/twgroupd/internal/tjson"
 )
 
 // Defaults (spec §8.1).
@@ -336,7 +338,7 @@ func (s *Server) handleBody(ctx context.Context, body []byte) ([]byte, int, *for
 		return errorReply(&Error{Code: CodeParse, Message: "Parse error"}, nil), http.StatusInternalServerError, nil
 	}
 	switch typeOf(trimmed) {
-	case objType:
+	case tjson.KindObject:
 		req, perr := parseRequest(trimmed)
 		if perr != nil {
 			return errorReply(perr, req.id), perr.httpStatus(), nil
@@ -355,7 +357,7 @@ func (s *Server) handleBody(ctx context.Context, body []byte) ([]byte, int, *for
 			return errorReply(e, req.id), e.httpStatus(), nil
 		}
 		return append(appendReply(nil, result, nil, req.id), '\n'), http.StatusOK, nil
-	case arrayType:
+	case tjson.KindArray:
 		elems, err := arrayElements(trimmed)
 		if err != nil {
 			return errorReply(&Error{Code: CodeParse, Message: "Parse error"}, nil), http.StatusInternalServerError, nil

@@ -206,9 +206,9 @@ func (s *Server) wsReply(ctx context.Context, data []byte) []byte {
 		return errorReply(&Error{Code: CodeParse, Message: "Parse error"}, nil)
 	}
 	switch typeOf(trimmed) {
-	case objType:
+	case tjson.KindObject:
 		return append(s.execOne(ctx, trimmed), '\n')
-	case arrayType:
+	case tjson.KindArray:
 		elems, err := arrayElements(trimmed)
 		if err != nil {
 			return errorReply(&Error{Code: CodeParse, Message: "Parse error"}, nil)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/twgroupd/twgroupd/internal/config"
+	"github.com/twgroupd/twgroupd/internal/tjson"
 )
 
 // The RPC client commands behave as twisterd's command-line client
@@ -125,38 +126,38 @@ func convertTo(s string, kind convKind) (jvalue, error) {
 		if kind == convValue {
 			return v, nil
 		}
-		if v.kind == jString {
+		if v.kind == tjson.KindString {
 			s = v.s
 			continue
 		}
 		switch kind {
 		case convInt:
-			if v.kind != jInt {
-				return jvalue{}, typeError(v.kind, jInt)
+			if v.kind != tjson.KindInt {
+				return jvalue{}, typeError(v.kind, tjson.KindInt)
 			}
 		case convBool:
-			if v.kind != jBool {
-				return jvalue{}, typeError(v.kind, jBool)
+			if v.kind != tjson.KindBool {
+				return jvalue{}, typeError(v.kind, tjson.KindBool)
 			}
 		case convArray:
-			if v.kind != jArray {
-				return jvalue{}, typeError(v.kind, jArray)
+			if v.kind != tjson.KindArray {
+				return jvalue{}, typeError(v.kind, tjson.KindArray)
 			}
 		case convObject:
-			if v.kind != jObject {
-				return jvalue{}, typeError(v.kind, jObject)
+			if v.kind != tjson.KindObject {
+				return jvalue{}, typeError(v.kind, tjson.KindObject)
 			}
 		case convReal:
 			switch v.kind {
-			case jInt:
+			case tjson.KindInt:
 				f := float64(v.i)
 				if v.isUint {
 					f = float64(v.u)
 				}
-				v = jvalue{kind: jReal, f: f}
-			case jReal:
+				v = jvalue{kind: tjson.KindReal, f: f}
+			case tjson.KindReal:
 			default:
-				return jvalue{}, typeError(v.kind, jReal)
+				return jvalue{}, typeError(v.kind, tjson.KindReal)
 			}
 		}
 		return v, nil
@@ -165,10 +166,10 @@ func convertTo(s string, kind convKind) (jvalue, error) {
 
 // requestBody is JSONRPCRequest(method, params, 1).
 func requestBody(method string, params []jvalue) []byte {
-	req := jvalue{kind: jObject, obj: []jmember{
+	req := jvalue{kind: tjson.KindObject, obj: []jmember{
 		{"method", jstr(method)},
-		{"params", jvalue{kind: jArray, arr: params}},
-		{"id", jvalue{kind: jInt, i: 1}},
+		{"params", jvalue{kind: tjson.KindArray, arr: params}},
+		{"id", jvalue{kind: tjson.KindInt, i: 1}},
 	}}
 	return append(writeJSON(nil, req, false), '\n')
 }
@@ -229,8 +230,8 @@ func callRPC(ctx context.Context, cfg config.Config, method string, params []jva
 	if err != nil {
 		return jvalue{}, errors.New("couldn't parse reply from server")
 	}
-	if reply.kind != jObject {
-		return jvalue{}, typeError(reply.kind, jObject)
+	if reply.kind != tjson.KindObject {
+		return jvalue{}, typeError(reply.kind, tjson.KindObject)
 	}
 	if len(reply.obj) == 0 {
 		return jvalue{}, errors.New("expected reply to have result, error and id properties")
@@ -267,13 +268,13 @@ func runRPC(ctx context.Context, cfg config.Config, method string, args []string
 		return "", 0, err
 	}
 	result, rpcErr := reply.get("result"), reply.get("error")
-	if rpcErr.kind != jNull {
-		if rpcErr.kind != jObject {
-			return "", 0, typeError(rpcErr.kind, jObject)
+	if rpcErr.kind != tjson.KindNull {
+		if rpcErr.kind != tjson.KindObject {
+			return "", 0, typeError(rpcErr.kind, tjson.KindObject)
 		}
 		code := rpcErr.get("code")
-		if code.kind != jInt {
-			return "", 0, typeError(code.kind, jInt)
+		if code.kind != tjson.KindInt {
+			return "", 0, typeError(code.kind, tjson.KindInt)
 		}
 		// get_int truncates to int; abs of it is the status (the OS keeps
 		// the low 8 bits, so -32601 exits with 89, as twisterd).
@@ -284,9 +285,9 @@ func runRPC(ctx context.Context, cfg config.Config, method string, args []string
 		return "error: " + string(writeJSON(nil, rpcErr, false)), status, nil
 	}
 	switch result.kind {
-	case jNull:
+	case tjson.KindNull:
 		return "", 0, nil
-	case jString:
+	case tjson.KindString:
 		return result.s, 0, nil
 	}
 	return string(writeJSON(nil, result, true)), 0, nil

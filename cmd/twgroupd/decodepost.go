@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/twgroupd/twgroupd/internal/tjson"
 	"github.com/twgroupd/twgroupd/internal/twproto"
 )
 
@@ -102,20 +103,20 @@ func decodePost(raw []byte, pubkeys map[string][]byte, keys []namedKey) (jvalue,
 		return jvalue{}, fmt.Errorf("render post: %w", err)
 	}
 
-	sigValid := jvalue{kind: jNull}
+	sigValid := jvalue{kind: tjson.KindNull}
 	if pub, ok := pubkeys[post.N]; ok {
 		err := twproto.VerifySignature(post.UserpostRaw, post.Sig, pub)
-		sigValid = jvalue{kind: jBool, b: err == nil}
+		sigValid = jvalue{kind: tjson.KindBool, b: err == nil}
 	}
 
-	decrypted := jvalue{kind: jNull}
+	decrypted := jvalue{kind: tjson.KindNull}
 	if post.DM != nil {
 		for _, nk := range keys {
 			plain, err := post.DM.Decrypt(nk.key)
 			if err != nil {
 				continue
 			}
-			decrypted = jvalue{kind: jObject, obj: []jmember{
+			decrypted = jvalue{kind: tjson.KindObject, obj: []jmember{
 				{"key", jstr(nk.name)},
 				{"plaintext_hex", jstr(hex.EncodeToString(plain))},
 				{"payload", payloadJSON(twproto.DecodePayload(plain))},
@@ -123,7 +124,7 @@ func decodePost(raw []byte, pubkeys map[string][]byte, keys []namedKey) (jvalue,
 			break
 		}
 	}
-	return jvalue{kind: jObject, obj: []jmember{
+	return jvalue{kind: tjson.KindObject, obj: []jmember{
 		{"post", postJSON},
 		{"signature_valid", sigValid},
 		{"decrypted", decrypted},
@@ -133,7 +134,7 @@ func decodePost(raw []byte, pubkeys map[string][]byte, keys []namedKey) (jvalue,
 // payloadJSON shows a DM payload in its wire shape (spec §5.1): {msg,to},
 // {group_invite:{desc,key}}, {group_members:[..]}, or old-format plain text.
 func payloadJSON(p twproto.Payload) jvalue {
-	obj := func(m ...jmember) jvalue { return jvalue{kind: jObject, obj: m} }
+	obj := func(m ...jmember) jvalue { return jvalue{kind: tjson.KindObject, obj: m} }
 	switch p.Kind {
 	case twproto.PayloadGroupInvite:
 		return obj(jmember{"group_invite", obj(
@@ -141,7 +142,7 @@ func payloadJSON(p twproto.Payload) jvalue {
 			jmember{"key", jstr(p.InviteKey)},
 		)})
 	case twproto.PayloadGroupMembers:
-		members := jvalue{kind: jArray, arr: []jvalue{}}
+		members := jvalue{kind: tjson.KindArray, arr: []jvalue{}}
 		for _, m := range p.Members {
 			members.arr = append(members.arr, jstr(m))
 		}

@@ -8,6 +8,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/twgroupd/twgroupd/internal/tjson"
 )
 
 // postVector is the part of a testdata/vectors post file decodepost needs.
@@ -261,7 +263,7 @@ func FuzzDecodePost(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if out.kind != jObject || len(out.obj) != 3 {
+		if out.kind != tjson.KindObject || len(out.obj) != 3 {
 			t.Fatalf("output %s", writeJSON(nil, out, false))
 		}
 		if _, err := parseJSON(string(writeJSON(nil, out, true))); err != nil {

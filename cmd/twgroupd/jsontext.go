@@ -14,25 +14,8 @@ import (
 // ints from reals for the type errors of RPCConvertValues, and (d) print
 // json_spirit's pretty format (spec posts-dm-groups-rpc §8.2).
 
-type jkind int
-
-// Order and names as json_spirit's Value_type_name, used in type errors.
-const (
-	jObject jkind = iota
-	jArray
-	jString
-	jBool
-	jInt
-	jReal
-	jNull
-)
-
-var jkindName = [...]string{"obj", "array", "str", "bool", "int", "real", "null"}
-
-func (k jkind) String() string { return jkindName[k] }
-
 type jvalue struct {
-	kind   jkind
+	kind   tjson.Kind
 	b      bool
 	i      int64
 	u      uint64 // set with isUint for ints above MaxInt64
@@ -48,7 +31,7 @@ type jmember struct {
 	val jvalue
 }
 
-func jstr(s string) jvalue { return jvalue{kind: jString, s: s} }
+func jstr(s string) jvalue { return jvalue{kind: tjson.KindString, s: s} }
 
 // get returns the first member named key of an object, or null, as
 // json_spirit's find_value.
@@ -58,12 +41,12 @@ func (v jvalue) get(key string) jvalue {
 			return m.val
 		}
 	}
-	return jvalue{kind: jNull}
+	return jvalue{kind: tjson.KindNull}
 }
 
 // typeError is json_spirit's check_type message (Bitcoin's wording).
-func typeError(got, want jkind) error {
-	return fmt.Errorf("value is type %s, expected %s", got, want)
+func typeError(got, want tjson.Kind) error {
+	return errors.New(tjson.TypeErrorMessage(got, want))
 }
 
 // maxDepth bounds nesting so hostile input cannot exhaust the stack.
@@ -128,11 +111,11 @@ func (p *parser) value(depth int) (jvalue, error) {
 	case c == '-' || c >= '0' && c <= '9':
 		return p.number()
 	case p.literal("true"):
-		return jvalue{kind: jBool, b: true}, nil
+		return jvalue{kind: tjson.KindBool, b: true}, nil
 	case p.literal("false"):
-		return jvalue{kind: jBool}, nil
+		return jvalue{kind: tjson.KindBool}, nil
 	case p.literal("null"):
-		return jvalue{kind: jNull}, nil
+		return jvalue{kind: tjson.KindNull}, nil
 	}
 	return jvalue{}, p.fail("unexpected character")
 }
@@ -146,7 +129,7 @@ func (p *parser) literal(word string) bool {
 }
 
 func (p *parser) object(depth int) (jvalue, error) {
-	v := jvalue{kind: jObject, obj: []jmember{}}
+	v := jvalue{kind: tjson.KindObject, obj: []jmember{}}
 	p.pos++ // '{'
 	p.skipSpace()
 	if p.pos < len(p.s) && p.s[p.pos] == '}' {
@@ -190,7 +173,7 @@ func (p *parser) object(depth int) (jvalue, error) {
 }
 
 func (p *parser) array(depth int) (jvalue, error) {
-	v := jvalue{kind: jArray, arr: []jvalue{}}
+	v := jvalue{kind: tjson.KindArray, arr: []jvalue{}}
 	p.pos++ // '['
 	p.skipSpace()
 	if p.pos < len(p.s) && p.s[p.pos] == ']' {
@@ -342,13 +325,13 @@ func (p *parser) number() (jvalue, error) {
 		if err != nil {
 			return jvalue{}, p.fail("number out of range")
 		}
-		return jvalue{kind: jReal, f: f}, nil
+		return jvalue{kind: tjson.KindReal, f: f}, nil
 	}
 	if i, err := strconv.ParseInt(text, 10, 64); err == nil {
-		return jvalue{kind: jInt, i: i}, nil
+		return jvalue{kind: tjson.KindInt, i: i}, nil
 	}
 	if u, err := strconv.ParseUint(text, 10, 64); err == nil {
-		return jvalue{kind: jInt, u: u, isUint: true}, nil
+		return jvalue{kind: tjson.KindInt, u: u, isUint: true}, nil
 	}
 	return jvalue{}, p.fail("number out of range")
 }
@@ -363,7 +346,7 @@ func writeJSON(dst []byte, v jvalue, pretty bool) []byte {
 
 func writeValue(dst []byte, v jvalue, pretty bool, level int) []byte {
 	switch v.kind {
-	case jObject:
+	case tjson.KindObject:
 		return writeContainer(dst, '{', '}', len(v.obj), pretty, level, func(dst []byte, i int) []byte {
 			dst = tjson.AppendString(dst, v.obj[i].key)
 			if pretty {
@@ -373,20 +356,20 @@ func writeValue(dst []byte, v jvalue, pretty bool, level int) []byte {
 			}
 			return writeValue(dst, v.obj[i].val, pretty, level+1)
 		})
-	case jArray:
+	case tjson.KindArray:
 		return writeContainer(dst, '[', ']', len(v.arr), pretty, level, func(dst []byte, i int) []byte {
 			return writeValue(dst, v.arr[i], pretty, level+1)
 		})
-	case jString:
+	case tjson.KindString:
 		return tjson.AppendString(dst, v.s)
-	case jBool:
+	case tjson.KindBool:
 		return strconv.AppendBool(dst, v.b)
-	case jInt:
+	case tjson.KindInt:
 		if v.isUint {
 			return strconv.AppendUint(dst, v.u, 10)
 		}
 		return strconv.AppendInt(dst, v.i, 10)
-	case jReal:
+	case tjson.KindReal:
 		return strconv.AppendFloat(dst, v.f, 'f', 8, 64)
 	}
 	return append(dst, "null"...)

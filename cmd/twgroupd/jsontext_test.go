@@ -4,16 +4,18 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/twgroupd/twgroupd/internal/tjson"
 )
 
 func TestParseJSONKinds(t *testing.T) {
 	cases := []struct {
 		in   string
-		kind jkind
+		kind tjson.Kind
 	}{
-		{"{}", jObject}, {" [ ] ", jArray}, {`"x"`, jString}, {"true", jBool}, {"false", jBool},
-		{"0", jInt}, {"-12", jInt}, {"18446744073709551615", jInt}, {"1.0", jReal}, {"1e3", jReal},
-		{"-0.5E-2", jReal}, {"null", jNull},
+		{"{}", tjson.KindObject}, {" [ ] ", tjson.KindArray}, {`"x"`, tjson.KindString}, {"true", tjson.KindBool}, {"false", tjson.KindBool},
+		{"0", tjson.KindInt}, {"-12", tjson.KindInt}, {"18446744073709551615", tjson.KindInt}, {"1.0", tjson.KindReal}, {"1e3", tjson.KindReal},
+		{"-0.5E-2", tjson.KindReal}, {"null", tjson.KindNull},
 	}
 	for _, tc := range cases {
 		v, err := parseJSON(tc.in)
@@ -162,14 +164,14 @@ func FuzzParseJSON(f *testing.F) {
 // normalizeReals rounds reals to the 8 decimals json_spirit writes.
 func normalizeReals(v jvalue) jvalue {
 	switch v.kind {
-	case jReal:
+	case tjson.KindReal:
 		r, _ := parseJSON(string(writeJSON(nil, v, false)))
 		return r
-	case jArray:
+	case tjson.KindArray:
 		for i := range v.arr {
 			v.arr[i] = normalizeReals(v.arr[i])
 		}
-	case jObject:
+	case tjson.KindObject:
 		for i := range v.obj {
 			v.obj[i].val = normalizeReals(v.obj[i].val)
 		}

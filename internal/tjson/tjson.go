@@ -3,6 +3,9 @@
 // escaping, no U+FFFD replacement of invalid UTF-8), only '"', '\\' and the
 // control bytes 0x00–0x1F are escaped, and objects keep insertion order.
 //
+// It also names json_spirit's value kinds, whose names twisterd puts in its
+// parameter type errors, for the RPC server and the CLI client alike.
+//
 // It owns JSON text only; it knows nothing of posts, RPC or storage.
 package tjson
 

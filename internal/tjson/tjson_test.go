@@ -34,3 +34,12 @@ func TestMarshal(t *testing.T) {
 		}
 	}
 }
+
+func TestKindNames(t *testing.T) {
+	if got := TypeErrorMessage(KindString, KindInt); got != "value is type str, expected int" {
+		t.Fatal(got)
+	}
+	if KindObject.String() != "obj" || KindNull.String() != "null" || Kind(99).String() != "Kind(99)" {
+		t.Fatal("kind names")
+	}
+}
