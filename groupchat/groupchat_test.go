@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -15,18 +16,24 @@ import (
 	"github.com/twgroupd/twgroupd/dm"
 	"github.com/twgroupd/twgroupd/dm/dmtest"
 	"github.com/twgroupd/twgroupd/internal/msgstore"
+	"github.com/twgroupd/twgroupd/internal/swarm"
 	"github.com/twgroupd/twgroupd/internal/twproto"
 	"github.com/twgroupd/twgroupd/wallet"
 )
 
-// node is one daemon with real wallet and store files.
+// node is one daemon with real wallet and store files. Its network is the
+// in-memory hub (net), or the real swarm over TCP on 127.0.0.1 (sw) when made
+// by newSwarmNode.
 type node struct {
 	t    *testing.T
 	dir  string
 	user string
 	keys *dmtest.Keys
-	net  *dmtest.Node
 	now  func() time.Time
+
+	net   *dmtest.Node     // hub network, nil over the swarm
+	peers []netip.AddrPort // swarm peers, when over the swarm
+	sw    *swarm.Swarm
 
 	w  *wallet.Wallet
 	s  *msgstore.Store
@@ -35,18 +42,29 @@ type node struct {
 }
 
 func newNode(t *testing.T, hub *dmtest.Hub, keys *dmtest.Keys, user string, now func() time.Time) *node {
-	n := &node{t: t, dir: t.TempDir(), user: user, keys: keys, net: hub.Node(user), now: now}
+	return startNode(&node{t: t, dir: t.TempDir(), user: user, keys: keys, net: hub.Node(user), now: now})
+}
+
+// newSwarmNode is a node whose network is internal/swarm on 127.0.0.1,
+// dialing peers.
+func newSwarmNode(t *testing.T, keys *dmtest.Keys, user string, peers []netip.AddrPort) *node {
+	return startNode(&node{t: t, dir: t.TempDir(), user: user, keys: keys, peers: peers, now: time.Now})
+}
+
+func startNode(n *node) *node {
+	n.t.Helper()
 	n.open()
-	t.Cleanup(n.close)
-	k, err := n.w.CreateUser(user)
+	n.t.Cleanup(n.close)
+	k, err := n.w.CreateUser(n.user)
 	if err != nil {
-		t.Fatal(err)
+		n.t.Fatal(err)
 	}
-	keys.Add(user, k.PubKey(), 1)
+	n.keys.Add(n.user, k.PubKey(), 1)
 	return n
 }
 
 func (n *node) open() {
+	n.t.Helper()
 	var err error
 	if n.w, err = wallet.Open(filepath.Join(n.dir, "wallet.db"), nil); err != nil {
 		n.t.Fatal(err)
@@ -54,20 +72,42 @@ func (n *node) open() {
 	if n.s, err = msgstore.Open(filepath.Join(n.dir, "messages.db"), nil); err != nil {
 		n.t.Fatal(err)
 	}
-	if n.e, err = dm.New(dm.Config{Wallet: n.w, Store: n.s, Keys: n.keys, Net: n.net, Now: n.now}); err != nil {
+	var network dm.Network = n.net
+	if n.net == nil {
+		n.sw, err = swarm.New(swarm.Config{
+			DataDir: n.dir, ListenAddr: "127.0.0.1:0", DHTPort: -1, Keys: n.keys,
+			StaticPeers: n.peers, ReconnectInterval: 100 * time.Millisecond,
+		})
+		if err != nil {
+			n.t.Fatal(err)
+		}
+		network = n.sw
+	}
+	if n.e, err = dm.New(dm.Config{Wallet: n.w, Store: n.s, Keys: n.keys, Net: network, Now: n.now}); err != nil {
 		n.t.Fatal(err)
 	}
 	if n.gc, err = New(Config{Engine: n.e, Wallet: n.w, Store: n.s}); err != nil {
 		n.t.Fatal(err)
 	}
-	n.net.SetSink(n.e)
+	if n.net != nil {
+		n.net.SetSink(n.e)
+		return
+	}
+	n.sw.SetSink(n.e)
+	if err := n.sw.Start(); err != nil {
+		n.t.Fatal(err)
+	}
 }
 
 func (n *node) close() {
 	if n.e == nil {
 		return
 	}
-	n.net.SetSink(nil)
+	if n.net != nil {
+		n.net.SetSink(nil)
+	} else {
+		n.sw.Close()
+	}
 	n.w.Close()
 	n.s.Close()
 	n.e = nil

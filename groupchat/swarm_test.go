@@ -3,98 +3,17 @@ package groupchat
 import (
 	"context"
 	"net/netip"
-	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/twgroupd/twgroupd/dm"
 	"github.com/twgroupd/twgroupd/dm/dmtest"
 	"github.com/twgroupd/twgroupd/internal/msgstore"
-	"github.com/twgroupd/twgroupd/internal/swarm"
-	"github.com/twgroupd/twgroupd/wallet"
 )
 
-// swarmNode is a daemon whose network is the real swarm on 127.0.0.1.
-type swarmNode struct {
-	t     *testing.T
-	user  string
-	dir   string
-	keys  *dmtest.Keys
-	peers []netip.AddrPort
-
-	w  *wallet.Wallet
-	s  *msgstore.Store
-	sw *swarm.Swarm
-	e  *dm.Engine
-	gc *Service
-}
-
-func newSwarmNode(t *testing.T, keys *dmtest.Keys, user string, peers []netip.AddrPort) *swarmNode {
-	t.Helper()
-	n := &swarmNode{t: t, user: user, dir: t.TempDir(), keys: keys, peers: peers}
-	n.open()
-	t.Cleanup(n.close)
-	k, err := n.w.CreateUser(user)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys.Add(user, k.PubKey(), 1)
-	return n
-}
-
-func (n *swarmNode) open() {
-	t := n.t
-	t.Helper()
-	var err error
-	if n.w, err = wallet.Open(filepath.Join(n.dir, "wallet.db"), nil); err != nil {
-		t.Fatal(err)
-	}
-	if n.s, err = msgstore.Open(filepath.Join(n.dir, "messages.db"), nil); err != nil {
-		t.Fatal(err)
-	}
-	n.sw, err = swarm.New(swarm.Config{
-		DataDir: n.dir, ListenAddr: "127.0.0.1:0", DHTPort: -1, Keys: n.keys,
-		StaticPeers: n.peers, ReconnectInterval: 100 * time.Millisecond,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n.e, err = dm.New(dm.Config{Wallet: n.w, Store: n.s, Keys: n.keys, Net: n.sw}); err != nil {
-		t.Fatal(err)
-	}
-	if n.gc, err = New(Config{Engine: n.e, Wallet: n.w, Store: n.s}); err != nil {
-		t.Fatal(err)
-	}
-	n.sw.SetSink(n.e)
-	if err := n.sw.Start(); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func (n *swarmNode) close() {
-	if n.sw == nil {
-		return
-	}
-	n.sw.Close()
-	n.w.Close()
-	n.s.Close()
-	n.sw = nil
-}
-
-// restart reopens every file and resumes, as a daemon restart.
-func (n *swarmNode) restart(ctx context.Context) {
-	n.t.Helper()
-	n.close()
-	n.open()
-	if err := n.e.Resume(ctx); err != nil {
-		n.t.Fatal(err)
-	}
-}
-
-func (n *swarmNode) lines(t *testing.T, peer string) []string {
+func (n *node) lines(t *testing.T, peer string) []string {
 	t.Helper()
 	th, err := n.e.GetDirectMsgs(n.user, 100, []msgstore.Query{msgstore.NewQuery(peer)})
 	if err != nil {
@@ -113,7 +32,7 @@ func (n *swarmNode) lines(t *testing.T, peer string) []string {
 // deadline. The swarm fetches pieces in parallel, so arrival order (and so
 // id order) may differ from k order: lines compare as multisets here; the
 // hub tests pin the order.
-func waitLines(t *testing.T, n *swarmNode, peer string, want []string) {
+func waitLines(t *testing.T, n *node, peer string, want []string) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	want = slices.Sorted(slices.Values(want))
@@ -140,7 +59,7 @@ func TestGroupOverRealSwarm(t *testing.T) {
 	keys := dmtest.NewKeys(100)
 	a := newSwarmNode(t, keys, "alice", nil)
 	b := newSwarmNode(t, keys, "bob", []netip.AddrPort{a.sw.Addr()})
-	for _, n := range []*swarmNode{a, b} {
+	for _, n := range []*node{a, b} {
 		if err := n.e.Follow(ctx, n.user, []string{"alice", "bob"}); err != nil {
 			t.Fatal(err)
 		}
@@ -191,7 +110,7 @@ func TestGroupOverRealSwarm(t *testing.T) {
 	b.close()
 	_, err = a.e.NewDirectMsg(ctx, "alice", 7, alias, "while you were down", false)
 	must(t, err)
-	b.restart(ctx)
+	b.restart()
 	waitLines(t, b, aliasB, []string{
 		"alice: *** Invited by 'alice' to group: over tcp",
 		"alice: *** New member 'alice' invited by 'alice'",
