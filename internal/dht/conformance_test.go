@@ -2,9 +2,6 @@ package dht
 
 import (
 	"encoding/hex"
-	"encoding/json"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -37,22 +34,7 @@ func rKeys(t *testing.T, pkt []byte) []string {
 // the keys that depend on what the node stores or follows (data, and the
 // followers/n of a tracker it knows).
 func TestRepliesMatchTwisterdShapes(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join("..", "..", "testdata", "dht", "wire_keys.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var keys struct {
-		Users map[string]struct {
-			Pub string `json:"pubkey_compressed_hex"`
-		} `json:"users"`
-	}
-	if err := json.Unmarshal(b, &keys); err != nil {
-		t.Fatal(err)
-	}
-	reg := newTestRegistry(t)
-	for u, k := range keys.Users {
-		reg.pubs[u], _ = hex.DecodeString(k.Pub)
-	}
+	reg := capturedUsersRegistry(t)
 	n := openNode(t, testConfig(t, reg))
 	c := newRawClient(t)
 

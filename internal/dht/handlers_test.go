@@ -278,22 +278,7 @@ func TestVectorItemsServedByteIdentical(t *testing.T) {
 // posts, status, mention) are accepted when replayed with our token and
 // served back as twisterd served them.
 func TestCapturedPutsReplayed(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join("..", "..", "testdata", "dht", "wire_keys.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var keys struct {
-		Users map[string]struct {
-			Pub string `json:"pubkey_compressed_hex"`
-		} `json:"users"`
-	}
-	if err := json.Unmarshal(b, &keys); err != nil {
-		t.Fatal(err)
-	}
-	reg := newTestRegistry(t)
-	for u, k := range keys.Users {
-		reg.pubs[u], _ = hex.DecodeString(k.Pub)
-	}
+	reg := capturedUsersRegistry(t)
 	n := openNode(t, testConfig(t, reg))
 	c := newRawClient(t)
 	puts := 0
@@ -455,4 +440,27 @@ func TestFloodBanAndReplyLimit(t *testing.T) {
 	if !rl.allow(60, time.Unix(1, 0)) {
 		t.Fatal("budget not refilled after a second")
 	}
+}
+
+// capturedUsersRegistry knows the users of the recorded twisterd network
+// (testdata/dht/wire_keys.json), so their captured items verify.
+func capturedUsersRegistry(t *testing.T) *testRegistry {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "..", "testdata", "dht", "wire_keys.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys struct {
+		Users map[string]struct {
+			Pub string `json:"pubkey_compressed_hex"`
+		} `json:"users"`
+	}
+	if err := json.Unmarshal(b, &keys); err != nil {
+		t.Fatal(err)
+	}
+	reg := newTestRegistry(t)
+	for u, k := range keys.Users {
+		reg.pubs[u], _ = hex.DecodeString(k.Pub)
+	}
+	return reg
 }
