@@ -673,16 +673,7 @@ func TestRegistryOutageIsNotThePeersFault(t *testing.T) {
 	cfg.RequestTimeout = 300 * time.Millisecond
 	n := startNodeConfig(t, cfg)
 	n.Follow(ctx, "alice")
-	waitFor(t, "a piece refused for the outage", func() bool {
-		n.Swarm.mu.Lock()
-		defer n.Swarm.mu.Unlock()
-		for p := range n.byUser["alice"].peers {
-			if _, ok := p.failed[1]; ok {
-				return true
-			}
-		}
-		return false
-	})
+	waitFor(t, "a piece refused for the outage", pieceRefused(n, "alice", 1))
 	if n.NumPieces("alice") != 0 || n.Swarms()[0].Banned != 0 {
 		t.Fatalf("pieces %d banned %d during outage", n.NumPieces("alice"), n.Swarms()[0].Banned)
 	}
@@ -710,19 +701,25 @@ func TestLaggingChainViewIsNotThePeersFault(t *testing.T) {
 	cfg.RequestTimeout = 300 * time.Millisecond
 	n := startNodeConfig(t, cfg)
 	n.Follow(ctx, "alice")
-	waitFor(t, "the future post refused", func() bool {
-		n.Swarm.mu.Lock()
-		defer n.Swarm.mu.Unlock()
-		for p := range n.byUser["alice"].peers {
-			if _, ok := p.failed[1]; ok {
-				return true
-			}
-		}
-		return false
-	})
+	waitFor(t, "the future post refused", pieceRefused(n, "alice", 1))
 	if n.NumPieces("alice") != 0 || n.Swarms()[0].Banned != 0 || len(n.Swarms()[0].Peers) != 1 {
 		t.Fatalf("pieces %d, status %+v", n.NumPieces("alice"), n.Swarms()[0])
 	}
 	fkeys.setBest(100)
 	waitFor(t, "post once our chain caught up", func() bool { return n.sink.has("alice", 1) == 1 })
+}
+
+// pieceRefused reports whether a peer's piece k of user has been refused
+// (and left to be fetched again) by node n.
+func pieceRefused(n *testNode, user string, k int64) func() bool {
+	return func() bool {
+		n.Swarm.mu.Lock()
+		defer n.Swarm.mu.Unlock()
+		for p := range n.byUser[user].peers {
+			if _, ok := p.failed[k]; ok {
+				return true
+			}
+		}
+		return false
+	}
 }
