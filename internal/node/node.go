@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/twgroupd/twgroupd/dm"
@@ -111,7 +112,6 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Node, er
 
 	bind := bindHost(cfg)
 	loopback := isLoopback(bind)
-	dhtListen := net.JoinHostPort(bind, strconv.Itoa(cfg.DHTPort))
 	// twisterd dials uTP first on our UDP port; answering the SYN with a
 	// reset makes it fall back to TCP at once instead of after 3 s
 	// (docs/swarm.md "uTP").
@@ -132,30 +132,45 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Node, er
 		}
 		return 0
 	}
-	if n.dht, err = dht.Open(dht.Config{
+	dcfg := dht.Config{
 		NonDHT:       resetUTP,
 		Followers:    followers,
-		Listen:       dhtListen,
 		Bootstrap:    cfg.Bootstrap,
 		DataDir:      cfg.DataDir,
 		Keys:         n.keys,
 		Signer:       walletSigner{n.wallet},
 		Logger:       log.With("part", "dht"),
 		RelaxIPRules: loopback,
-	}); err != nil {
-		return nil, fmt.Errorf("dht: %w", err)
+	}
+	scfg := swarm.Config{
+		DataDir: cfg.DataDir,
+		Keys:    n.keys,
+		Logger:  log.With("part", "swarm"),
+		Version: "twgroupd",
+	}
+	// The swarm's TCP port must equal the DHT's UDP port (dht-swarm §7.23).
+	// TCP is bound first and the DHT takes the same number; with
+	// -dhtport=0 a number free for TCP may be taken for UDP: pick again.
+	for attempt := 1; ; attempt++ {
+		ln, err := net.Listen("tcp", net.JoinHostPort(bind, strconv.Itoa(cfg.DHTPort)))
+		if err != nil {
+			return nil, fmt.Errorf("swarm: %w", err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		dcfg.Listen = net.JoinHostPort(bind, strconv.Itoa(port))
+		n.dht, err = dht.Open(dcfg)
+		if err == nil {
+			scfg.Listener, scfg.ListenAddr, scfg.DHTPort, scfg.Finder = ln, ln.Addr().String(), port, n.dht
+			break
+		}
+		ln.Close()
+		if cfg.DHTPort != 0 || !errors.Is(err, syscall.EADDRINUSE) || attempt == 10 {
+			return nil, fmt.Errorf("dht: %w", err)
+		}
 	}
 	udp.Store(n.dht)
-	dhtPort := int(n.dht.LocalAddr().Port())
-	if n.swarm, err = swarm.New(swarm.Config{
-		DataDir:    cfg.DataDir,
-		ListenAddr: net.JoinHostPort(bind, strconv.Itoa(dhtPort)),
-		DHTPort:    dhtPort,
-		Keys:       n.keys,
-		Finder:     n.dht,
-		Logger:     log.With("part", "swarm"),
-		Version:    "twgroupd",
-	}); err != nil {
+	if n.swarm, err = swarm.New(scfg); err != nil {
+		scfg.Listener.Close()
 		return nil, fmt.Errorf("swarm: %w", err)
 	}
 	swarms.Store(n.swarm)

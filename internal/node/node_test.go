@@ -207,3 +207,17 @@ func TestBadConfigRefusedBeforeAnything(t *testing.T) {
 		}
 	}
 }
+
+// TestNodesShareNoPort: daemons started with -dhtport=0 side by side each
+// get one number free for both TCP (swarm) and UDP (DHT), the same on both.
+func TestNodesShareNoPort(t *testing.T) {
+	dir := t.TempDir()
+	reg := filepath.Join(dir, "registry.txt")
+	for i := range 8 {
+		n, _, stop := startNode(t, testConfig(t, filepath.Join(dir, strconv.Itoa(i)), reg))
+		defer stop()
+		if d, s := n.dht.LocalAddr().Port(), n.swarm.Addr().Port(); d != s {
+			t.Fatalf("node %d: DHT on UDP %d, swarm on TCP %d", i, d, s)
+		}
+	}
+}

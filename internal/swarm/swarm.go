@@ -50,6 +50,10 @@ type Config struct {
 	// "127.0.0.1:0". twisterd expects the DHT on the same port number
 	// (dht-swarm §7.23).
 	ListenAddr string
+	// Listener, when set, is used instead of listening on ListenAddr: the
+	// node binds TCP first so that the DHT can take the same port number
+	// for UDP. The swarm closes it.
+	Listener net.Listener
 	// AnnouncePort is the port announced to the DHT and sent as `p`;
 	// 0 means the TCP listen port.
 	AnnouncePort int
@@ -207,9 +211,12 @@ func (s *Swarm) SetSink(sink PostSink) {
 
 // Start listens for peers and starts every stored swarm.
 func (s *Swarm) Start() error {
-	ln, err := net.Listen("tcp", s.cfg.ListenAddr)
-	if err != nil {
-		return fmt.Errorf("swarm: listen %s: %w", s.cfg.ListenAddr, err)
+	ln := s.cfg.Listener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", s.cfg.ListenAddr); err != nil {
+			return fmt.Errorf("swarm: listen %s: %w", s.cfg.ListenAddr, err)
+		}
 	}
 	s.mu.Lock()
 	if s.started || s.closed {
@@ -264,6 +271,8 @@ func (s *Swarm) Close() error {
 	s.cancel()
 	if s.ln != nil {
 		s.ln.Close()
+	} else if s.cfg.Listener != nil {
+		s.cfg.Listener.Close() // handed over but never started
 	}
 	var peers []*peer
 	seen := make(map[string]map[int64]int)
