@@ -173,15 +173,10 @@ func Start(ctx context.Context, o Options) (*Net, error) {
 		if err != nil {
 			return nil, err
 		}
-		dhtPort, err := freeDualPort()
-		if err != nil {
-			return nil, err
-		}
 		n := &Node{
 			Name:     fmt.Sprintf("node%d", i+1),
 			Dir:      filepath.Join(o.Dir, fmt.Sprintf("node%d", i+1)),
 			RPCPort:  rpcPort,
-			DHTPort:  dhtPort,
 			User:     o.Users[i%len(o.Users)],
 			Password: randomPassword(),
 		}
@@ -193,7 +188,7 @@ func Start(ctx context.Context, o Options) (*Net, error) {
 			"-rpcuser=user",
 			"-rpcpassword=" + n.Password,
 			"-rpcport=" + strconv.Itoa(n.RPCPort),
-			"-dhtport=" + strconv.Itoa(n.DHTPort),
+			"-dhtport=0", // the node picks a number free for TCP and UDP
 			"-registry=" + registry,
 			"-bind=127.0.0.1",
 		}
@@ -207,6 +202,10 @@ func Start(ctx context.Context, o Options) (*Net, error) {
 		}
 		nw.Nodes = append(nw.Nodes, n)
 		if err := n.waitReady(ctx, 20*time.Second); err != nil {
+			nw.Stop()
+			return nil, err
+		}
+		if err := n.learnDHTPort(ctx); err != nil {
 			nw.Stop()
 			return nil, err
 		}
@@ -478,20 +477,22 @@ func freePort(network string) (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// freeDualPort finds a port free for both TCP (swarm) and UDP (DHT).
-func freeDualPort() (int, error) {
-	for range 50 {
-		p, err := freePort("tcp")
-		if err != nil {
-			return 0, err
-		}
-		u, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(p))
-		if err == nil {
-			u.Close()
-			return p, nil
+// learnDHTPort reads the port the node picked from getinfo (ext_port1) and
+// pins it in the node's arguments, so a restart comes back on it.
+func (n *Node) learnDHTPort(ctx context.Context) error {
+	var info struct {
+		Port int `json:"ext_port1"`
+	}
+	if err := decode(n.Call(ctx, "getinfo"))(&info); err != nil || info.Port == 0 {
+		return fmt.Errorf("devnet: %s's DHT port from getinfo: %d %v", n.Name, info.Port, err)
+	}
+	n.DHTPort = info.Port
+	for i, a := range n.args {
+		if a == "-dhtport=0" {
+			n.args[i] = "-dhtport=" + strconv.Itoa(n.DHTPort)
 		}
 	}
-	return 0, errors.New("devnet: no port free for both TCP and UDP")
+	return nil
 }
 
 func randomPassword() string {
