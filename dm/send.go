@@ -122,6 +122,7 @@ func (e *Engine) seal(ctx context.Context, outs []Outgoing) ([]*twproto.Envelope
 // unpublished posts are forgotten again, and the local copy too if nothing
 // went out.
 func (e *Engine) publish(ctx context.Context, from string, k, now int64, envs []*twproto.Envelope, local *localCopy) ([][]byte, error) {
+	defer e.hot()()
 	key, err := e.wallet.Key(from)
 	if err != nil {
 		return nil, ErrSign
@@ -209,7 +210,7 @@ func (e *Engine) publish(ctx context.Context, from string, k, now int64, envs []
 	// lists and copy_self copies take effect here.
 	var errs []error
 	for _, p := range posts[:published] {
-		if err := e.process(ctx, p, false); err != nil {
+		if err := e.processOwn(ctx, p); err != nil {
 			errs = append(errs, err)
 		}
 	}
