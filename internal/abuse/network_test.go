@@ -23,7 +23,7 @@ func (r keys) UserKey(_ context.Context, user string, _ int64) (twproto.UserKey,
 	}
 	return twproto.UserKey{PubKey: r.k.PubKey(), RegHeight: 1}, nil
 }
-func (r keys) BestHeight(context.Context) (int64, error) { return 100, nil }
+func (r keys) BestHeight(context.Context) (int64, error)   { return 100, nil }
 func (r keys) SignAs(_ string, msg []byte) ([]byte, error) { return twproto.Sign(r.k, msg) }
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
