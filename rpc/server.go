@@ -2,6 +2,8 @@ package rpc
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +18,7 @@ import (
 	"time"
 
 	"github.com/twgroupd/twgroupd/internal/tjson"
+	"github.com/twgroupd/twgroupd/internal/upstream"
 )
 
 // Defaults (spec §8.1).
@@ -104,6 +107,7 @@ type Server struct {
 	authLog  rateLog
 	stopCh   chan struct{}
 
+	id             string // in upstream.ViaHeader, to detect forwarding loops
 	allowedOrigins []string // normalized
 	allowedHosts   []string // lowercase
 
@@ -191,6 +195,7 @@ func New(cfg Config) (*Server, error) {
 		gate:     authGate{interval: cfg.AuthFailInterval},
 		authLog:  rateLog{every: authLogEvery},
 
+		id:             newServerID(),
 		allowedOrigins: origins,
 		allowedHosts:   hosts,
 	}
@@ -369,15 +374,16 @@ func (s *Server) serveRPC(w http.ResponseWriter, r *http.Request) {
 	}
 	defer s.release()
 	keepAlive := !strings.EqualFold(r.Header.Get("Connection"), "close")
+	ctx := s.viaContext(r)
 	if elems, ok := batchElements(body); ok {
 		if e := s.batchLimit(len(elems)); e != nil {
 			s.writeJSON(w, e.httpStatus(), errorReply(e, nil), false)
 			return
 		}
-		s.writeBatch(r.Context(), w, elems, keepAlive)
+		s.writeBatch(ctx, w, elems, keepAlive)
 		return
 	}
-	reply, status, fwd := s.handleBody(r.Context(), body)
+	reply, status, fwd := s.handleBody(ctx, body)
 	if fwd != nil {
 		s.writeForwarded(w, fwd)
 		return
@@ -502,7 +508,7 @@ func (s *Server) handleBody(ctx context.Context, body []byte) ([]byte, int, *for
 		}
 		result, err := s.execute(ctx, req)
 		if errors.Is(err, errForward) {
-			status, header, reply, ferr := s.cfg.Upstream.Forward(ctx, body)
+			status, header, reply, ferr := s.forward(ctx, body)
 			if ferr != nil {
 				e := s.replyError(req.method, ferr)
 				return errorReply(e, req.id), e.httpStatus(), nil
@@ -587,4 +593,35 @@ func (s *Server) writeForwarded(w http.ResponseWriter, f *forwarded) {
 func (s *Server) tooLarge(w http.ResponseWriter) {
 	body := errorReply(&Error{Code: CodeInvalidRequest, Message: "Request body too large"}, nil)
 	s.writeJSON(w, http.StatusRequestEntityTooLarge, body, false)
+}
+
+// newServerID is a random id naming this server in forwarding chains.
+func newServerID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+type loopKey struct{}
+
+// viaContext extends the request's forwarding chain with this server, or
+// marks it as a loop, so forward refuses instead of calling itself again.
+func (s *Server) viaContext(r *http.Request) context.Context {
+	ctx := r.Context()
+	if s.cfg.Upstream == nil {
+		return ctx
+	}
+	via, err := upstream.CheckVia(r.Header.Get(upstream.ViaHeader), s.id)
+	if err != nil {
+		return context.WithValue(ctx, loopKey{}, err)
+	}
+	return upstream.WithVia(ctx, via)
+}
+
+// forward sends a request body upstream unless it has come round a loop.
+func (s *Server) forward(ctx context.Context, body []byte) (int, http.Header, []byte, error) {
+	if err, ok := ctx.Value(loopKey{}).(error); ok {
+		return 0, nil, nil, &Error{Code: CodeInternal, Message: err.Error()}
+	}
+	return s.cfg.Upstream.Forward(ctx, body)
 }

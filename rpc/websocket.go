@@ -147,7 +147,7 @@ func (s *Server) serveWebsocket(w http.ResponseWriter, r *http.Request) {
 	sub := s.cfg.Feed.subscribe()
 	defer s.cfg.Feed.unsubscribe(sub)
 
-	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
+	ctx, cancel := context.WithCancel(context.WithoutCancel(s.viaContext(r)))
 	defer cancel()
 	if err := wsWrite(ctx, conn, []byte(wsGreeting)); err != nil {
 		return
