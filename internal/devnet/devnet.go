@@ -110,6 +110,24 @@ func (n *Node) Stop() {
 	n.cmd = nil
 }
 
+// Kill ends the node's process with SIGKILL at once (crash tests).
+func (n *Node) Kill() {
+	if n.cmd == nil || n.cmd.Process == nil {
+		return
+	}
+	_ = n.cmd.Process.Kill()
+	<-n.done
+	n.cmd = nil
+}
+
+// PID is the node's process id, 0 when it is not running.
+func (n *Node) PID() int {
+	if n.cmd == nil || n.cmd.Process == nil {
+		return 0
+	}
+	return n.cmd.Process.Pid
+}
+
 // Restart starts a stopped node again on the same datadir and ports.
 func (n *Node) Restart(ctx context.Context) error {
 	n.Stop()
