@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/twgroupd/twgroupd/internal/config"
+	"github.com/twgroupd/twgroupd/internal/registry"
 	"github.com/twgroupd/twgroupd/internal/upstream"
 )
 
@@ -220,4 +221,22 @@ func TestNodesShareNoPort(t *testing.T) {
 			t.Fatalf("node %d: DHT on UDP %d, swarm on TCP %d", i, d, s)
 		}
 	}
+}
+
+// TestFirstPostRightAfterRegistration: on a registry file whose chain has
+// been running for a while (best height 100), a user's first DM sent right
+// after sendnewusertransaction validates (posts are signed at best-1).
+func TestFirstPostRightAfterRegistration(t *testing.T) {
+	dir := t.TempDir()
+	reg := filepath.Join(dir, "registry.txt")
+	if _, err := registry.InitFile(context.Background(), reg, time.Now().Add(-1000*time.Second), 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	_, c, stop := startNode(t, testConfig(t, filepath.Join(dir, "n1"), reg))
+	defer stop()
+	mustCall(t, c, "createwalletuser", "alice")
+	mustCall(t, c, "createwalletuser", "bob")
+	mustCall(t, c, "sendnewusertransaction", "alice")
+	mustCall(t, c, "sendnewusertransaction", "bob")
+	mustCall(t, c, "newdirectmsg", "alice", 0, "bob", "first post")
 }
