@@ -8,6 +8,7 @@ import (
 
 	"github.com/twgroupd/twgroupd/internal/msgstore"
 	"github.com/twgroupd/twgroupd/internal/twproto"
+	"github.com/twgroupd/twgroupd/wallet"
 )
 
 // Outgoing is one DM post to create: Payload sealed to the key of To.
@@ -32,6 +33,9 @@ type localCopy struct {
 // a KUsedError, and a call that fails consumes no k unless a post was
 // already published.
 func (e *Engine) NewDirectMsg(ctx context.Context, from string, k int64, to, msg string, copySelf bool) ([]byte, error) {
+	if msg == "" {
+		return nil, ErrEmptyMessage
+	}
 	payload := twproto.EncodeMessage(msg, to)
 	outs := []Outgoing{{To: to, Payload: payload, EncryptErr: ErrEncryptToDest}}
 	if copySelf {
@@ -78,13 +82,24 @@ func (e *Engine) Send(ctx context.Context, from string, k int64, outs []Outgoing
 
 // recipientKey picks the key to encrypt to: the wallet's (local users and
 // group aliases), else the registered one at the best height (spec §4.4).
+// Its error says, for a client, why there is no key.
 func (e *Engine) recipientKey(ctx context.Context, to string) ([]byte, error) {
-	if key, err := e.wallet.Key(to); err == nil {
+	key, werr := e.wallet.Key(to)
+	if werr == nil {
 		return key.PubKey(), nil
 	}
+	if wallet.IsGroupAlias(to) {
+		if errors.Is(werr, wallet.ErrUserNotFound) {
+			return nil, fmt.Errorf("unknown group alias '%s'", to)
+		}
+		return nil, werr
+	}
 	uk, err := e.keys.UserKey(ctx, to, -1)
+	if errors.Is(err, twproto.ErrUnknownUser) {
+		return nil, fmt.Errorf("'%s' is not a registered user", to)
+	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("no key for '%s': %w", to, err)
 	}
 	return uk.PubKey, nil
 }
@@ -99,7 +114,7 @@ func (e *Engine) seal(ctx context.Context, outs []Outgoing) ([]*twproto.Envelope
 		pub, err := e.recipientKey(ctx, o.To)
 		if err != nil {
 			e.log.Debug("no key to encrypt to", "to", o.To, "err", err)
-			return nil, encErr
+			return nil, &CulpritError{Err: encErr, Detail: ": " + err.Error()}
 		}
 		if len(o.Payload) > twproto.MaxPostSize {
 			// It cannot fit in a post: say so now rather than after
@@ -123,8 +138,11 @@ func (e *Engine) seal(ctx context.Context, outs []Outgoing) ([]*twproto.Envelope
 // went out.
 func (e *Engine) publish(ctx context.Context, from string, k, now int64, envs []*twproto.Envelope, local *localCopy) ([][]byte, error) {
 	key, err := e.wallet.Key(from)
+	if errors.Is(err, wallet.ErrUserNotFound) {
+		return nil, Culprit(ErrSign, "'%s' is not a user of this wallet", from)
+	}
 	if err != nil {
-		return nil, ErrSign
+		return nil, &CulpritError{Err: ErrSign, Detail: ": " + err.Error()}
 	}
 	if pc, ok := e.net.(PieceChecker); ok {
 		for i := range envs {
