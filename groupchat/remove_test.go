@@ -7,8 +7,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/twgroupd/twgroupd/dm"
 	"github.com/twgroupd/twgroupd/dm/dmtest"
 	"github.com/twgroupd/twgroupd/internal/msgstore"
+	"github.com/twgroupd/twgroupd/internal/twproto"
 )
 
 // removeSetup is alice, bob and carol in one group made by alice (ks 1..4),
@@ -284,5 +286,27 @@ func TestRemoveTwiceFirstWins(t *testing.T) {
 		if all, _ := n.n.gc.List(n.n.user, false); len(all) != 2 || !slices.Contains(all, n.new) {
 			t.Errorf("%s: groups %v", n.n.user, all)
 		}
+	}
+}
+
+// Only a member of the old group moves it: dave, outside the group, sends
+// bob an invite naming the old group's key id; bob's node takes it as an
+// ordinary new group and the old one stays.
+func TestMoveByNonMemberIgnored(t *testing.T) {
+	ctx := context.Background()
+	_, a, b, _, d, alias := removeSetup(t)
+	aB := b.alias()
+	oldKey, err := a.w.Key(alias)
+	must(t, err)
+	key, err := twproto.NewPrivateKey()
+	must(t, err)
+	mv := twproto.GroupMove{From: twproto.Hash160(oldKey.PubKey()), Removed: []string{"alice"}}
+	_, err = d.e.Send(ctx, "dave", 1, []dm.Outgoing{{To: "bob", Payload: twproto.EncodeGroupInviteMoved("fake", key.WIF(), mv)}})
+	must(t, err)
+	if l := b.groups(); len(l) != 2 {
+		t.Fatalf("bob's groups %v: the invite did not register", l)
+	}
+	if info, _ := b.gc.Info(aB); info.Moved != nil {
+		t.Fatalf("a non-member moved bob's group: %+v", info.Moved)
 	}
 }
