@@ -3,6 +3,7 @@ package groupchat
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -308,5 +309,40 @@ func TestMoveByNonMemberIgnored(t *testing.T) {
 	}
 	if info, _ := b.gc.Info(aB); info.Moved != nil {
 		t.Fatalf("a non-member moved bob's group: %+v", info.Moved)
+	}
+}
+
+// The new member list is cut as newgroupinvite cuts it: alice and 20
+// members, two removed: 19 invites, 2 list posts, 1 notice.
+func TestRemoveChunksMemberList(t *testing.T) {
+	ctx := context.Background()
+	keys := dmtest.NewKeys(100)
+	hub := dmtest.NewHub(keys)
+	a := newNode(t, hub, keys, "alice", ticker(1_800_000_000))
+	var names []string
+	for i := range 20 {
+		names = append(names, fmt.Sprintf("member%04d", i))
+		k, err := twproto.NewPrivateKey()
+		must(t, err)
+		keys.Add(names[i], k.PubKey(), 1)
+	}
+	alias, err := a.gc.Create(ctx, "big", "")
+	must(t, err)
+	must(t, a.gc.Invite(ctx, "alice", 1, alias, append(slices.Clone(names), "alice"))) // ks 1..23
+	removed := []string{"member0003", "member0017"}
+	info, _ := a.gc.Info(alias)
+	if got := RemoveKs(info.Members, removed); got != 19+2+1 {
+		t.Fatalf("RemoveKs %d", got)
+	}
+	newA, err := a.gc.Remove(ctx, "alice", 24, alias, removed)
+	must(t, err)
+	pieces := hub.Pieces("alice")
+	if len(pieces) != 23+22 || pieces[len(pieces)-1].K != 45 {
+		t.Fatalf("%d pieces, last k %d", len(pieces), pieces[len(pieces)-1].K)
+	}
+	ni, _ := a.gc.Info(newA)
+	want := remainingMembers(info.Members, removed)
+	if !slices.Equal(ni.Members, want) || len(want) != 19 {
+		t.Fatalf("new members %v", ni.Members)
 	}
 }
