@@ -346,3 +346,44 @@ func TestRemoveChunksMemberList(t *testing.T) {
 		t.Fatalf("new members %v", ni.Members)
 	}
 }
+
+// A second user of the remover's node is invited like any member: erin,
+// local to alice's node, moves with the group; bob is removed.
+func TestRemoveInvitesLocalUsers(t *testing.T) {
+	ctx := context.Background()
+	keys := dmtest.NewKeys(100)
+	hub := dmtest.NewHub(keys)
+	now := ticker(1_800_000_000)
+	a := newNode(t, hub, keys, "alice", now)
+	b := newNode(t, hub, keys, "bob", now)
+	ek, err := a.w.CreateUser("erin")
+	must(t, err)
+	keys.Add("erin", ek.PubKey(), 1)
+	a.follow("alice", "bob", "erin")
+	must(t, a.e.Follow(ctx, "erin", []string{"alice", "bob", "erin"}))
+	b.follow("alice", "bob", "erin")
+	alias, err := a.gc.Create(ctx, "local", "")
+	must(t, err)
+	must(t, a.gc.Invite(ctx, "alice", 1, alias, []string{"alice", "bob", "erin"}))
+	newA, err := a.gc.Remove(ctx, "alice", 5, alias, []string{"bob"})
+	must(t, err)
+	if l, _ := a.gc.List("erin", false); !slices.Equal(l, []string{newA}) {
+		t.Fatalf("erin's groups %v", l)
+	}
+	th, err := a.e.GetDirectMsgs("erin", 10, []msgstore.Query{msgstore.NewQuery(newA)})
+	must(t, err)
+	if len(th) != 1 || !slices.ContainsFunc(th[0].Messages, func(m msgstore.Message) bool {
+		return m.Text == "*** Invited by 'alice' to group: local"
+	}) {
+		t.Fatalf("erin's new thread %+v", th)
+	}
+	if ni, _ := a.gc.Info(newA); !slices.Equal(ni.Members, []string{"alice", "erin"}) {
+		t.Fatalf("new members %v", ni.Members)
+	}
+	if l := b.groups(); len(l) != 1 || l[0] == "" {
+		t.Fatalf("bob's groups %v", l)
+	}
+	if as, _ := b.w.GroupAliases(); len(as) != 1 {
+		t.Fatalf("bob's node holds %d group keys", len(as))
+	}
+}
