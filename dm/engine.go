@@ -424,16 +424,23 @@ func (e *Engine) Resume(ctx context.Context) error {
 }
 
 // parallelMinKeys is the key count from which trial decryption is spread
-// over the CPUs: each failed trial is one ECDH (~0.2 ms), so a node in
-// many groups would otherwise spend len(keys) of them in a row per post.
-const parallelMinKeys = 32
+// over the CPUs. With the work on the post's point shared (twproto.Trial)
+// a failed trial costs a few microseconds per key, so a split pays only
+// when each worker still gets a batch large enough for the batched path.
+const parallelMinKeys = 64
 
-// decryptAny is twproto's DecryptAny split over GOMAXPROCS goroutines; the
-// result is the same: the first key in wallet order that opens env.
+// decryptAny is twproto's DecryptAny with one Trial (the post's table of
+// multiples) shared by GOMAXPROCS goroutines, each opening a chunk of the
+// keys; the result is the same: the first key in wallet order that opens
+// env.
 func decryptAny(env *twproto.Envelope, keys []*twproto.PrivateKey) (int, []byte, error) {
+	trial, err := env.NewTrial(len(keys))
+	if err != nil {
+		return -1, nil, err
+	}
 	workers := min(runtime.GOMAXPROCS(0), len(keys)/(parallelMinKeys/2))
 	if len(keys) < parallelMinKeys || workers < 2 {
-		return env.DecryptAny(keys)
+		return trial.Open(keys)
 	}
 	type result struct {
 		idx   int
@@ -446,7 +453,7 @@ func decryptAny(env *twproto.Envelope, keys []*twproto.PrivateKey) (int, []byte,
 	for w := range workers {
 		lo, hi := w*per, min((w+1)*per, len(keys))
 		wg.Go(func() {
-			i, plain, err := env.DecryptAny(keys[lo:hi])
+			i, plain, err := trial.Open(keys[lo:hi])
 			if err == nil {
 				i += lo
 			}
