@@ -194,7 +194,7 @@ func (e *Engine) retryPass(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if err := e.commit(ctx, m.p, m.name, m.plain, nil, false, false); err != nil {
+		if err := e.commit(ctx, m.p, m.name, m.plain, nil, false); err != nil {
 			errs = append(errs, err)
 		}
 	}
