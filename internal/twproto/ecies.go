@@ -104,6 +104,7 @@ type Trial struct {
 	r     secp.JacobianPoint
 	plan  ecdhPlan
 	table *rTable
+	odd   *oddTable
 }
 
 // NewTrial checks e and prepares it for n keys.
@@ -117,7 +118,10 @@ func (e *Envelope) NewTrial(n int) (*Trial, error) {
 	}
 	t := &Trial{env: e, plan: planECDH(n)}
 	pub.AsJacobian(&t.r)
-	if t.plan.w > 0 {
+	switch {
+	case t.plan.wnaf:
+		t.odd = newOddTable(&t.r)
+	case t.plan.w > 0:
 		t.table = newRTable(&t.r, t.plan.w)
 	}
 	return t, nil
@@ -137,6 +141,8 @@ func (t *Trial) Open(keys []*PrivateKey) (int, []byte, error) {
 	}
 	secrets := make([][32]byte, len(scalars))
 	switch {
+	case t.odd != nil:
+		t.odd.secrets(&t.r, scalars, secrets)
 	case t.table == nil:
 		plainSecrets(&t.r, scalars, secrets)
 	case t.plan.affine:
