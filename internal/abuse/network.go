@@ -1,6 +1,7 @@
 package abuse
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -267,6 +268,7 @@ func DHTFlood(ctx context.Context, cfg DHTFloodConfig) (res DHTFloodResult, err 
 	}
 	defer other.Close()
 
+	// Count answers only: the victim may also ping us (table upkeep).
 	var replies, replyBytes atomic.Int64
 	go func() {
 		buf := make([]byte, 65536)
@@ -275,12 +277,25 @@ func DHTFlood(ctx context.Context, cfg DHTFloodConfig) (res DHTFloodResult, err 
 			if err != nil {
 				return
 			}
-			replies.Add(1)
-			replyBytes.Add(int64(n))
+			if isDHTReply(buf[:n]) || (cfg.UTP && swarm.IsUTP(buf[:n])) {
+				replies.Add(1)
+				replyBytes.Add(int64(n))
+			}
 		}
 	}()
 	var otherAnswered atomic.Int64
-	go countDatagrams(other, &otherAnswered)
+	go func() {
+		buf := make([]byte, 65536)
+		for {
+			n, _, err := other.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			if isDHTReply(buf[:n]) {
+				otherAnswered.Add(1)
+			}
+		}
+	}()
 
 	pkt := pingPacket("fl")
 	if cfg.UTP {
@@ -358,6 +373,11 @@ func countDatagrams(c *net.UDPConn, n *atomic.Int64) {
 		}
 		n.Add(1)
 	}
+}
+
+// isDHTReply: a KRPC answer (twister's type key "z" is "r").
+func isDHTReply(b []byte) bool {
+	return bytes.Contains(b, []byte("1:z1:r"))
 }
 
 // pingPacket is a twister DHT ping query (keys z/x, twister's dialect).
