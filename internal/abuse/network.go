@@ -234,9 +234,13 @@ func (r DHTFloodResult) ReplyRate() float64 {
 }
 
 func (r DHTFloodResult) String() string {
-	return fmt.Sprintf("DHT flood: %d sent in %v, %d replies (%d B, %.0f B/s), other host %d/%d answered, source served again after %v, RSS %d -> peak %d KiB",
+	after := "not within 10 s"
+	if r.SourceServedAfter >= 0 {
+		after = "after " + r.SourceServedAfter.Round(time.Millisecond).String()
+	}
+	return fmt.Sprintf("DHT flood: %d sent in %v, %d replies (%d B, %.0f B/s), other host %d/%d answered, source served again %s, RSS %d -> peak %d KiB",
 		r.Sent, r.FloodTime.Round(time.Millisecond), r.Replies, r.ReplyBytes, r.ReplyRate(), r.OtherAnswered, r.OtherSent,
-		r.SourceServedAfter.Round(time.Millisecond), r.RSSStartKB, r.RSSPeakKB)
+		after, r.RSSStartKB, r.RSSPeakKB)
 }
 
 // DHTFlood runs the UDP flood.
