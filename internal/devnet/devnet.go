@@ -11,8 +11,6 @@ package devnet
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,6 +26,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/twgroupd/twgroupd/internal/config"
 	"github.com/twgroupd/twgroupd/internal/upstream"
 )
 
@@ -49,7 +48,7 @@ type Node struct {
 	RPCPort  int
 	DHTPort  int
 	User     string // the local user created on this node
-	Password string
+	Password string // its RPC cookie's password, read from Dir/.cookie once ready
 	alias    string
 	binary   string
 	args     []string
@@ -80,12 +79,20 @@ func (n *Node) start() error {
 		logf.Close()
 		close(done)
 	}()
-	if n.rpc == nil {
-		if n.rpc, err = upstream.New(n.RPCURL(), upstream.WithTimeout(20*time.Second)); err != nil {
-			return err
-		}
-	}
+	n.rpc = nil // each start writes a new cookie; waitReady reads it
 	return nil
+}
+
+// connect builds the RPC client from the node's cookie (no password on any
+// command line: the node writes Dir/.cookie at start).
+func (n *Node) connect() error {
+	_, pass, err := config.ReadCookie(n.Dir)
+	if err != nil {
+		return err
+	}
+	n.Password = pass
+	n.rpc, err = upstream.New(n.RPCURL(), upstream.WithTimeout(20*time.Second))
+	return err
 }
 
 // Stop ends the node's process (SIGTERM, then SIGKILL after 10 s).
@@ -103,6 +110,24 @@ func (n *Node) Stop() {
 	n.cmd = nil
 }
 
+// Kill ends the node's process with SIGKILL at once (crash tests).
+func (n *Node) Kill() {
+	if n.cmd == nil || n.cmd.Process == nil {
+		return
+	}
+	_ = n.cmd.Process.Kill()
+	<-n.done
+	n.cmd = nil
+}
+
+// PID is the node's process id, 0 when it is not running.
+func (n *Node) PID() int {
+	if n.cmd == nil || n.cmd.Process == nil {
+		return 0
+	}
+	return n.cmd.Process.Pid
+}
+
 // Restart starts a stopped node again on the same datadir and ports.
 func (n *Node) Restart(ctx context.Context) error {
 	n.Stop()
@@ -117,7 +142,7 @@ func (n *Node) Alias() string { return n.alias }
 
 // RPCURL is the node's JSON-RPC address with credentials, for the CLI.
 func (n *Node) RPCURL() string {
-	return fmt.Sprintf("http://user:%s@127.0.0.1:%d/", n.Password, n.RPCPort)
+	return fmt.Sprintf("http://%s:%s@127.0.0.1:%d/", config.CookieUser, n.Password, n.RPCPort)
 }
 
 // Call invokes an RPC method on the node.
@@ -174,19 +199,16 @@ func Start(ctx context.Context, o Options) (*Net, error) {
 			return nil, err
 		}
 		n := &Node{
-			Name:     fmt.Sprintf("node%d", i+1),
-			Dir:      filepath.Join(o.Dir, fmt.Sprintf("node%d", i+1)),
-			RPCPort:  rpcPort,
-			User:     o.Users[i%len(o.Users)],
-			Password: randomPassword(),
+			Name:    fmt.Sprintf("node%d", i+1),
+			Dir:     filepath.Join(o.Dir, fmt.Sprintf("node%d", i+1)),
+			RPCPort: rpcPort,
+			User:    o.Users[i%len(o.Users)],
 		}
 		if err := os.MkdirAll(n.Dir, 0o700); err != nil {
 			return nil, fmt.Errorf("devnet: %w", err)
 		}
 		args := []string{"serve",
-			"-datadir=" + n.Dir,
-			"-rpcuser=user",
-			"-rpcpassword=" + n.Password,
+			"-datadir=" + n.Dir, // no rpcpassword: cookie authentication
 			"-rpcport=" + strconv.Itoa(n.RPCPort),
 			"-dhtport=0", // the node picks a number free for TCP and UDP
 			"-registry=" + registry,
@@ -217,11 +239,14 @@ func Start(ctx context.Context, o Options) (*Net, error) {
 func (n *Node) waitReady(ctx context.Context, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	for {
-		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		_, err := n.Call(cctx, "getinfo")
-		cancel()
+		err := n.connect() // a cookie left by an earlier run fails and is read again
 		if err == nil {
-			return nil
+			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			_, err = n.Call(cctx, "getinfo")
+			cancel()
+			if err == nil {
+				return nil
+			}
 		}
 		select {
 		case <-n.done:
@@ -463,8 +488,8 @@ func PrintViews(w io.Writer, nw *Net, views map[string][]Message) {
 func PrintAccess(w io.Writer, nw *Net, binary string) {
 	fmt.Fprintln(w, "\nThe nodes keep running; Ctrl-C stops them. Try:")
 	for _, n := range nw.Nodes {
-		fmt.Fprintf(w, "  %s (%s): rpc http://127.0.0.1:%d/ user=user password=%s\n", n.Name, n.User, n.RPCPort, n.Password)
-		fmt.Fprintf(w, "      %s -rpcport=%d -rpcuser=user -rpcpassword=%s listgroups\n", binary, n.RPCPort, n.Password)
+		fmt.Fprintf(w, "  %s (%s): rpc http://127.0.0.1:%d/ user=%s password=%s (from %s)\n", n.Name, n.User, n.RPCPort, config.CookieUser, n.Password, config.CookiePath(n.Dir))
+		fmt.Fprintf(w, "      %s -datadir=%s -rpcport=%d listgroups\n", binary, n.Dir, n.RPCPort)
 	}
 }
 
@@ -493,10 +518,4 @@ func (n *Node) learnDHTPort(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-func randomPassword() string {
-	b := make([]byte, 12)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }

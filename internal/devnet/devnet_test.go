@@ -40,7 +40,7 @@ func TestMain(m *testing.M) {
 // cli runs a twgroupd client command against node n and decodes its output.
 func cli(t *testing.T, n *Node, out any, args ...string) {
 	t.Helper()
-	full := append([]string{"-rpcport=" + strconv.Itoa(n.RPCPort), "-rpcuser=user", "-rpcpassword=" + n.Password}, args...)
+	full := append([]string{"-datadir=" + n.Dir, "-rpcport=" + strconv.Itoa(n.RPCPort)}, args...)
 	cmd := exec.Command(binary, full...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -83,6 +83,16 @@ func TestDevnetGroupChat(t *testing.T) {
 	defer nw.Stop()
 	if _, err := nw.Script(ctx, 60*time.Second); err != nil {
 		t.Fatalf("script: %v\n%s", err, log.String())
+	}
+	// Cookie authentication: no node's command line carries a password.
+	for _, n := range nw.Nodes {
+		argv, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", n.cmd.Process.Pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n.Password == "" || bytes.Contains(argv, []byte("rpcpassword")) || bytes.Contains(argv, []byte(n.Password)) {
+			t.Errorf("%s: argv %q", n.Name, bytes.ReplaceAll(argv, []byte{0}, []byte{' '}))
+		}
 	}
 
 	// carol's node goes down; alice and bob keep talking.
