@@ -59,7 +59,32 @@ var (
 	// ErrKUsed matches KUsedError: twisterd silently drops a piece whose k
 	// is taken; twgroupd refuses the call instead.
 	ErrKUsed = errors.New("k already used")
+	// ErrEmptyMessage refuses a DM without text: every receiver drops it
+	// (processReceivedDM stores nothing for an empty msg), so twisterd's
+	// silent success would lose it.
+	ErrEmptyMessage = errors.New("empty message: a DM without text is dropped by every receiver")
+	// ErrNotRegistered refuses a follow of a name the registry does not know
+	// (twisterd's follow adds any string and reports success).
+	ErrNotRegistered = errors.New("not a registered user")
 )
+
+// CulpritError is one of twisterd's error messages followed by what caused
+// it ("error encrypting to pubkey of destination user: 'bob' is not a
+// registered user"): the message keeps twisterd's text as its prefix, so a
+// client that matches on it still matches, and the rpc package keeps the
+// sentinel's code (errors.Is sees Err).
+type CulpritError struct {
+	Err    error  // the sentinel, twisterd's message
+	Detail string // appended as is, separator included
+}
+
+func (e *CulpritError) Error() string { return e.Err.Error() + e.Detail }
+func (e *CulpritError) Unwrap() error { return e.Err }
+
+// Culprit appends ": <detail>" to sentinel's message.
+func Culprit(sentinel error, format string, args ...any) error {
+	return &CulpritError{Err: sentinel, Detail: ": " + fmt.Sprintf(format, args...)}
+}
 
 // KUsedError reports a k the local user has already used.
 type KUsedError struct {
