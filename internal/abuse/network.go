@@ -410,3 +410,46 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 	case <-t.C:
 	}
 }
+
+// NetworkTarget is a victim node for RunNetwork.
+type NetworkTarget struct {
+	Swarm     netip.AddrPort // TCP swarm port
+	DHT       netip.AddrPort // UDP DHT port (twgroupd: the same number)
+	User      string         // a user whose swarm the victim runs
+	VictimPID int            // 0: this process
+	// DHTGet, when set, is the victim's own dhtget, run during the PORT
+	// flood (e.g. over its RPC).
+	DHTGet func(ctx context.Context) error
+}
+
+// NetworkReport holds the figures of the network attacks of issue #11.
+type NetworkReport struct {
+	Port     PortFloodResult
+	HalfOpen HalfOpenResult
+	DHT, UTP DHTFloodResult
+}
+
+func (r NetworkReport) String() string {
+	return r.Port.String() + "\n" + r.HalfOpen.String() + "\n" + r.DHT.String() + "\nuTP " + r.UTP.String()
+}
+
+// RunNetwork runs the network attacks at the issue's full size, one after
+// the other, from 127.0.0.2 (other hosts 127.0.0.3..12): 300,000 PORT
+// messages, 1,500 half-open connections, 100,000 DHT pings and 100,000
+// uTP SYNs at 20,000/s. It takes about 20 s.
+func RunNetwork(ctx context.Context, v NetworkTarget) (NetworkReport, error) {
+	var r NetworkReport
+	src := netip.MustParseAddr("127.0.0.2")
+	var err error
+	if r.Port, err = PortFlood(ctx, PortFloodConfig{Target: v.Swarm, Source: src, User: v.User, VictimPID: v.VictimPID, Probe: v.DHTGet}); err != nil {
+		return r, err
+	}
+	if r.HalfOpen, err = HalfOpenFlood(ctx, HalfOpenConfig{Target: v.Swarm, Source: src, User: v.User, VictimPID: v.VictimPID}); err != nil {
+		return r, err
+	}
+	if r.DHT, err = DHTFlood(ctx, DHTFloodConfig{Target: v.DHT, Source: src, VictimPID: v.VictimPID}); err != nil {
+		return r, err
+	}
+	r.UTP, err = DHTFlood(ctx, DHTFloodConfig{Target: v.DHT, Source: src, UTP: true, VictimPID: v.VictimPID})
+	return r, err
+}
