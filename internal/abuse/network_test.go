@@ -165,8 +165,9 @@ func TestDHTFlood(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Log(res)
-			// Default budgets: 16000 B/s, a quarter per source, 3 s burst.
-			if max := 12000 + 4000*res.FloodTime.Seconds() + 2000; float64(res.ReplyBytes) > max {
+			// Default budgets: 16000 B/s, 48000 B burst; per source a
+			// quarter of the rate and half the burst.
+			if max := 24000 + 4000*res.FloodTime.Seconds() + 2000; float64(res.ReplyBytes) > max {
 				t.Fatalf("%d reply bytes to the flooder, budget %.0f", res.ReplyBytes, max)
 			}
 			if res.Replies == 0 {

@@ -120,7 +120,8 @@ type sourceGuard struct {
 }
 
 // newSourceGuard: floodLimit packets per floodWindow (with that as the
-// burst), and 1/sourceReplyShare of the reply budget per source.
+// burst), and per source 1/sourceReplyShare of the reply rate with half
+// the global burst (a lookup's answers come in bursts).
 func newSourceGuard(floodLimit, replyRate int, byAddr bool) *sourceGuard {
 	g := &sourceGuard{byAddr: byAddr, m: make(map[netip.AddrPort]*allowance)}
 	if floodLimit > 0 {
@@ -129,7 +130,7 @@ func newSourceGuard(floodLimit, replyRate int, byAddr bool) *sourceGuard {
 	}
 	if replyRate > 0 {
 		g.replyRate = float64(replyRate) / sourceReplyShare
-		g.replyBurst = g.replyRate * replyBurst
+		g.replyBurst = float64(replyRate) * replyBurst / 2
 	}
 	return g
 }
