@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -39,11 +40,14 @@ type victim struct {
 func newVictim(t *testing.T, reg keys, bootstrap ...netip.AddrPort) victim {
 	t.Helper()
 	var v victim
+	var udp atomic.Pointer[dht.Node]
 	dcfg := dht.Config{
 		Listen: "127.0.0.1:0", DataDir: t.TempDir(), Keys: reg, Signer: reg, Logger: quiet(), RelaxIPRules: true,
 		NonDHT: func(pkt []byte, from netip.AddrPort) {
-			if r := swarm.UTPReset(pkt, time.Now()); r != nil && v.dht != nil {
-				v.dht.WriteTo(r, from)
+			if r := swarm.UTPReset(pkt, time.Now()); r != nil {
+				if d := udp.Load(); d != nil {
+					d.WriteTo(r, from)
+				}
 			}
 		},
 	}
@@ -55,6 +59,7 @@ func newVictim(t *testing.T, reg keys, bootstrap ...netip.AddrPort) victim {
 		t.Fatal(err)
 	}
 	v.dht = d
+	udp.Store(d)
 	t.Cleanup(func() { d.Close() })
 	s, err := swarm.New(swarm.Config{DataDir: t.TempDir(), ListenAddr: "127.0.0.1:0", Keys: reg, Finder: d, Logger: quiet()})
 	if err != nil {
