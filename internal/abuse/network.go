@@ -116,7 +116,7 @@ type HalfOpenConfig struct {
 // legitimate handshakes were answered.
 type HalfOpenResult struct {
 	Opened                int // attacker connections established (the victim may close them)
-	StillOpen             int // of those, still open when the legit peers tried
+	StillOpen             int // of those, still open after the legit handshakes
 	LegitTried            int
 	LegitAnswered         int
 	RSSStartKB, RSSPeakKB int64
@@ -164,7 +164,20 @@ func HalfOpenFlood(ctx context.Context, cfg HalfOpenConfig) (HalfOpenResult, err
 		conns = append(conns, c)
 	}
 	res.Opened = len(conns)
-	// Connections the victim closed read EOF at once; open ones time out.
+	for _, ip := range legit {
+		if ctx.Err() != nil {
+			break
+		}
+		res.LegitTried++
+		c, err := handshake(ctx, ip, cfg.Target, cfg.User)
+		if err == nil {
+			res.LegitAnswered++
+			c.Close()
+		}
+	}
+	// The victim accepts in order, so once a legit peer was served it has
+	// taken (and kept or closed) every attacker connection: closed ones
+	// read EOF at once, kept ones time out.
 	var open atomic.Int64
 	var wg sync.WaitGroup
 	for _, c := range conns {
@@ -183,18 +196,6 @@ func HalfOpenFlood(ctx context.Context, cfg HalfOpenConfig) (HalfOpenResult, err
 	}
 	wg.Wait()
 	res.StillOpen = int(open.Load())
-
-	for _, ip := range legit {
-		if ctx.Err() != nil {
-			break
-		}
-		res.LegitTried++
-		c, err := handshake(ctx, ip, cfg.Target, cfg.User)
-		if err == nil {
-			res.LegitAnswered++
-			c.Close()
-		}
-	}
 	res.RSSStartKB, res.RSSPeakKB = rss.Stop()
 	res.Elapsed = time.Since(start)
 	return res, nil
