@@ -114,6 +114,7 @@ func backendErrors() []errorCode {
 		{target: dm.ErrEncryptToSelf, code: CodeInternal},
 		{target: dm.ErrSign, code: CodeInternal},
 		{target: dm.ErrKUsed, code: CodeInvalidParams, wrapped: true},
+		{target: dm.ErrNegativeK, code: CodeInvalidParams},
 		{target: groupchat.ErrUnknownGroup, code: CodeInternal},
 		{target: groupchat.ErrUnknownUser, code: CodeInternal},
 		{target: groupchat.ErrEncryptToGroup, code: CodeInternal},
