@@ -59,7 +59,32 @@ var (
 	// ErrKUsed matches KUsedError: twisterd silently drops a piece whose k
 	// is taken; twgroupd refuses the call instead.
 	ErrKUsed = errors.New("k already used")
+	// ErrEmptyMessage refuses a DM without text: every receiver drops it
+	// (processReceivedDM stores nothing for an empty msg), so twisterd's
+	// silent success would lose it.
+	ErrEmptyMessage = errors.New("empty message: a DM without text is dropped by every receiver")
+	// ErrNotRegistered refuses a follow of a name the registry does not know
+	// (twisterd's follow adds any string and reports success).
+	ErrNotRegistered = errors.New("not a registered user")
 )
+
+// CulpritError is one of twisterd's error messages followed by what caused
+// it ("error encrypting to pubkey of destination user: 'bob' is not a
+// registered user"): the message keeps twisterd's text as its prefix, so a
+// client that matches on it still matches, and the rpc package keeps the
+// sentinel's code (errors.Is sees Err).
+type CulpritError struct {
+	Err    error  // the sentinel, twisterd's message
+	Detail string // appended as is, separator included
+}
+
+func (e *CulpritError) Error() string { return e.Err.Error() + e.Detail }
+func (e *CulpritError) Unwrap() error { return e.Err }
+
+// Culprit appends ": <detail>" to sentinel's message.
+func Culprit(sentinel error, format string, args ...any) error {
+	return &CulpritError{Err: sentinel, Detail: ": " + fmt.Sprintf(format, args...)}
+}
 
 // KUsedError reports a k the local user has already used.
 type KUsedError struct {
@@ -537,16 +562,23 @@ func (e *Engine) Resume(ctx context.Context) error {
 }
 
 // parallelMinKeys is the key count from which trial decryption is spread
-// over the CPUs: each failed trial is one ECDH (~0.2 ms), so a node in
-// many groups would otherwise spend len(keys) of them in a row per post.
-const parallelMinKeys = 32
+// over the CPUs. With the work on the post's point shared (twproto.Trial)
+// a failed trial costs a few microseconds per key, so a split pays only
+// when each worker still gets a batch large enough for the batched path.
+const parallelMinKeys = 64
 
-// decryptAny is twproto's DecryptAny split over GOMAXPROCS goroutines; the
-// result is the same: the first key in wallet order that opens env.
+// decryptAny is twproto's DecryptAny with one Trial (the post's table of
+// multiples) shared by GOMAXPROCS goroutines, each opening a chunk of the
+// keys; the result is the same: the first key in wallet order that opens
+// env.
 func decryptAny(env *twproto.Envelope, keys []*twproto.PrivateKey) (int, []byte, error) {
+	trial, err := env.NewTrial(len(keys))
+	if err != nil {
+		return -1, nil, err
+	}
 	workers := min(runtime.GOMAXPROCS(0), len(keys)/(parallelMinKeys/2))
 	if len(keys) < parallelMinKeys || workers < 2 {
-		return env.DecryptAny(keys)
+		return trial.Open(keys)
 	}
 	type result struct {
 		idx   int
@@ -559,7 +591,7 @@ func decryptAny(env *twproto.Envelope, keys []*twproto.PrivateKey) (int, []byte,
 	for w := range workers {
 		lo, hi := w*per, min((w+1)*per, len(keys))
 		wg.Go(func() {
-			i, plain, err := env.DecryptAny(keys[lo:hi])
+			i, plain, err := trial.Open(keys[lo:hi])
 			if err == nil {
 				i += lo
 			}

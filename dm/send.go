@@ -9,6 +9,7 @@ import (
 
 	"github.com/twgroupd/twgroupd/internal/msgstore"
 	"github.com/twgroupd/twgroupd/internal/twproto"
+	"github.com/twgroupd/twgroupd/wallet"
 )
 
 // Outgoing is one DM post to create: Payload sealed to the key of To.
@@ -42,6 +43,9 @@ var ErrNegativeK = errors.New("k must be >= 0")
 // failed call consumes no k, a successful one has its posts committed
 // (published again from the store after a crash).
 func (e *Engine) NewDirectMsg(ctx context.Context, from string, k int64, to, msg string, copySelf bool) ([]byte, error) {
+	if msg == "" {
+		return nil, ErrEmptyMessage
+	}
 	payload := twproto.EncodeMessage(msg, to)
 	outs := []Outgoing{{To: to, Payload: payload, EncryptErr: ErrEncryptToDest}}
 	if copySelf {
@@ -88,13 +92,24 @@ func (e *Engine) Send(ctx context.Context, from string, k int64, outs []Outgoing
 
 // recipientKey picks the key to encrypt to: the wallet's (local users and
 // group aliases), else the registered one at the best height (spec §4.4).
+// Its error says, for a client, why there is no key.
 func (e *Engine) recipientKey(ctx context.Context, to string) ([]byte, error) {
-	if key, err := e.wallet.Key(to); err == nil {
+	key, werr := e.wallet.Key(to)
+	if werr == nil {
 		return key.PubKey(), nil
 	}
+	if wallet.IsGroupAlias(to) {
+		if errors.Is(werr, wallet.ErrUserNotFound) {
+			return nil, fmt.Errorf("unknown group alias '%s'", to)
+		}
+		return nil, werr
+	}
 	uk, err := e.keys.UserKey(ctx, to, -1)
+	if errors.Is(err, twproto.ErrUnknownUser) {
+		return nil, fmt.Errorf("'%s' is not a registered user", to)
+	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("no key for '%s': %w", to, err)
 	}
 	return uk.PubKey, nil
 }
@@ -117,7 +132,7 @@ func (e *Engine) seal(ctx context.Context, outs []Outgoing) ([]sealedOut, error)
 		pub, err := e.recipientKey(ctx, o.To)
 		if err != nil {
 			e.log.Debug("no key to encrypt to", "to", o.To, "err", err)
-			return nil, encErr
+			return nil, &CulpritError{Err: encErr, Detail: ": " + err.Error()}
 		}
 		if len(o.Payload) > twproto.MaxPostSize {
 			// It cannot fit in a post: say so now rather than after
@@ -183,8 +198,11 @@ type ownPost struct {
 // are published after the commit and undone on failure, as before.
 func (e *Engine) publish(ctx context.Context, from string, k, now int64, sealed []sealedOut, local *localCopy) ([][]byte, error) {
 	key, err := e.wallet.Key(from)
+	if errors.Is(err, wallet.ErrUserNotFound) {
+		return nil, Culprit(ErrSign, "'%s' is not a user of this wallet", from)
+	}
 	if err != nil {
-		return nil, ErrSign
+		return nil, &CulpritError{Err: ErrSign, Detail: ": " + err.Error()}
 	}
 	if k < 0 && k != AutoK {
 		return nil, ErrNegativeK

@@ -118,6 +118,16 @@ type Config struct {
 	// MaxConnections bounds peer connections over all swarms: twisterd's
 	// connections_limit, 800.
 	MaxConnections int
+	// MultiConnPerIP allows several connections from one IP in a swarm
+	// (twisterd's -multiconnperip; needed when several nodes share an IP,
+	// e.g. a devnet on 127.0.0.1). Default: one per IP per swarm.
+	MultiConnPerIP bool
+	// MaxPendingPerIP bounds one IP's accepted connections still in the
+	// handshake (default 8 of the 256 slots).
+	MaxPendingPerIP int
+	// BanTime is how long a peer that sent an invalid piece stays banned
+	// (default 24 h, twisterd's -bantime).
+	BanTime time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -133,6 +143,10 @@ func (c *Config) setDefaults() {
 	def(&c.HandshakeTimeout, 10*time.Second)
 	def(&c.RequestTimeout, 20*time.Second)
 	def(&c.DialTimeout, 5*time.Second)
+	def(&c.BanTime, defaultBanTime)
+	if c.MaxPendingPerIP <= 0 {
+		c.MaxPendingPerIP = defaultMaxPendingPerIP
+	}
 	if c.MaxPeersPerSwarm <= 0 {
 		c.MaxPeersPerSwarm = 50
 	}
@@ -143,10 +157,6 @@ func (c *Config) setDefaults() {
 		c.Version = "twgroupd/0.1"
 	}
 }
-
-// maxPendingHandshakes bounds accepted connections still in the
-// handshake, so a connection flood costs a bounded number of goroutines.
-const maxPendingHandshakes = 256
 
 // Swarm is the set of user swarms this node runs.
 type Swarm struct {
@@ -165,14 +175,15 @@ type Swarm struct {
 	// connections leave from it. Set once in Start before any dial.
 	dialFrom *net.TCPAddr
 
-	mu       sync.Mutex
-	started  bool
-	closed   bool
-	sink     PostSink
-	byHash   map[[20]byte]*torrent
-	byUser   map[string]*torrent
-	incoming map[net.Conn]struct{} // accepted, handshake not done
-	numPeers int
+	mu          sync.Mutex
+	started     bool
+	closed      bool
+	sink        PostSink
+	byHash      map[[20]byte]*torrent
+	byUser      map[string]*torrent
+	incoming    map[net.Conn]struct{} // accepted, handshake not done
+	pendingByIP map[netip.Addr]int    // len(incoming) per remote IP
+	numPeers    int
 
 	stats stats
 }
@@ -218,7 +229,7 @@ func New(cfg Config) (*Swarm, error) {
 		cfg: cfg, log: log.With("pkg", "swarm"), store: st, peerID: id,
 		ctx: ctx, cancel: cancel, kick: make(chan struct{}, 1),
 		byHash: make(map[[20]byte]*torrent), byUser: make(map[string]*torrent),
-		incoming: make(map[net.Conn]struct{}),
+		incoming: make(map[net.Conn]struct{}), pendingByIP: make(map[netip.Addr]int),
 	}
 	users, err := st.swarms()
 	if err != nil {
@@ -659,7 +670,7 @@ func (s *Swarm) Swarms() []SwarmStatus {
 	defer s.mu.Unlock()
 	out := make([]SwarmStatus, 0, len(s.byUser))
 	for u, t := range s.byUser {
-		st := SwarmStatus{User: u, InfoHash: t.ih, LastHave: t.lastHave, NumPieces: len(t.metas), Banned: len(t.banned)}
+		st := SwarmStatus{User: u, InfoHash: t.ih, LastHave: t.lastHave, NumPieces: len(t.metas), Banned: t.liveBans(time.Now())}
 		for p := range t.peers {
 			st.Peers = append(st.Peers, p.remote)
 		}
@@ -798,12 +809,11 @@ func (s *Swarm) acceptLoop() {
 			c.Close()
 			return
 		}
-		if len(s.incoming) >= maxPendingHandshakes || s.numPeers >= s.cfg.MaxConnections {
+		if s.numPeers >= s.cfg.MaxConnections || !s.admitPending(c) {
 			s.mu.Unlock()
 			c.Close()
 			continue
 		}
-		s.incoming[c] = struct{}{}
 		s.wg.Add(1)
 		s.mu.Unlock()
 		go func() {

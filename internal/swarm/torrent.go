@@ -47,7 +47,7 @@ type torrent struct {
 
 	peers      map[*peer]struct{}
 	candidates map[netip.AddrPort]*candidate
-	banned     map[string]bool
+	banned     map[string]time.Time // peer id or banKey -> ban end
 	inflight   map[int64]*peer
 	avail      map[int64]int       // connected peers having k
 	servable   map[int64]time.Time // when a stored piece last passed ValidatePost
@@ -62,7 +62,7 @@ func newTorrent(s *Swarm, user string) *torrent {
 		s: s, user: user, ih: twproto.SwarmInfoHash(user),
 		have: newBitset(), metas: map[int64]pieceMeta{}, lastHave: -1,
 		peers: map[*peer]struct{}{}, candidates: map[netip.AddrPort]*candidate{},
-		banned: map[string]bool{}, inflight: map[int64]*peer{}, avail: map[int64]int{},
+		banned: map[string]time.Time{}, inflight: map[int64]*peer{}, avail: map[int64]int{},
 		maxSeen: map[int64]int{}, servable: map[int64]time.Time{},
 	}
 	for _, a := range s.cfg.StaticPeers {
@@ -284,7 +284,7 @@ func (t *torrent) reconnect(now time.Time) {
 	}
 	var dial []netip.AddrPort
 	for a, c := range t.candidates {
-		if c.self || connected[a] || t.banned[banKey(a)] {
+		if c.self || connected[a] || t.isBanned(banKey(a), now) || t.ipTaken(a.Addr(), [20]byte{}) {
 			continue
 		}
 		wait := s.cfg.ReconnectInterval << min(c.failures, 5)
@@ -426,11 +426,7 @@ func (t *torrent) dialFailed(addr netip.AddrPort, self bool) {
 }
 
 func (s *Swarm) handleIncoming(c net.Conn) {
-	defer func() {
-		s.mu.Lock()
-		delete(s.incoming, c)
-		s.mu.Unlock()
-	}()
+	defer s.endPending(c)
 	c.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
 	theirs, err := readHandshake(c)
 	if err != nil {
@@ -456,9 +452,11 @@ func (s *Swarm) handleIncoming(c net.Conn) {
 	}
 	remote, _ := netip.ParseAddrPort(c.RemoteAddr().String())
 	s.mu.Lock()
-	banned := t.banned[banKey(remote)] || t.banned[string(theirs.PeerID[:])]
+	now := time.Now()
+	banned := t.isBanned(banKey(remote), now) || t.isBanned(string(theirs.PeerID[:]), now)
+	taken := t.ipTaken(remote.Addr(), theirs.PeerID)
 	s.mu.Unlock()
-	if banned {
+	if banned || taken {
 		c.Close()
 		return
 	}
@@ -469,9 +467,7 @@ func (s *Swarm) handleIncoming(c net.Conn) {
 	c.SetDeadline(time.Time{})
 	// Handshake done: no longer counts against maxPendingHandshakes
 	// (Close reaches the connection through the swarm's peers now).
-	s.mu.Lock()
-	delete(s.incoming, c)
-	s.mu.Unlock()
+	s.endPending(c)
 	s.runPeer(t, c, theirs, false, remote)
 }
 
