@@ -90,9 +90,10 @@ func (e *Engine) apply(tx *msgstore.Tx, p *twproto.Post, to string, plain []byte
 
 // registerGroup is registerNewGroup (spec §6.2) with one change: a key the
 // wallet already holds no longer ends the processing (twisterd's
-// AddKeyPubKey fails and it returns): the description is updated, a
-// description change sent to the group is announced, and an invited member
-// is re-added (announced unless it had left). The one case kept as twisterd
+// AddKeyPubKey fails and it returns): the description is updated (the
+// newest post's wins), a description change sent to the group is
+// announced, and an invited member is re-added (inviteMember says when it
+// is announced; quietly if it had left). The one case kept as twisterd
 // is the inviter's own copy of its self-invite (member == invitedBy on a
 // known key), which twisterd's newgroupinvite produces on the creator's node
 // and shows nothing for.
