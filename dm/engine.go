@@ -227,15 +227,11 @@ func (e *Engine) walletKeys() ([]string, []*twproto.PrivateKey, error) {
 	}
 	names := make([]string, len(all))
 	keys := make([]*twproto.PrivateKey, len(all))
-	pubs := make(map[string]int, len(all))
 	for i, nk := range all {
 		names[i], keys[i] = nk.Name, nk.Key
-		pk := string(nk.Key.Key.PubKey().SerializeUncompressed())
-		if _, dup := pubs[pk]; !dup {
-			pubs[pk] = i
-		}
 	}
-	e.cacheOK, e.cacheGen, e.cacheName, e.cacheKeys, e.cachePub = true, gen, names, keys, pubs
+	// cachePub is built on first use (ownerOf): only senders need it.
+	e.cacheOK, e.cacheGen, e.cacheName, e.cacheKeys, e.cachePub = true, gen, names, keys, nil
 	return names, keys, nil
 }
 
@@ -253,6 +249,15 @@ func (e *Engine) ownerOf(pub []byte) (string, error) {
 		return "", err
 	}
 	e.cacheMu.Lock()
+	if e.cachePub == nil && len(names) == len(e.cacheKeys) {
+		e.cachePub = make(map[string]int, len(e.cacheKeys))
+		for j, k := range e.cacheKeys {
+			pk := string(k.Key.PubKey().SerializeUncompressed())
+			if _, dup := e.cachePub[pk]; !dup {
+				e.cachePub[pk] = j
+			}
+		}
+	}
 	i, ok := e.cachePub[string(pt.SerializeUncompressed())]
 	e.cacheMu.Unlock()
 	if !ok || i >= len(names) {
