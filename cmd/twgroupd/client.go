@@ -33,7 +33,8 @@ const (
 // conversions is twisterd's RPCConvertValues table: method -> parameter
 // index -> type. Parameters not listed are sent as strings. It covers the
 // methods twisterd knows so commands forwarded upstream convert alike;
-// newdirectmsgto is our alias of newdirectmsg.
+// newdirectmsgto is our alias of newdirectmsg; removegroupmember and
+// listgroups' third parameter are twgroupd's own.
 var conversions = map[string]map[int]convKind{
 	"stop":                  {0: convBool},
 	"getaddednodeinfo":      {0: convBool},
@@ -84,7 +85,8 @@ var conversions = map[string]map[int]convKind{
 	"gettrendinghashtags":   {0: convInt},
 	"getspamposts":          {0: convInt, 1: convInt, 2: convInt},
 	"search":                {2: convInt, 3: convObject},
-	"listgroups":            {1: convBool},
+	"listgroups":            {1: convBool, 2: convBool},
+	"removegroupmember":     {1: convInt, 3: convArray},
 	"newgroupinvite":        {1: convInt, 3: convArray},
 	"newgroupdescription":   {1: convInt},
 	"getpieceavailability":  {1: convInt},

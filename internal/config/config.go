@@ -26,6 +26,7 @@ import (
 const (
 	DefaultRPCPort    = 28332
 	DefaultDHTPort    = 29333
+	DefaultBanTime    = 86400 // twisterd's -bantime
 	DefaultRPCConnect = "127.0.0.1"
 	DefaultDataDir    = "~/.twgroupd"
 	ConfFileName      = "twgroupd.conf"
@@ -54,6 +55,10 @@ type Config struct {
 	Bind             string   // bind: IP the DHT and swarm listen on; "" for all (twisterd's 0.0.0.0)
 	Bootstrap        []string // bootstrap/addnode: host:port of DHT peers to start from
 	Registry         string   // path of a local registry file (absolute); "" for none
+	// MultiConnPerIP: multiconnperip, several swarm connections from one
+	// IP (implied when bound to loopback, where devnet nodes share an IP).
+	MultiConnPerIP bool
+	BanTime        int // bantime: seconds a swarm peer sending a bad piece stays banned; 0: 86400
 
 	// Warnings are things worth logging at startup: config file keys we do
 	// not use (twister.conf carries many), a config file others can read.
@@ -175,6 +180,19 @@ func settings() []setting {
 		}},
 		{"bootstrap", kindList, "", "DHT peer host:port to bootstrap from (repeatable)", applyBootstrap},
 		{"addnode", kindList, "", "same as -bootstrap (twister.conf name)", applyBootstrap},
+		{"multiconnperip", kindBool, "", "allow several swarm connections from one IP (default: one per IP per swarm; implied with a loopback -bind)", func(c *Config, v []string) error {
+			b, err := parseBool(v[0], true)
+			c.MultiConnPerIP = b
+			return err
+		}},
+		{"bantime", kindInt, strconv.Itoa(DefaultBanTime), "seconds a swarm peer that sent an invalid piece stays banned", func(c *Config, v []string) error {
+			n, err := strconv.Atoi(v[0])
+			if err != nil || n <= 0 {
+				return fmt.Errorf("invalid number of seconds %q", v[0])
+			}
+			c.BanTime = n
+			return nil
+		}},
 		{"registry", kindString, "", "local registry file of usernames and keys (devnet, tests); see docs/registry.md", func(c *Config, v []string) error {
 			c.Registry = v[0]
 			return nil
@@ -455,6 +473,8 @@ func (c Config) LogValue() slog.Value {
 		slog.String("bind", c.Bind),
 		slog.Any("bootstrap", c.Bootstrap),
 		slog.String("registry", c.Registry),
+		slog.Bool("multiconnperip", c.MultiConnPerIP),
+		slog.Int("bantime", c.BanTime),
 	)
 }
 

@@ -167,9 +167,15 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Node, er
 	}
 	scfg := swarm.Config{
 		DataDir: cfg.DataDir,
+		// Pieces share messages.db with the engine: a post and what it
+		// causes commit together (docs/architecture.md).
+		DB:      n.store.Bolt(),
 		Keys:    n.keys,
 		Logger:  log.With("part", "swarm"),
 		Version: "twgroupd",
+		// Nodes sharing a loopback IP are a devnet, as for RelaxIPRules.
+		MultiConnPerIP: cfg.MultiConnPerIP || loopback,
+		BanTime:        time.Duration(cfg.BanTime) * time.Second,
 	}
 	// The swarm's TCP port must equal the DHT's UDP port (dht-swarm §7.23).
 	// TCP is bound first and the DHT takes the same number; with
