@@ -168,14 +168,33 @@ func TestSlowBodyDoesNotTakeSlots(t *testing.T) {
 	}
 	defer c.Close()
 	fmt.Fprintf(c, "POST / HTTP/1.1\r\nHost: %s\r\nAuthorization: %s\r\nContent-Length: 1000\r\n\r\n{", addr, auth)
+	trickling := make(chan struct{})
+	defer close(trickling)
+	go func() { // keeps trickling after the 408
+		for {
+			select {
+			case <-trickling:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			if _, err := c.Write([]byte{' '}); err != nil {
+				return
+			}
+		}
+	}()
 	c.SetReadDeadline(time.Now().Add(20 * time.Second))
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	b, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusRequestTimeout || !strings.Contains(string(b), "Request body not received within") {
 		t.Errorf("trickled body: %d %q", resp.StatusCode, b)
+	}
+	// And the connection is closed, not held while the rest trickles in.
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Errorf("after the 408: %v, want EOF", err)
 	}
 }
 

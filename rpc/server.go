@@ -403,9 +403,13 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool)
 	rc := http.NewResponseController(w)
 	_ = rc.SetReadDeadline(time.Now().Add(s.cfg.BodyTimeout))
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
-	// No deadline while the method runs: net/http's background read would
-	// take its expiry for a closed connection and cancel the call.
-	_ = rc.SetReadDeadline(time.Time{})
+	if err == nil {
+		// No deadline while the method runs: net/http's background read
+		// would take its expiry for a closed connection and cancel the call.
+		// On errors the deadline stays, or net/http's discarding of the
+		// unread body after the reply would wait for the trickler.
+		_ = rc.SetReadDeadline(time.Time{})
+	}
 	if err != nil {
 		var mbe *http.MaxBytesError
 		var ne net.Error

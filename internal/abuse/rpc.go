@@ -53,10 +53,10 @@ func (l Latency) String() string {
 // every twgroupd whatever backends it runs.
 const legitBody = `{"method":"help","params":["getinfo"],"id":1}`
 
-// legitCaller calls help with the right password every interval until
-// stopped; each call may take up to callTimeout (then it counts as failed
+// LegitCaller calls help with the right password every interval until
+// Stop, which returns the calls' latency; each call may take up to callTimeout (then it counts as failed
 // with that latency).
-type legitCaller struct {
+type LegitCaller struct {
 	mu   sync.Mutex
 	lat  []time.Duration
 	ok   int
@@ -66,12 +66,12 @@ type legitCaller struct {
 
 const callTimeout = 10 * time.Second
 
-func startLegit(ctx context.Context, t RPCTarget, interval time.Duration) *legitCaller {
-	lc := &legitCaller{stop: make(chan struct{}), done: make(chan struct{})}
+func StartLegit(ctx context.Context, t RPCTarget, interval time.Duration) *LegitCaller {
+	lc := &LegitCaller{stop: make(chan struct{}), done: make(chan struct{})}
 	hc := &http.Client{Timeout: callTimeout, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
 	body := []byte(legitBody)
 	// Calls are not cut when the attack's time is up (that would count as a
-	// refusal); result() stops the loop, each call is bounded by callTimeout.
+	// refusal); Stop ends the loop, each call is bounded by callTimeout.
 	ctx = context.WithoutCancel(ctx)
 	go func() {
 		defer close(lc.done)
@@ -104,7 +104,7 @@ func startLegit(ctx context.Context, t RPCTarget, interval time.Duration) *legit
 	return lc
 }
 
-func (lc *legitCaller) result() Latency {
+func (lc *LegitCaller) Stop() Latency {
 	select {
 	case <-lc.stop:
 	default:
@@ -182,9 +182,9 @@ func SlowBody(ctx context.Context, cfg SlowBodyConfig) (SlowBodyResult, error) {
 	}
 	// Let the tricklers take their connections before measuring.
 	sleepCtx(ctx, 500*time.Millisecond)
-	legit := startLegit(ctx, cfg.Target, 200*time.Millisecond)
+	legit := StartLegit(ctx, cfg.Target, 200*time.Millisecond)
 	<-ctx.Done()
-	res.Legit = legit.result()
+	res.Legit = legit.Stop()
 	wg.Wait()
 	res.Reconnects = reconnects.Load()
 	res.RSSStartKB, res.RSSPeakKB = rss.Stop()
@@ -290,10 +290,10 @@ func WrongPasswords(ctx context.Context, cfg WrongPasswordConfig) (WrongPassword
 		}()
 	}
 	sleepCtx(ctx, 300*time.Millisecond)
-	legit := startLegit(ctx, cfg.Target, 200*time.Millisecond)
+	legit := StartLegit(ctx, cfg.Target, 200*time.Millisecond)
 	<-ctx.Done()
 	res.Elapsed = time.Since(start)
-	res.Legit = legit.result()
+	res.Legit = legit.Stop()
 	wg.Wait()
 	res.Sent, res.Answered = sent.Load(), answered.Load()
 	res.RSSStartKB, res.RSSPeakKB = rss.Stop()

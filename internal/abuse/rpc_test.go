@@ -47,6 +47,19 @@ func TestSlowBodySmall(t *testing.T) {
 	}
 }
 
+// A body not complete within BodyTimeout costs the trickler its connection.
+func TestSlowBodyCut(t *testing.T) {
+	target := rpcVictim(t, rpc.Config{BodyTimeout: 300 * time.Millisecond})
+	res, err := SlowBody(context.Background(), SlowBodyConfig{Target: target, Clients: 2, Duration: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Log(res)
+	if res.Reconnects == 0 {
+		t.Error("no trickling connection was cut by the body timeout")
+	}
+}
+
 func TestWrongPasswordsSmall(t *testing.T) {
 	const interval = 100 * time.Millisecond
 	target := rpcVictim(t, rpc.Config{AuthFailInterval: interval})
