@@ -290,3 +290,23 @@ func (l *lockedBuffer) String() string {
 	defer l.mu.Unlock()
 	return l.b.String()
 }
+
+// FuzzCountElements: the batch limit's count agrees with the split.
+func FuzzCountElements(f *testing.F) {
+	for _, s := range []string{`[]`, `[ ]`, `[1]`, `[1,2]`, `[[1,2],{"a":[3,4]},"x,y","\"]",null]`, `["\\",","]`, `[{"id":1,"method":"help"},"junk"]`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n, ok := batchCount([]byte(s))
+		if !ok {
+			return
+		}
+		elems, err := arrayElements(trimJSON([]byte(s)))
+		if err != nil {
+			return // the server answers Parse error then
+		}
+		if n != len(elems) {
+			t.Fatalf("%q: counted %d, split %d", s, n, len(elems))
+		}
+	})
+}
