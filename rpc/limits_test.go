@@ -310,3 +310,27 @@ func FuzzCountElements(f *testing.F) {
 		}
 	})
 }
+
+// TestWriteTimeout: a client that stops reading a large reply loses the
+// connection after WriteTimeout instead of holding it.
+func TestWriteTimeout(t *testing.T) {
+	html := filepath.Join(t.TempDir(), "html")
+	const size = 16 << 20 // beyond what loopback socket buffers hold
+	mustWrite(t, filepath.Join(html, "big.js"), strings.Repeat("x", size))
+	ts := startServer(t, Config{HTMLDir: html, WriteTimeout: 300 * time.Millisecond})
+	addr := strings.TrimSuffix(strings.TrimPrefix(ts.url, "http://"), "/")
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.(*net.TCPConn).SetReadBuffer(64 << 10)
+	fmt.Fprintf(c, "GET /big.js HTTP/1.1\r\nHost: %s\r\nAuthorization: Basic dXNlcjphLWxvbmctcnBjLXBhc3N3b3JkLTAxMjM0NTY3ODk=\r\n\r\n", addr)
+	time.Sleep(1500 * time.Millisecond) // not reading
+	c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	n, err := io.Copy(io.Discard, c)
+	if n >= size {
+		t.Fatalf("all %d bytes arrived (err %v): the write was not cut", n, err)
+	}
+	t.Logf("%d of %d bytes before the server gave up (%v)", n, size, err)
+}
