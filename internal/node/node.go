@@ -310,6 +310,9 @@ func (n *Node) Close() error {
 	if n.dht != nil {
 		errs = append(errs, n.dht.Close())
 	}
+	if n.engine != nil {
+		errs = append(errs, n.engine.Close()) // the background retry writes to the store
+	}
 	if n.store != nil {
 		errs = append(errs, n.store.Close())
 	}
