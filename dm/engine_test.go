@@ -109,7 +109,7 @@ func TestDirectMessagesBothWays(t *testing.T) {
 	if _, err := a.e.NewDirectMsg(ctx, "alice", 2, "nobody", huge, false); !errors.Is(err, ErrEncryptToDest) {
 		t.Errorf("10 MB to nobody: %v", err)
 	}
-	if _, err := a.e.NewDirectMsg(ctx, "alice", -1, "bob", "x", false); !errors.As(err, &pe) {
+	if _, err := a.e.NewDirectMsg(ctx, "alice", -2, "bob", "x", false); !errors.Is(err, ErrNegativeK) || err.Error() != "k must be >= 0" {
 		t.Errorf("negative k: %v", err)
 	}
 	if _, err := a.e.NewDirectMsg(ctx, "", 2, "bob", "x", false); !errors.Is(err, ErrSign) {

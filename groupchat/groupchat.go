@@ -48,6 +48,10 @@ type Info struct {
 	Alias       string
 	Description string
 	Members     []string // sorted
+	// Moved is set when removegroupmember moved the group (remove.go).
+	Moved *Moved
+	// MovedFrom is the alias of the group this one replaces, if any.
+	MovedFrom string
 }
 
 // Config wires a Service; all but Logger are required.
@@ -127,10 +131,21 @@ func (s *Service) List(user string, onlyIgnored bool) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listgroups: %w", err)
 	}
-	if user == "" {
-		return aliases, nil
-	}
 	out := []string{}
+	if user == "" {
+		err := s.store.View(func(tx *msgstore.Tx) error {
+			for _, a := range aliases {
+				if !hiddenAsMoved(tx, a, "") {
+					out = append(out, a)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("listgroups: %w", err)
+		}
+		return out, nil
+	}
 	err = s.store.View(func(tx *msgstore.Tx) error {
 		if !tx.HasUser(user) {
 			return &dm.CulpritError{Err: ErrUnknownUser, Detail: fmt.Sprintf(" '%s'", user)}
@@ -140,7 +155,7 @@ func (s *Service) List(user string, onlyIgnored bool) ([]string, error) {
 			return nil
 		}
 		for _, a := range aliases {
-			if tx.IsGroupMember(a, user) {
+			if tx.IsGroupMember(a, user) && !hiddenAsMoved(tx, a, user) {
 				out = append(out, a)
 			}
 		}
@@ -162,6 +177,7 @@ func (s *Service) Info(alias string) (Info, error) {
 		if g, ok := tx.Group(alias); ok {
 			info.Description, info.Members = g.Description, g.Members
 		}
+		info.Moved, info.MovedFrom = moveInfo(tx, alias)
 		return nil
 	})
 	if err != nil {
@@ -184,12 +200,19 @@ func (s *Service) Invite(ctx context.Context, user string, k int64, alias string
 		return err
 	}
 	var g msgstore.Group
-	if err := s.store.View(func(tx *msgstore.Tx) error { g, _ = tx.Group(alias); return nil }); err != nil {
+	var mv msgstore.Move
+	if err := s.store.View(func(tx *msgstore.Tx) error { g, _ = tx.Group(alias); mv = tx.GroupMove(alias); return nil }); err != nil {
 		return fmt.Errorf("newgroupinvite: %w", err)
+	}
+	if mv.To != "" {
+		return &MovedError{Alias: alias, To: mv.To}
 	}
 	list := slices.Clone(g.Members)
 	var outs []dm.Outgoing
-	invite := twproto.EncodeGroupInvite(g.Description, key.WIF())
+	invite, err := s.invitePayload(alias, g.Description, key)
+	if err != nil {
+		return fmt.Errorf("newgroupinvite: %w", err)
+	}
 	for _, m := range members {
 		list = append(list, m)
 		outs = append(outs, dm.Outgoing{To: m, Payload: invite, EncryptErr: dm.ErrEncryptToDest})

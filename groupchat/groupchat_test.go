@@ -75,7 +75,7 @@ func (n *node) open() {
 	var network dm.Network = n.net
 	if n.net == nil {
 		n.sw, err = swarm.New(swarm.Config{
-			DataDir: n.dir, ListenAddr: "127.0.0.1:0", DHTPort: -1, Keys: n.keys,
+			DataDir: n.dir, DB: n.s.Bolt(), ListenAddr: "127.0.0.1:0", DHTPort: -1, Keys: n.keys,
 			StaticPeers: n.peers, ReconnectInterval: 100 * time.Millisecond, MultiConnPerIP: true,
 		})
 		if err != nil {

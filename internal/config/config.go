@@ -43,14 +43,18 @@ type Config struct {
 	RPCPassword string   // rpcpassword; never log it (LogValue omits it)
 	RPCPort     int      // rpcport: server listen port and client target port
 	RPCAllowIP  []string // rpcallowip, twisterd wildcard syntax; empty: loopback only
-	RPCConnect  string   // rpcconnect: host the CLI client calls
-	HTMLDir     string   // htmldir; "" means twisterd's search (see ResolvedHTMLDir)
-	Debug       bool     // debug: log at debug level
-	Upstream    string   // upstream twisterd URL, may carry credentials; "" for none
-	DHTPort     int      // dhtport: UDP DHT and TCP swarm port; 0 picks a free port
-	Bind        string   // bind: IP the DHT and swarm listen on; "" for all (twisterd's 0.0.0.0)
-	Bootstrap   []string // bootstrap/addnode: host:port of DHT peers to start from
-	Registry    string   // path of a local registry file (absolute); "" for none
+	// rpcallowedorigin: web origins besides the server's own whose pages may
+	// call the RPC; rpcallowedhost: names accepted in the Host header.
+	RPCAllowedOrigin []string
+	RPCAllowedHost   []string
+	RPCConnect       string   // rpcconnect: host the CLI client calls
+	HTMLDir          string   // htmldir; "" means twisterd's search (see ResolvedHTMLDir)
+	Debug            bool     // debug: log at debug level
+	Upstream         string   // upstream twisterd URL, may carry credentials; "" for none
+	DHTPort          int      // dhtport: UDP DHT and TCP swarm port; 0 picks a free port
+	Bind             string   // bind: IP the DHT and swarm listen on; "" for all (twisterd's 0.0.0.0)
+	Bootstrap        []string // bootstrap/addnode: host:port of DHT peers to start from
+	Registry         string   // path of a local registry file (absolute); "" for none
 	// MultiConnPerIP: multiconnperip, several swarm connections from one
 	// IP (implied when bound to loopback, where devnet nodes share an IP).
 	MultiConnPerIP bool
@@ -97,7 +101,7 @@ func settings() []setting {
 			c.RPCUser = v[0]
 			return nil
 		}},
-		{"rpcpassword", kindString, "", "password for JSON-RPC connections", func(c *Config, v []string) error {
+		{"rpcpassword", kindString, "", "password for JSON-RPC connections (none: serve writes <datadir>/.cookie, clients read it)", func(c *Config, v []string) error {
 			c.RPCPassword = v[0]
 			return nil
 		}},
@@ -113,6 +117,24 @@ func settings() []setting {
 				}
 			}
 			c.RPCAllowIP = v
+			return nil
+		}},
+		{"rpcallowedorigin", kindList, "", "web origin (scheme://host[:port]) whose pages may call the RPC besides the server's own (repeatable)", func(c *Config, v []string) error {
+			for _, o := range v {
+				if u, err := url.Parse(o); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+					return fmt.Errorf("%q: want scheme://host[:port]", o)
+				}
+			}
+			c.RPCAllowedOrigin = v
+			return nil
+		}},
+		{"rpcallowedhost", kindList, "", "host name accepted in the HTTP Host header besides IP addresses and localhost (repeatable)", func(c *Config, v []string) error {
+			for _, h := range v {
+				if h == "" || strings.ContainsAny(h, "/:@ ") {
+					return fmt.Errorf("%q: want a host name", h)
+				}
+			}
+			c.RPCAllowedHost = v
 			return nil
 		}},
 		{"rpcconnect", kindString, DefaultRPCConnect, "host of the daemon that client commands call", func(c *Config, v []string) error {
@@ -442,6 +464,8 @@ func (c Config) LogValue() slog.Value {
 		slog.Bool("rpcpassword_set", c.RPCPassword != ""),
 		slog.Int("rpcport", c.RPCPort),
 		slog.Any("rpcallowip", c.RPCAllowIP),
+		slog.Any("rpcallowedorigin", c.RPCAllowedOrigin),
+		slog.Any("rpcallowedhost", c.RPCAllowedHost),
 		slog.String("htmldir", c.ResolvedHTMLDir()),
 		slog.Bool("debug", c.Debug),
 		slog.String("upstream", RedactURL(c.Upstream)),

@@ -8,16 +8,14 @@
 // It owns process orchestration and the scripted conversation; it talks to
 // the nodes only through their RPC, so it proves what a user would see.
 //
-// Each node's settings, its RPC password included, are in its datadir's
-// twgroupd.conf (0600), so no secret is on a command line and a client
-// command needs only -datadir. Started again on the same Dir, the devnet
+// Each node's settings are in its datadir's twgroupd.conf (0600) and it
+// authenticates RPC with a cookie (datadir/.cookie), so no secret is on a
+// command line and a client command needs only -datadir. Started again on the same Dir, the devnet
 // resumes: the same datadirs, wallets, registry and, when still free, ports.
 package devnet
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -56,7 +54,7 @@ type Node struct {
 	RPCPort  int
 	DHTPort  int
 	User     string // the local user created on this node
-	Password string
+	Password string // its RPC cookie's password, read from Dir/.cookie once ready
 	HTMLDir  string // where this node serves twister-html from
 	Resumed  bool   // the datadir was there from an earlier run
 	alias    string
@@ -90,12 +88,20 @@ func (n *Node) start() error {
 		logf.Close()
 		close(done)
 	}()
-	if n.rpc == nil {
-		if n.rpc, err = upstream.New(n.RPCURL(), upstream.WithTimeout(20*time.Second)); err != nil {
-			return err
-		}
-	}
+	n.rpc = nil // each start writes a new cookie; waitReady reads it
 	return nil
+}
+
+// connect builds the RPC client from the node's cookie (no password on any
+// command line: the node writes Dir/.cookie at start).
+func (n *Node) connect() error {
+	_, pass, err := config.ReadCookie(n.Dir)
+	if err != nil {
+		return err
+	}
+	n.Password = pass
+	n.rpc, err = upstream.New(n.RPCURL(), upstream.WithTimeout(20*time.Second))
+	return err
 }
 
 // Stop ends the node's process (SIGTERM, then SIGKILL after 10 s).
@@ -113,6 +119,24 @@ func (n *Node) Stop() {
 	n.cmd = nil
 }
 
+// Kill ends the node's process with SIGKILL at once (crash tests).
+func (n *Node) Kill() {
+	if n.cmd == nil || n.cmd.Process == nil {
+		return
+	}
+	_ = n.cmd.Process.Kill()
+	<-n.done
+	n.cmd = nil
+}
+
+// PID is the node's process id, 0 when it is not running.
+func (n *Node) PID() int {
+	if n.cmd == nil || n.cmd.Process == nil {
+		return 0
+	}
+	return n.cmd.Process.Pid
+}
+
 // Restart starts a stopped node again on the same datadir and ports.
 func (n *Node) Restart(ctx context.Context) error {
 	n.Stop()
@@ -127,7 +151,7 @@ func (n *Node) Alias() string { return n.alias }
 
 // RPCURL is the node's JSON-RPC address with credentials, for the CLI.
 func (n *Node) RPCURL() string {
-	return fmt.Sprintf("http://user:%s@127.0.0.1:%d/", n.Password, n.RPCPort)
+	return fmt.Sprintf("http://%s:%s@127.0.0.1:%d/", config.CookieUser, n.Password, n.RPCPort)
 }
 
 // Call invokes an RPC method on the node. An error reply is a *CallError
@@ -159,7 +183,6 @@ func (e *CallError) Error() string {
 // nodeConf is what the devnet keeps in a node's twgroupd.conf.
 type nodeConf struct {
 	rpcPort, dhtPort int
-	password         string
 	registry         string
 	bootstrap        []int // DHT ports of the nodes started before
 	htmlDir          string
@@ -168,7 +191,8 @@ type nodeConf struct {
 func (c nodeConf) text() string {
 	var b strings.Builder
 	b.WriteString("# written by twgroupd devnet; re-running it with the same --dir reuses this file\n")
-	fmt.Fprintf(&b, "rpcuser=user\nrpcpassword=%s\nrpcport=%d\n", c.password, c.rpcPort)
+	// No rpcpassword: the node writes a new cookie at each start.
+	fmt.Fprintf(&b, "rpcport=%d\n", c.rpcPort)
 	fmt.Fprintf(&b, "dhtport=%d\nbind=127.0.0.1\nregistry=%s\n", c.dhtPort, c.registry)
 	for _, p := range c.bootstrap {
 		fmt.Fprintf(&b, "bootstrap=127.0.0.1:%d\n", p)
@@ -187,16 +211,16 @@ func (n *Node) writeConf() error {
 	return os.Chmod(path, 0o600)
 }
 
-// readConf returns the RPC password and ports of an earlier run's conf
-// file; ok is false when there is none.
-func readConf(dir string) (password string, rpcPort, dhtPort int, ok bool) {
+// readConf returns the ports of an earlier run's conf file; ok is false
+// when there is none.
+func readConf(dir string) (rpcPort, dhtPort int, ok bool) {
 	data, err := os.ReadFile(filepath.Join(dir, config.ConfFileName))
 	if err != nil {
-		return "", 0, 0, false
+		return 0, 0, false
 	}
 	vals, err := config.ParseFile(data)
 	if err != nil {
-		return "", 0, 0, false
+		return 0, 0, false
 	}
 	first := func(k string) string {
 		if v := vals[k]; len(v) > 0 {
@@ -206,8 +230,7 @@ func readConf(dir string) (password string, rpcPort, dhtPort int, ok bool) {
 	}
 	rpcPort, _ = strconv.Atoi(first("rpcport"))
 	dhtPort, _ = strconv.Atoi(first("dhtport"))
-	password = first("rpcpassword")
-	return password, rpcPort, dhtPort, password != "" && rpcPort > 0
+	return rpcPort, dhtPort, rpcPort > 0
 }
 
 // portFree reports whether port is free on 127.0.0.1 for TCP (and for UDP
@@ -287,18 +310,15 @@ func Start(ctx context.Context, o Options) (*Net, error) {
 			User: o.Users[i%len(o.Users)],
 		}
 		conf := nodeConf{registry: registry, htmlDir: htmlDir}
-		if pw, rpcPort, dhtPort, ok := readConf(n.Dir); ok {
-			// An earlier run's node: same password, and its ports while free.
+		if rpcPort, dhtPort, ok := readConf(n.Dir); ok {
+			// An earlier run's node: its ports while free.
 			n.Resumed = true
-			conf.password = pw
 			if portFree(rpcPort, false) {
 				conf.rpcPort = rpcPort
 			}
 			if dhtPort > 0 && portFree(dhtPort, true) {
 				conf.dhtPort = dhtPort
 			}
-		} else {
-			conf.password = randomPassword()
 		}
 		if conf.rpcPort == 0 {
 			p, err := freePort("tcp")
@@ -310,7 +330,7 @@ func Start(ctx context.Context, o Options) (*Net, error) {
 		for _, prev := range nw.Nodes {
 			conf.bootstrap = append(conf.bootstrap, prev.DHTPort)
 		}
-		n.conf, n.RPCPort, n.Password = conf, conf.rpcPort, conf.password
+		n.conf, n.RPCPort = conf, conf.rpcPort
 		n.HTMLDir = htmlDir
 		if n.HTMLDir == "" {
 			n.HTMLDir = config.Config{DataDir: n.Dir}.ResolvedHTMLDir()
@@ -321,7 +341,7 @@ func Start(ctx context.Context, o Options) (*Net, error) {
 		if err := n.writeConf(); err != nil {
 			return nil, err
 		}
-		// Everything else, the password included, is in the conf file.
+		// Everything else is in the conf file; no password anywhere (cookie).
 		n.binary, n.args = o.Binary, []string{"serve", "-datadir=" + n.Dir}
 		if err := n.start(); err != nil {
 			nw.Stop()
@@ -348,11 +368,14 @@ func Start(ctx context.Context, o Options) (*Net, error) {
 func (n *Node) waitReady(ctx context.Context, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	for {
-		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		_, err := n.Call(cctx, "getinfo")
-		cancel()
+		err := n.connect() // a cookie left by an earlier run fails and is read again
 		if err == nil {
-			return nil
+			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			_, err = n.Call(cctx, "getinfo")
+			cancel()
+			if err == nil {
+				return nil
+			}
 		}
 		select {
 		case <-n.done:
@@ -674,7 +697,8 @@ func PrintAccess(w io.Writer, nw *Net, binary string) {
 	missing := map[string]bool{}
 	for _, n := range nw.Nodes {
 		fmt.Fprintf(w, "\n  %s (%s):\n", n.Name, n.User)
-		fmt.Fprintf(w, "    twister-html: open http://127.0.0.1:%d/ and log in as user \"user\", password %s\n", n.RPCPort, n.Password)
+		fmt.Fprintf(w, "    twister-html: open http://127.0.0.1:%d/ and log in as user \"%s\", password %s\n", n.RPCPort, config.CookieUser, n.Password)
+		fmt.Fprintf(w, "                  (the cookie in %s, new at each start)\n", config.CookiePath(n.Dir))
 		if _, err := os.Stat(filepath.Join(n.HTMLDir, "home.html")); err != nil {
 			fmt.Fprintf(w, "                  (not installed yet in %s, see below)\n", n.HTMLDir)
 			missing[n.HTMLDir] = true
@@ -719,10 +743,4 @@ func (n *Node) learnDHTPort(ctx context.Context) error {
 		return n.writeConf()
 	}
 	return nil
-}
-
-func randomPassword() string {
-	b := make([]byte, 12)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/twgroupd/twgroupd/internal/config"
 	"io"
 	"net/http"
 	"os"
@@ -85,6 +86,16 @@ func TestDevnetGroupChat(t *testing.T) {
 	defer nw.Stop()
 	if _, err := nw.Script(ctx, 60*time.Second); err != nil {
 		t.Fatalf("script: %v\n%s", err, log.String())
+	}
+	// Cookie authentication: no node's command line carries a password.
+	for _, n := range nw.Nodes {
+		argv, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", n.cmd.Process.Pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n.Password == "" || bytes.Contains(argv, []byte("rpcpassword")) || bytes.Contains(argv, []byte(n.Password)) {
+			t.Errorf("%s: argv %q", n.Name, bytes.ReplaceAll(argv, []byte{0}, []byte{' '}))
+		}
 	}
 
 	// carol's node goes down; alice and bob keep talking.
@@ -198,7 +209,7 @@ func TestHTMLDirServedByEveryNode(t *testing.T) {
 			t.Fatalf("PrintAccess gives no URL for %s:\n%s", n.Name, access.String())
 		}
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/", n.RPCPort), nil)
-		req.SetBasicAuth("user", n.Password)
+		req.SetBasicAuth(config.CookieUser, n.Password)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)

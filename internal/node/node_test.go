@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -198,9 +199,14 @@ func mustCall(t *testing.T, c *upstream.Client, method string, params ...any) js
 func TestBadConfigRefusedBeforeAnything(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "d")
 	for name, mod := range map[string]func(*config.Config){
-		"no password":      func(c *config.Config) { c.RPCPassword = "" },
 		"password == user": func(c *config.Config) { c.RPCPassword = c.RPCUser },
 		"no registry":      func(c *config.Config) { c.Registry = "" },
+		"upstream is self": func(c *config.Config) {
+			c.Upstream = "http://u:p@127.0.0.1:" + itoa(c.RPCPort)
+		},
+		"upstream is self by name": func(c *config.Config) {
+			c.Upstream = "http://u:p@localhost:" + itoa(c.RPCPort) + "/"
+		},
 	} {
 		cfg := testConfig(t, dir, filepath.Join(dir, "registry.txt"))
 		mod(&cfg)
@@ -209,6 +215,44 @@ func TestBadConfigRefusedBeforeAnything(t *testing.T) {
 		}
 		if _, err := os.Stat(dir); !os.IsNotExist(err) {
 			t.Fatalf("%s: datadir created before the config was checked", name)
+		}
+	}
+}
+
+// TestCookieAuth: without rpcpassword the node writes a fresh 0600
+// <datadir>/.cookie at each start, serves with it and removes it at stop.
+func TestCookieAuth(t *testing.T) {
+	dir := t.TempDir()
+	var prev string
+	for i := 0; i < 2; i++ {
+		cfg := testConfig(t, dir, filepath.Join(dir, "registry.txt"))
+		cfg.RPCUser, cfg.RPCPassword = "", ""
+		n, _, stop := startNode(t, cfg)
+		path := filepath.Join(dir, ".cookie")
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != 0o600 {
+			t.Errorf("cookie mode %v", fi.Mode().Perm())
+		}
+		data, _ := os.ReadFile(path)
+		user, pass, _ := strings.Cut(string(data), ":")
+		if user != "__cookie__" || len(pass) != 64 || pass == prev {
+			t.Errorf("cookie %q (previous password %q)", data, prev)
+		}
+		prev = pass
+		c, err := upstream.New("http://" + user + ":" + pass + "@127.0.0.1:" + itoa(cfg.RPCPort) + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Call(context.Background(), "getinfo"); err != nil {
+			t.Errorf("getinfo with the cookie: %v", err)
+		}
+		_ = n
+		stop()
+		if _, err := os.Stat(path); !os.IsNotExist(err) {
+			t.Errorf("cookie left after stop: %v", err)
 		}
 	}
 }
