@@ -53,6 +53,8 @@ type Node struct {
 	stopOnce sync.Once
 	stop     chan struct{}
 	cookie   string // the password in <datadir>/.cookie, removed at Close
+
+	upstreamSync time.Duration // period of syncUpstream (tests shorten it)
 }
 
 // Run runs the daemon until ctx ends or the stop RPC is called; ready is
@@ -92,7 +94,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Node, er
 			return nil, fmt.Errorf("-upstream %s is this node's own RPC address (rpcport %d): point it at twisterd's rpcport", config.RedactURL(cfg.Upstream), cfg.RPCPort)
 		}
 	}
-	n := &Node{cfg: cfg, log: log, stop: make(chan struct{})}
+	n := &Node{cfg: cfg, log: log, stop: make(chan struct{}), upstreamSync: defaultUpstreamSync}
 	defer func() {
 		if err != nil {
 			n.Close()
@@ -275,6 +277,12 @@ func (n *Node) Serve(ctx context.Context, ready func()) error {
 	defer cancel()
 	errc := make(chan error, 1)
 	go func() { errc <- n.rpc.Serve(ctx) }()
+	if n.upstream != nil && n.upstreamSync > 0 {
+		var wg sync.WaitGroup
+		lctx, lcancel := context.WithCancel(ctx)
+		wg.Go(func() { n.upstreamLoop(lctx) })
+		defer func() { lcancel(); wg.Wait() }()
+	}
 	select {
 	case <-n.rpc.Ready():
 		if ready != nil {

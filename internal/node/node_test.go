@@ -41,13 +41,16 @@ func freeTCPPort(t testing.TB) int {
 }
 
 // startNode runs a node until the test ends and returns an RPC client.
-func startNode(t testing.TB, cfg config.Config) (*Node, *upstream.Client, func()) {
+func startNode(t testing.TB, cfg config.Config, mods ...func(*Node)) (*Node, *upstream.Client, func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	n, err := Open(ctx, cfg, nil)
 	if err != nil {
 		cancel()
 		t.Fatal(err)
+	}
+	for _, mod := range mods {
+		mod(n)
 	}
 	ready := make(chan struct{})
 	done := make(chan error, 1)
