@@ -94,7 +94,7 @@ func TestDevnetRemoveMember(t *testing.T) {
 	var cliErr, inviteErr error
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		cmd := exec.Command(binary, "-rpcport="+strconv.Itoa(alice.RPCPort), "-rpcuser=user", "-rpcpassword="+alice.Password,
+		cmd := exec.Command(binary, "-datadir="+alice.Dir, "-rpcport="+strconv.Itoa(alice.RPCPort),
 			"removegroupmember", "alice", fmt.Sprint(kA), oldA, `["carol"]`)
 		cliOut, cliErr = cmd.Output()
 	})
