@@ -142,7 +142,7 @@ func (s *Server) creategroup(ctx context.Context, p params) (any, error) {
 		}
 		wif = key.WIF()
 	}
-	// An invalid key gives "" and no error, as twisterd.
+	// An invalid key is refused (twisterd answers "" and no error).
 	return s.cfg.Groups.Create(ctx, desc, wif)
 }
 

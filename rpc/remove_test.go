@@ -26,7 +26,7 @@ func TestRemoveGroupMemberRPC(t *testing.T) {
 	wantReply(t, node1.call(t, req("removegroupmember", "alice", 4, old, []any{"alice", "bob"})), 500,
 		errReply(CodeInvalidParameter, "cannot remove every member of the group"))
 	wantReply(t, node1.call(t, req("removegroupmember", "alice", 4, "*nosuchgr", []any{"bob"})), 500,
-		errReply(CodeInternal, "unknown group alias"))
+		errReply(CodeInternal, "unknown group alias '*nosuchgr'"))
 	wantReply(t, node1.call(t, req("removegroupmember", "alice", 4, old, []any{})), 500,
 		errReply(CodeInvalidParameter, "no member to remove"))
 

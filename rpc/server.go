@@ -107,7 +107,7 @@ type Server struct {
 	authLog  rateLog
 	stopCh   chan struct{}
 
-	id             string // in upstream.ViaHeader, to detect forwarding loops
+	id             string   // in upstream.ViaHeader, to detect forwarding loops
 	allowedOrigins []string // normalized
 	allowedHosts   []string // lowercase
 

@@ -113,6 +113,9 @@ func (s *Server) methodTable() (map[string]*method, []string) {
 		{name: "getpiecemaxseen", minParams: 2, maxParams: 2, handler: s.getpiecemaxseen,
 			help: "getpiecemaxseen <username> <k>\n" +
 				"Get piece max seen availability (max peer count for this piece)"},
+		{name: "newpostraw", minParams: 3, maxParams: 3, handler: s.newpostraw,
+			help: "newpostraw <username> <k> <hexdata>\n" +
+				"Post a new raw post (already signed) to swarm"},
 		{name: "getposts", minParams: 2, maxParams: 4, handler: s.getposts,
 			help: "getposts <count> '[{\"username\":username,\"max_id\":max_id,\"since_id\":since_id},...]' [allowed_flags=~2] [required_flags=0]\n" +
 				"get posts from users\n" +

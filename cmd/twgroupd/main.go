@@ -77,6 +77,7 @@ var rpcMethods = []struct{ name, usage string }{
 	{"getlasthave", "getlasthave <username> | <groupname> [user1,user2...]"},
 	{"getnumpieces", "getnumpieces <username>"},
 	{"getpiecemaxseen", "getpiecemaxseen <username> <k>"},
+	{"newpostraw", "newpostraw <username> <k> <hexdata>"},
 	{"getposts", `getposts <count> '[{"username":username,"max_id":max_id,"since_id":since_id},...]' [allowed_flags=~2] [required_flags=0]`},
 	{"dhtget", "dhtget <username> <resource> <s(ingle)/m(ulti)> [timeout_ms] [timeout_multi_ms] [min_multi]"},
 	{"dhtput", "dhtput <username> <resource> <s(ingle)/m(ulti)> <value> <sig_user> <seq>"},

@@ -133,7 +133,7 @@ func TestServeEndToEndSIGTERM(t *testing.T) {
 		t.Fatalf("getgroupinfo: %+v", r)
 	}
 	r = runBin(t, "", append(d.flags, "getgroupinfo", "*nosuchgr")...)
-	if r.status != 32603&0xff || !strings.Contains(r.stderr, `"unknown group alias"`) {
+	if r.status != 32603&0xff || !strings.Contains(r.stderr, `"unknown group alias '*nosuchgr'"`) {
 		t.Fatalf("getgroupinfo unknown: %+v", r)
 	}
 

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os/exec"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -94,7 +93,7 @@ func TestDevnetRemoveMember(t *testing.T) {
 	var cliErr, inviteErr error
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		cmd := exec.Command(binary, "-datadir="+alice.Dir, "-rpcport="+strconv.Itoa(alice.RPCPort),
+		cmd := exec.Command(binary, "-datadir="+alice.Dir, // port and cookie from the datadir
 			"removegroupmember", "alice", fmt.Sprint(kA), oldA, `["carol"]`)
 		cliOut, cliErr = cmd.Output()
 	})

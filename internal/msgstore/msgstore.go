@@ -140,10 +140,32 @@ type Tx struct {
 	tx *bolt.Tx
 }
 
+// Bolt is the underlying transaction, for a store sharing the file.
+func (t *Tx) Bolt() *bolt.Tx { return t.tx }
+
 // Update runs fn in one read-write transaction, committed (fsynced) before
 // Update returns; an error from fn rolls everything back.
 func (s *Store) Update(fn func(*Tx) error) error {
 	return s.db.Update(func(tx *bolt.Tx) error { return fn(&Tx{tx: tx}) })
+}
+
+// Bolt is the store's bbolt file. Another store may keep its own top-level
+// buckets in it (internal/swarm's "swarm" bucket) so that a post and what it
+// causes commit together: one fsync pair per post (docs/architecture.md,
+// "One commit per post").
+func (s *Store) Bolt() *bolt.DB { return s.db }
+
+// ErrForeignTx is returned by In for a transaction of another file.
+var ErrForeignTx = errors.New("message store: transaction of another file")
+
+// In runs fn on the message store's buckets inside tx, a writable
+// transaction of s.Bolt() opened by another store sharing the file. The
+// caller commits.
+func (s *Store) In(tx *bolt.Tx, fn func(*Tx) error) error {
+	if tx.DB() != s.db || !tx.Writable() {
+		return ErrForeignTx
+	}
+	return fn(&Tx{tx: tx})
 }
 
 // View runs fn in a read-only transaction.
@@ -536,6 +558,29 @@ func (t *Tx) DeletePost(ref PostRef) error {
 		return err
 	}
 	return t.tx.Bucket(bktPosts).Delete(postKey(ref))
+}
+
+// LastPostK is the highest k recorded for author, and false if none.
+func (t *Tx) LastPostK(author string) (int64, bool) {
+	prefix := postPrefix(author)
+	c := t.tx.Bucket(bktPosts).Cursor()
+	last := postKey(PostRef{Author: author, K: math.MaxInt64})
+	k, _ := c.Seek(last)
+	if k == nil || !bytes.Equal(k, last) {
+		if k == nil {
+			k, _ = c.Last()
+		} else {
+			k, _ = c.Prev()
+		}
+	}
+	if k == nil || !bytes.HasPrefix(k, prefix) {
+		return 0, false
+	}
+	ref, ok := parsePostKey(k)
+	if !ok || ref.Author != author {
+		return 0, false
+	}
+	return ref.K, true
 }
 
 // HasPost reports whether (author, k) was recorded.

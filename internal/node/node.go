@@ -167,6 +167,9 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Node, er
 	}
 	scfg := swarm.Config{
 		DataDir: cfg.DataDir,
+		// Pieces share messages.db with the engine: a post and what it
+		// causes commit together (docs/architecture.md).
+		DB:      n.store.Bolt(),
 		Keys:    n.keys,
 		Logger:  log.With("part", "swarm"),
 		Version: "twgroupd",

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/twgroupd/twgroupd/internal/config"
+	"github.com/twgroupd/twgroupd/internal/registry"
 	"github.com/twgroupd/twgroupd/internal/upstream"
 )
 
@@ -263,5 +265,69 @@ func TestNodesShareNoPort(t *testing.T) {
 		if d, s := n.dht.LocalAddr().Port(), n.swarm.Addr().Port(); d != s {
 			t.Fatalf("node %d: DHT on UDP %d, swarm on TCP %d", i, d, s)
 		}
+	}
+}
+
+// TestFirstPostRightAfterRegistration: on a registry file whose chain has
+// been running for a while (best height 100), a user's first DM sent right
+// after sendnewusertransaction validates (posts are signed at best-1).
+func TestFirstPostRightAfterRegistration(t *testing.T) {
+	dir := t.TempDir()
+	reg := filepath.Join(dir, "registry.txt")
+	if _, err := registry.InitFile(context.Background(), reg, time.Now().Add(-1000*time.Second), 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	_, c, stop := startNode(t, testConfig(t, filepath.Join(dir, "n1"), reg))
+	defer stop()
+	mustCall(t, c, "createwalletuser", "alice")
+	mustCall(t, c, "createwalletuser", "bob")
+	mustCall(t, c, "sendnewusertransaction", "alice")
+	mustCall(t, c, "sendnewusertransaction", "bob")
+	mustCall(t, c, "newdirectmsg", "alice", 0, "bob", "first post")
+}
+
+// TestErrorsNameTheCulprit: through a real node's RPC, the mistakes of the
+// first hour get twisterd's code and message as prefix, then the culprit,
+// and none of them succeeds silently.
+func TestErrorsNameTheCulprit(t *testing.T) {
+	dir := t.TempDir()
+	_, c, stop := startNode(t, testConfig(t, filepath.Join(dir, "n1"), filepath.Join(dir, "registry.txt")))
+	defer stop()
+	mustCall(t, c, "createwalletuser", "alice")
+	mustCall(t, c, "sendnewusertransaction", "alice")
+	var alias string
+	json.Unmarshal(mustCall(t, c, "creategroup", "g"), &alias)
+	for _, tc := range []struct {
+		method string
+		params []any
+		code   int
+		msg    string
+	}{
+		{"newdirectmsg", []any{"alice", 0, "nosuchuser", "hi"}, -32603, "error encrypting to pubkey of destination user: 'nosuchuser' is not a registered user"},
+		{"newdirectmsg", []any{"alice", 0, "*abc", "hi"}, -32603, "error encrypting to pubkey of destination user: unknown group alias '*abc'"},
+		{"newdirectmsg", []any{"bob", 0, "alice", "hi"}, -32603, "error signing post with private key of user: 'bob' is not a user of this wallet"},
+		{"newdirectmsg", []any{"alice", 0, "alice", ""}, -8, "empty message: a DM without text is dropped by every receiver"},
+		{"getgroupinfo", []any{"*abc"}, -32603, "unknown group alias '*abc'"},
+		{"creategroup", []any{"g", "notakey"}, -5, "Invalid private key: groupprivkey is not a WIF private key"},
+		{"newgroupinvite", []any{"alice", 0, alias, []string{}}, -8, "newgroupinvite: no new member given"},
+		{"follow", []any{"alice", []string{"ghost"}}, -8, "follow: 'ghost' is not a registered user (not followed)"},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		_, err := c.Call(ctx, tc.method, tc.params...)
+		cancel()
+		var re *upstream.RPCError
+		if !errors.As(err, &re) || re.Code != tc.code || re.Message != tc.msg {
+			t.Errorf("%s %v = %v; want %d %q", tc.method, tc.params, err, tc.code, tc.msg)
+		}
+	}
+	var groups []string
+	json.Unmarshal(mustCall(t, c, "listgroups"), &groups)
+	if len(groups) != 1 {
+		t.Errorf("groups after the refused creategroup: %v", groups)
+	}
+	var have map[string]int64
+	json.Unmarshal(mustCall(t, c, "getlasthave", "alice", []string{"alice"}), &have)
+	if have["alice"] != -1 {
+		t.Errorf("a refused call published a post: getlasthave %v", have)
 	}
 }

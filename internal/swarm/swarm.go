@@ -23,6 +23,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/twgroupd/twgroupd/internal/msgstore"
 	"github.com/twgroupd/twgroupd/internal/twproto"
 )
@@ -42,10 +44,35 @@ type PostSink interface {
 	HandlePost(ctx context.Context, p *twproto.Post) error
 }
 
+// TxSink is a PostSink whose store lives in Config.DB: a received piece is
+// stored and handed to it in one transaction instead of through the
+// delivery queue (one commit per post instead of three). *dm.Engine
+// satisfies it.
+type TxSink interface {
+	PostSink
+	// PreparePost does the work on p that needs no transaction (trial
+	// decryption). apply runs once, inside the transaction that stores the
+	// piece (its error rolls the piece back too); committed runs after that
+	// commit. apply is nil when p needs nothing from the sink.
+	PreparePost(ctx context.Context, p *twproto.Post) (apply func(*bolt.Tx) error, committed func(context.Context), err error)
+}
+
+// stagedPost is a TxSink's work on one piece.
+type stagedPost struct {
+	apply     func(*bolt.Tx) error
+	committed func(context.Context)
+}
+
 // Config configures a Swarm. Zero durations take twisterd's values.
 type Config struct {
-	// DataDir holds swarm.db.
+	// DataDir holds swarm.db (unless DB is set).
 	DataDir string
+	// DB, when set, is a bbolt file shared with the post sink's store (the
+	// node passes messages.db): the swarm keeps its buckets under "swarm"
+	// in it, and a piece commits together with what a TxSink makes of it
+	// (docs/architecture.md, "One commit per post"). The caller closes it.
+	// A swarm.db left in DataDir is moved in once.
+	DB *bolt.DB
 	// ListenAddr is the TCP peer-wire address, e.g. "0.0.0.0:29333" or
 	// "127.0.0.1:0". twisterd expects the DHT on the same port number
 	// (dht-swarm §7.23).
@@ -178,7 +205,13 @@ func New(cfg Config) (*Swarm, error) {
 	if cfg.DataDir == "" {
 		return nil, errors.New("swarm: config needs a data directory")
 	}
-	st, err := openStore(filepath.Join(cfg.DataDir, "swarm.db"))
+	var st *store
+	var err error
+	if cfg.DB != nil {
+		st, err = sharedStore(cfg.DB, filepath.Join(cfg.DataDir, "swarm.db"))
+	} else {
+		st, err = openStore(filepath.Join(cfg.DataDir, "swarm.db"))
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -329,6 +362,86 @@ func (s *Swarm) Publish(ctx context.Context, user string, k int64, post []byte) 
 	}
 	_, err = t.addPiece(p, false)
 	return err
+}
+
+// ErrForeignTx is returned by StagePublish for a transaction of a file
+// other than Config.DB.
+var ErrForeignTx = errors.New("swarm: transaction of another file")
+
+// Bolt is the shared file of Config.DB, nil when the swarm has its own.
+func (s *Swarm) Bolt() *bolt.DB {
+	if !s.store.shared {
+		return nil
+	}
+	return s.store.db
+}
+
+// StagePublish stores p, a post the caller built and validated, as piece
+// p.K of p.N's swarm inside tx, a writable transaction of Config.DB (the
+// engine's send transaction: the k reservation, the sender's copy and the
+// piece commit together). announce, run after the commit, joins the swarm
+// if needed and sends HAVE; a crash before it loses nothing, the piece is
+// served from the store after a restart. p is not handed to the sink: the
+// caller processes its own posts in the same transaction.
+func (s *Swarm) StagePublish(tx *bolt.Tx, p *twproto.Post) (announce func(), err error) {
+	if !s.store.shared || tx.DB() != s.store.db || !tx.Writable() {
+		return nil, ErrForeignTx
+	}
+	if p.N == "" || len(p.N) > 64 {
+		return nil, fmt.Errorf("swarm: invalid username %q", p.N)
+	}
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return nil, errors.New("swarm: closed")
+	}
+	if err := s.store.addSwarmTx(tx, p.N); err != nil {
+		return nil, fmt.Errorf("swarm: join %s: %w", p.N, err)
+	}
+	meta := pieceMeta{flags: byte(p.Flags), time: p.Time}
+	added, err := s.store.putPieceTx(tx, p.N, p.K, meta, p.Raw, false)
+	if err != nil {
+		return nil, fmt.Errorf("store piece %s/%d: %w", p.N, p.K, err)
+	}
+	if !added {
+		return func() {}, nil
+	}
+	user, k := p.N, p.K
+	return func() {
+		t, err := s.join(user)
+		if err != nil {
+			s.log.Warn("announce published piece", "user", user, "k", k, "err", err)
+			return
+		}
+		t.announce(k, meta)
+	}, nil
+}
+
+// stage asks a TxSink for its work on p; inline is false when pieces go
+// through the delivery queue instead (no TxSink on a shared file yet).
+func (s *Swarm) stage(p *twproto.Post) (st *stagedPost, inline bool) {
+	if !s.store.shared {
+		return nil, false
+	}
+	s.mu.Lock()
+	sink, _ := s.sink.(TxSink)
+	s.mu.Unlock()
+	if sink == nil {
+		return nil, false
+	}
+	apply, committed, err := sink.PreparePost(s.ctx, p)
+	if err != nil {
+		s.log.Warn("post sink cannot prepare piece, queued", "user", p.N, "k", p.K, "err", err)
+		return nil, false
+	}
+	if apply == nil {
+		return nil, true
+	}
+	if committed == nil {
+		committed = func(context.Context) {}
+	}
+	return &stagedPost{apply, committed}, true
 }
 
 // join returns user's torrent, creating, persisting and starting it.
