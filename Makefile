@@ -4,7 +4,7 @@ PKGS    := ./...
 FUZZTIME ?= 10s
 BIN     := bin/twgroupd
 
-.PHONY: all build test race fuzz bench lint run clean
+.PHONY: all build test race fuzz bench lint run clean crash
 
 all: build
 
@@ -15,6 +15,11 @@ build:
 test:
 	$(GO) vet $(PKGS)
 	$(GO) test -count=1 -timeout 8m $(PKGS)
+
+# SIGKILL of a sending node, 100 times (make test runs a few), and the
+# fsync count per DM (needs strace).
+crash:
+	TWGROUPD_CRASH_ITERATIONS=100 $(GO) test -count=1 -timeout 15m -v -run 'TestSendSurvivesSIGKILL|TestSyncsPerDM' ./internal/devnet/
 
 race:
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)

@@ -44,6 +44,8 @@ import (
 	"sync"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/twgroupd/twgroupd/internal/msgstore"
 	"github.com/twgroupd/twgroupd/internal/twproto"
 	"github.com/twgroupd/twgroupd/wallet"
@@ -57,7 +59,32 @@ var (
 	// ErrKUsed matches KUsedError: twisterd silently drops a piece whose k
 	// is taken; twgroupd refuses the call instead.
 	ErrKUsed = errors.New("k already used")
+	// ErrEmptyMessage refuses a DM without text: every receiver drops it
+	// (processReceivedDM stores nothing for an empty msg), so twisterd's
+	// silent success would lose it.
+	ErrEmptyMessage = errors.New("empty message: a DM without text is dropped by every receiver")
+	// ErrNotRegistered refuses a follow of a name the registry does not know
+	// (twisterd's follow adds any string and reports success).
+	ErrNotRegistered = errors.New("not a registered user")
 )
+
+// CulpritError is one of twisterd's error messages followed by what caused
+// it ("error encrypting to pubkey of destination user: 'bob' is not a
+// registered user"): the message keeps twisterd's text as its prefix, so a
+// client that matches on it still matches, and the rpc package keeps the
+// sentinel's code (errors.Is sees Err).
+type CulpritError struct {
+	Err    error  // the sentinel, twisterd's message
+	Detail string // appended as is, separator included
+}
+
+func (e *CulpritError) Error() string { return e.Err.Error() + e.Detail }
+func (e *CulpritError) Unwrap() error { return e.Err }
+
+// Culprit appends ": <detail>" to sentinel's message.
+func Culprit(sentinel error, format string, args ...any) error {
+	return &CulpritError{Err: sentinel, Detail: ": " + fmt.Sprintf(format, args...)}
+}
 
 // KUsedError reports a k the local user has already used.
 type KUsedError struct {
@@ -79,6 +106,27 @@ type Network interface {
 	// Follow starts fetching user's swarm; every verified piece is handed to
 	// the engine's HandlePost once.
 	Follow(ctx context.Context, user string) error
+}
+
+// TxNetwork is a Network whose piece store lives in the message store's
+// bbolt file (internal/swarm with Config.DB): a send's k reservation, the
+// sender's copy, the processing of its own posts and the pieces commit in
+// one transaction, so a crash leaves all of it or none
+// (docs/architecture.md, "One commit per post").
+type TxNetwork interface {
+	Network
+	// Bolt is the shared file (nil when the pieces are elsewhere).
+	Bolt() *bolt.DB
+	// StagePublish stores the validated post p as a piece inside tx;
+	// announce sends HAVE after the commit.
+	StagePublish(tx *bolt.Tx, p *twproto.Post) (announce func(), err error)
+}
+
+// LastHaver may be implemented by a Network that knows the highest piece
+// held of a swarm (getlasthave); the engine counts it when it picks the
+// next free k.
+type LastHaver interface {
+	LastHave(user string) int64
 }
 
 // PieceChecker may be implemented by a Network that knows which pieces a
@@ -123,9 +171,15 @@ type Engine struct {
 	store  *msgstore.Store
 	keys   twproto.KeySource
 	net    Network
+	txnet  TxNetwork // net, when it shares the store's file
 	notify func(Event)
 	log    *slog.Logger
 	now    func() time.Time
+
+	// Sends of one user are serialized from choosing k to the commit, so
+	// an automatic k never collides (map bounded by the wallet's users).
+	sendMu  sync.Mutex
+	senders map[string]*sync.Mutex
 
 	// Wallet keys cached for trial decryption, reloaded when the wallet's
 	// generation moves.
@@ -134,6 +188,7 @@ type Engine struct {
 	cacheGen  uint64
 	cacheName []string
 	cacheKeys []*twproto.PrivateKey
+	cachePub  map[string]int // uncompressed public key -> first index
 }
 
 // New builds an Engine.
@@ -151,6 +206,10 @@ func New(cfg Config) (*Engine, error) {
 	if e.now == nil {
 		e.now = time.Now
 	}
+	if tn, ok := cfg.Net.(TxNetwork); ok && tn.Bolt() != nil && tn.Bolt() == cfg.Store.Bolt() {
+		e.txnet = tn
+	}
+	e.senders = map[string]*sync.Mutex{}
 	return e, nil
 }
 
@@ -168,11 +227,38 @@ func (e *Engine) walletKeys() ([]string, []*twproto.PrivateKey, error) {
 	}
 	names := make([]string, len(all))
 	keys := make([]*twproto.PrivateKey, len(all))
+	pubs := make(map[string]int, len(all))
 	for i, nk := range all {
 		names[i], keys[i] = nk.Name, nk.Key
+		pk := string(nk.Key.Key.PubKey().SerializeUncompressed())
+		if _, dup := pubs[pk]; !dup {
+			pubs[pk] = i
+		}
 	}
-	e.cacheOK, e.cacheGen, e.cacheName, e.cacheKeys = true, gen, names, keys
+	e.cacheOK, e.cacheGen, e.cacheName, e.cacheKeys, e.cachePub = true, gen, names, keys, pubs
 	return names, keys, nil
+}
+
+// ownerOf is the wallet name that trial decryption would find for a post
+// sealed to pub (the first name in wallet order holding that key), "" when
+// no wallet key opens it. The sender knows both the key and the plaintext
+// of its own posts, so it needs no ECDH for them.
+func (e *Engine) ownerOf(pub []byte) (string, error) {
+	pt, err := twproto.ParsePubKey(pub)
+	if err != nil {
+		return "", nil
+	}
+	names, _, err := e.walletKeys()
+	if err != nil {
+		return "", err
+	}
+	e.cacheMu.Lock()
+	i, ok := e.cachePub[string(pt.SerializeUncompressed())]
+	e.cacheMu.Unlock()
+	if !ok || i >= len(names) {
+		return "", nil
+	}
+	return names[i], nil
 }
 
 // effects are what a committed transaction asks for afterwards.
@@ -219,30 +305,82 @@ func (e *Engine) process(ctx context.Context, p *twproto.Post, record bool) erro
 
 // commit applies one post in one store transaction, then runs its effects.
 func (e *Engine) commit(ctx context.Context, p *twproto.Post, keyName string, plain []byte, derr error, record bool) error {
-	ref := msgstore.PostRef{Author: p.N, K: p.K}
 	var fx effects
 	err := e.store.Update(func(tx *msgstore.Tx) error {
 		fx = effects{}
-		if record {
-			isNew, err := tx.PutPost(ref, p.Raw)
-			if err != nil || !isNew {
-				return err
-			}
-		}
-		if derr != nil {
-			// Only a MAC mismatch may turn into a match with a future key.
-			return tx.SetPending(ref, errors.Is(derr, twproto.ErrMAC))
-		}
-		if err := tx.SetPending(ref, false); err != nil {
-			return err
-		}
-		return e.apply(tx, p, keyName, plain, &fx)
+		return e.applyPost(tx, p, keyName, plain, derr, record, &fx)
 	})
 	if err != nil {
 		return fmt.Errorf("handle post %s/%d: %w", p.N, p.K, err)
 	}
 	e.after(ctx, fx)
 	return nil
+}
+
+// applyPost is one post's part of a transaction: record it (if record),
+// mark it pending or apply processReceivedDM.
+func (e *Engine) applyPost(tx *msgstore.Tx, p *twproto.Post, keyName string, plain []byte, derr error, record bool, fx *effects) error {
+	ref := msgstore.PostRef{Author: p.N, K: p.K}
+	if record {
+		isNew, err := tx.PutPost(ref, p.Raw)
+		if err != nil || !isNew {
+			return err
+		}
+	}
+	if derr != nil {
+		// Only a MAC mismatch may turn into a match with a future key.
+		return tx.SetPending(ref, errors.Is(derr, twproto.ErrMAC))
+	}
+	if err := tx.SetPending(ref, false); err != nil {
+		return err
+	}
+	return e.apply(tx, p, keyName, plain, fx)
+}
+
+// PreparePost is the receive path split around the swarm's piece commit
+// (swarm.TxSink): trial decryption here, outside any transaction; apply
+// records and applies the post inside the transaction that stores the
+// piece, so a received DM costs one commit; committed runs the effects.
+func (e *Engine) PreparePost(ctx context.Context, p *twproto.Post) (apply func(*bolt.Tx) error, committed func(context.Context), err error) {
+	if p == nil || !p.IsDM() {
+		return nil, nil, nil
+	}
+	ref := msgstore.PostRef{Author: p.N, K: p.K}
+	var seen bool
+	if err := e.store.View(func(tx *msgstore.Tx) error { seen = tx.HasPost(ref); return nil }); err != nil {
+		return nil, nil, fmt.Errorf("handle post %s/%d: %w", p.N, p.K, err)
+	}
+	if seen {
+		return nil, nil, nil
+	}
+	gen := e.wallet.Generation()
+	names, keys, err := e.walletKeys()
+	if err != nil {
+		return nil, nil, fmt.Errorf("handle post %s/%d: %w", p.N, p.K, err)
+	}
+	idx, plain, derr := decryptAny(p.DM, keys)
+	name := ""
+	if derr == nil {
+		name = names[idx]
+	}
+	var fx effects
+	apply = func(btx *bolt.Tx) error {
+		fx = effects{}
+		return e.store.In(btx, func(tx *msgstore.Tx) error {
+			return e.applyPost(tx, p, name, plain, derr, true, &fx)
+		})
+	}
+	committed = func(ctx context.Context) {
+		e.after(ctx, fx)
+		if derr != nil && e.wallet.Generation() != gen {
+			// A key arrived while this post was being decrypted: its retry
+			// of the pending posts may have run before this one was marked.
+			if err := e.process(ctx, p, false); err != nil {
+				e.log.Warn("retrying a post with a new key", "user", p.N, "k", p.K, "err", err)
+			}
+		}
+	}
+	return apply, committed, nil
 }
 
 // after runs a committed transaction's effects: live events, swarms to
@@ -424,16 +562,23 @@ func (e *Engine) Resume(ctx context.Context) error {
 }
 
 // parallelMinKeys is the key count from which trial decryption is spread
-// over the CPUs: each failed trial is one ECDH (~0.2 ms), so a node in
-// many groups would otherwise spend len(keys) of them in a row per post.
-const parallelMinKeys = 32
+// over the CPUs. With the work on the post's point shared (twproto.Trial)
+// a failed trial costs a few microseconds per key, so a split pays only
+// when each worker still gets a batch large enough for the batched path.
+const parallelMinKeys = 64
 
-// decryptAny is twproto's DecryptAny split over GOMAXPROCS goroutines; the
-// result is the same: the first key in wallet order that opens env.
+// decryptAny is twproto's DecryptAny with one Trial (the post's table of
+// multiples) shared by GOMAXPROCS goroutines, each opening a chunk of the
+// keys; the result is the same: the first key in wallet order that opens
+// env.
 func decryptAny(env *twproto.Envelope, keys []*twproto.PrivateKey) (int, []byte, error) {
+	trial, err := env.NewTrial(len(keys))
+	if err != nil {
+		return -1, nil, err
+	}
 	workers := min(runtime.GOMAXPROCS(0), len(keys)/(parallelMinKeys/2))
 	if len(keys) < parallelMinKeys || workers < 2 {
-		return env.DecryptAny(keys)
+		return trial.Open(keys)
 	}
 	type result struct {
 		idx   int
@@ -446,7 +591,7 @@ func decryptAny(env *twproto.Envelope, keys []*twproto.PrivateKey) (int, []byte,
 	for w := range workers {
 		lo, hi := w*per, min((w+1)*per, len(keys))
 		wg.Go(func() {
-			i, plain, err := env.DecryptAny(keys[lo:hi])
+			i, plain, err := trial.Open(keys[lo:hi])
 			if err == nil {
 				i += lo
 			}

@@ -79,12 +79,18 @@ func TestDirectMessagesBothWays(t *testing.T) {
 		t.Fatalf("reused k stored something: %+v", got)
 	}
 
-	// Twisterd's error texts.
-	if _, err := a.e.NewDirectMsg(ctx, "alice", 2, "nobody", "x", false); !errors.Is(err, ErrEncryptToDest) || err.Error() != "error encrypting to pubkey of destination user" {
+	// Twisterd's error texts, followed by the culprit.
+	if _, err := a.e.NewDirectMsg(ctx, "alice", 2, "nobody", "x", false); !errors.Is(err, ErrEncryptToDest) || err.Error() != "error encrypting to pubkey of destination user: 'nobody' is not a registered user" {
 		t.Errorf("unknown recipient: %v", err)
 	}
-	if _, err := a.e.NewDirectMsg(ctx, "carol", 2, "bob", "x", false); !errors.Is(err, ErrSign) {
+	if _, err := a.e.NewDirectMsg(ctx, "alice", 2, "*abc", "x", false); !errors.Is(err, ErrEncryptToDest) || err.Error() != "error encrypting to pubkey of destination user: unknown group alias '*abc'" {
+		t.Errorf("unknown group alias: %v", err)
+	}
+	if _, err := a.e.NewDirectMsg(ctx, "carol", 2, "bob", "x", false); !errors.Is(err, ErrSign) || err.Error() != "error signing post with private key of user: 'carol' is not a user of this wallet" {
 		t.Errorf("no key for sender: %v", err)
+	}
+	if _, err := a.e.NewDirectMsg(ctx, "alice", 2, "bob", "", false); !errors.Is(err, ErrEmptyMessage) {
+		t.Errorf("empty message: %v", err)
 	}
 	long := make([]byte, 1800)
 	for i := range long {
@@ -101,7 +107,7 @@ func TestDirectMessagesBothWays(t *testing.T) {
 	if _, err := a.e.NewDirectMsg(ctx, "alice", 2, "nobody", huge, false); !errors.Is(err, ErrEncryptToDest) {
 		t.Errorf("10 MB to nobody: %v", err)
 	}
-	if _, err := a.e.NewDirectMsg(ctx, "alice", -1, "bob", "x", false); !errors.As(err, &pe) {
+	if _, err := a.e.NewDirectMsg(ctx, "alice", -2, "bob", "x", false); !errors.Is(err, ErrNegativeK) || err.Error() != "k must be >= 0" {
 		t.Errorf("negative k: %v", err)
 	}
 	if _, err := a.e.NewDirectMsg(ctx, "", 2, "bob", "x", false); !errors.Is(err, ErrSign) {
@@ -228,12 +234,20 @@ func TestGetDirectMsgsShape(t *testing.T) {
 	if err := b.e.Unfollow(ctx, "bob", []string{"alice"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.e.Follow(ctx, "bob", []string{"ghost"}); err != nil {
-		t.Fatal(err)
+	if err := b.e.Follow(ctx, "bob", []string{"ghost"}); !errors.Is(err, ErrNotRegistered) || err.Error() != "follow: 'ghost' is not a registered user (not followed)" {
+		t.Fatalf("follow of an unregistered user: %v", err)
 	}
 	f, _ = b.e.Following("bob")
 	if !reflect.DeepEqual(f, []string{"bob"}) {
 		t.Fatalf("following after unfollow and unknown follow: %v", f)
+	}
+	// The registered names of a list are followed, the others named.
+	if err := b.e.Follow(ctx, "bob", []string{"ghost", "alice", "spook"}); !errors.Is(err, ErrNotRegistered) || err.Error() != "follow: 'ghost', 'spook' are not registered users (not followed)" {
+		t.Fatalf("follow of a mixed list: %v", err)
+	}
+	f, _ = b.e.Following("bob")
+	if !reflect.DeepEqual(f, []string{"alice", "bob"}) {
+		t.Fatalf("following after a mixed list: %v", f)
 	}
 }
 

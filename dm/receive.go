@@ -49,7 +49,10 @@ func (e *Engine) apply(tx *msgstore.Tx, p *twproto.Post, to string, plain []byte
 	switch pl.Kind {
 	case twproto.PayloadGroupInvite:
 		if pl.InviteValid {
-			return e.registerGroup(tx, pl.InviteKey, pl.InviteDesc, to, from, utcTime, k, fx)
+			if err := e.registerGroup(tx, pl.InviteKey, pl.InviteDesc, to, from, utcTime, k, fx); err != nil {
+				return err
+			}
+			return e.linkMovedGroup(tx, pl, to, from)
 		}
 		return nil
 	case twproto.PayloadGroupMembers:

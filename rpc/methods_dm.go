@@ -142,20 +142,24 @@ func (s *Server) creategroup(ctx context.Context, p params) (any, error) {
 		}
 		wif = key.WIF()
 	}
-	// An invalid key gives "" and no error, as twisterd.
+	// An invalid key is refused (twisterd answers "" and no error).
 	return s.cfg.Groups.Create(ctx, desc, wif)
 }
 
 func (s *Server) listgroups(_ context.Context, p params) (any, error) {
 	var user string
-	var onlyIgnored bool
-	if err := p.scan(&user, &onlyIgnored); err != nil {
+	var onlyIgnored, includeMoved bool
+	if err := p.scan(&user, &onlyIgnored, &includeMoved); err != nil {
 		return nil, err
 	}
 	if s.cfg.Groups == nil {
 		return nil, noBackend("listgroups", "group-chat service")
 	}
-	groups, err := s.cfg.Groups.List(user, onlyIgnored)
+	list := s.cfg.Groups.List
+	if r := s.groupRemover(); includeMoved && !onlyIgnored && r != nil {
+		list = func(user string, _ bool) ([]string, error) { return r.ListWithMoved(user) }
+	}
+	groups, err := list(user, onlyIgnored)
 	if err != nil {
 		return nil, err
 	}
@@ -176,11 +180,11 @@ func (s *Server) getgroupinfo(_ context.Context, p params) (any, error) {
 	}
 	members := append([]string{}, info.Members...)
 	sort.Strings(members) // a std::set in twisterd
-	return tjson.Object{
+	return appendMoveInfo(tjson.Object{
 		{Key: "alias", Value: alias},
 		{Key: "description", Value: info.Description},
 		{Key: "members", Value: members},
-	}, nil
+	}, info), nil
 }
 
 func (s *Server) newgroupinvite(ctx context.Context, p params) (any, error) {

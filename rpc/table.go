@@ -50,10 +50,11 @@ func (s *Server) methodTable() (map[string]*method, []string) {
 				"Or import the given <groupprivkey> into wallet\n" +
 				"Hint: use newgroupinvite to invite yourself\n" +
 				"Returns the group alias"},
-		{name: "listgroups", minParams: 0, maxParams: 2, handler: s.listgroups,
-			help: "listgroups [username] [list_only_ignored=false]\n" +
+		{name: "listgroups", minParams: 0, maxParams: 3, handler: s.listgroups,
+			help: "listgroups [username] [list_only_ignored=false] [include_moved=false]\n" +
 				"get list of group chats\n" +
-				"if username is given, it will return list of user's groups."},
+				"if username is given, it will return list of user's groups.\n" +
+				"groups moved by removegroupmember are listed only with include_moved (twgroupd)."},
 		{name: "getgroupinfo", minParams: 1, maxParams: 1, handler: s.getgroupinfo,
 			help: "getgroupinfo <groupalias>\nget group description and members"},
 		{name: "newgroupinvite", minParams: 4, maxParams: 4, handler: s.newgroupinvite,
@@ -63,6 +64,13 @@ func (s *Server) methodTable() (map[string]*method, []string) {
 		{name: "newgroupdescription", minParams: 4, maxParams: 4, handler: s.newgroupdescription,
 			help: "newgroupdescription <username> <k> <groupalias> <description>\n" +
 				"Change group description by sending a new invite DM to group"},
+		{name: "removegroupmember", minParams: 4, maxParams: 4, handler: s.removegroupmember,
+			help: "removegroupmember <username> <k> <groupalias> '[<member>,...]'\n" +
+				"Remove members from a group chat by moving it to a new group key (twgroupd).\n" +
+				"The remaining members get an invite to the new group, which also gets the member list;\n" +
+				"the old group gets one notice and stays readable, marked as moved in getgroupinfo.\n" +
+				"k is increased by (remaining members) + (member list posts) + 1.\n" +
+				"Returns the new group alias"},
 		{name: "leavegroup", minParams: 2, maxParams: 2, handler: s.leavegroup,
 			help: "leavegroup <username> <groupalias>\nStop receiving chats from group"},
 
@@ -105,6 +113,9 @@ func (s *Server) methodTable() (map[string]*method, []string) {
 		{name: "getpiecemaxseen", minParams: 2, maxParams: 2, handler: s.getpiecemaxseen,
 			help: "getpiecemaxseen <username> <k>\n" +
 				"Get piece max seen availability (max peer count for this piece)"},
+		{name: "newpostraw", minParams: 3, maxParams: 3, handler: s.newpostraw,
+			help: "newpostraw <username> <k> <hexdata>\n" +
+				"Post a new raw post (already signed) to swarm"},
 		{name: "getposts", minParams: 2, maxParams: 4, handler: s.getposts,
 			help: "getposts <count> '[{\"username\":username,\"max_id\":max_id,\"since_id\":since_id},...]' [allowed_flags=~2] [required_flags=0]\n" +
 				"get posts from users\n" +

@@ -237,7 +237,9 @@ func TestClientAuthAndConnect(t *testing.T) {
 	dir := t.TempDir()
 	r = runBin(t, "", "-datadir="+dir, "-rpcport="+f.port(), "getinfo")
 	want := "error: You must set rpcpassword=<password> in the configuration file:\n" +
-		filepath.Join(dir, "twgroupd.conf") + "\nIf the file does not exist, create it with owner-readable-only file permissions.\n"
+		filepath.Join(dir, "twgroupd.conf") + "\nIf the file does not exist, create it with owner-readable-only file permissions.\n" +
+		"Or start `twgroupd serve` without rpcpassword: it writes " + filepath.Join(dir, ".cookie") +
+		", which client commands read (give the same -datadir).\n"
 	if r.status != 87 || r.stderr != want {
 		t.Fatalf("no credentials: %+v", r)
 	}

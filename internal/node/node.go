@@ -52,6 +52,7 @@ type Node struct {
 
 	stopOnce sync.Once
 	stop     chan struct{}
+	cookie   string // the password in <datadir>/.cookie, removed at Close
 }
 
 // Run runs the daemon until ctx ends or the stop RPC is called; ready is
@@ -71,11 +72,25 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Node, er
 		log = slog.New(slog.DiscardHandler)
 	}
 	// Refuse a bad configuration before opening files or binding ports.
-	if err := rpc.CheckCredentials(cfg.RPCUser, cfg.RPCPassword); err != nil {
-		return nil, err
+	// No rpcpassword means cookie authentication (written once the
+	// datadir's stores are locked, so a second daemon cannot replace it).
+	useCookie := cfg.RPCPassword == ""
+	if !useCookie {
+		if err := rpc.CheckCredentials(cfg.RPCUser, cfg.RPCPassword); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.Registry == "" && cfg.Upstream == "" {
 		return nil, errNoRegistry
+	}
+	if cfg.Upstream != "" {
+		self, err := upstream.PointsAtSelf(ctx, cfg.Upstream, cfg.RPCPort)
+		if err != nil {
+			return nil, err
+		}
+		if self {
+			return nil, fmt.Errorf("-upstream %s is this node's own RPC address (rpcport %d): point it at twisterd's rpcport", config.RedactURL(cfg.Upstream), cfg.RPCPort)
+		}
 	}
 	n := &Node{cfg: cfg, log: log, stop: make(chan struct{})}
 	defer func() {
@@ -91,6 +106,14 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Node, er
 	}
 	if n.store, err = msgstore.Open(filepath.Join(cfg.DataDir, "messages.db"), nil); err != nil {
 		return nil, err
+	}
+	if useCookie {
+		if cfg.RPCUser, cfg.RPCPassword, err = config.WriteCookie(cfg.DataDir); err != nil {
+			return nil, err
+		}
+		n.cookie = cfg.RPCPassword
+		n.cfg = cfg
+		log.Info("rpc: cookie authentication", "file", config.CookiePath(cfg.DataDir))
 	}
 	if cfg.Upstream != "" {
 		if n.upstream, err = upstream.New(cfg.Upstream, upstream.WithLogger(log)); err != nil {
@@ -144,9 +167,15 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Node, er
 	}
 	scfg := swarm.Config{
 		DataDir: cfg.DataDir,
+		// Pieces share messages.db with the engine: a post and what it
+		// causes commit together (docs/architecture.md).
+		DB:      n.store.Bolt(),
 		Keys:    n.keys,
 		Logger:  log.With("part", "swarm"),
 		Version: "twgroupd",
+		// Nodes sharing a loopback IP are a devnet, as for RelaxIPRules.
+		MultiConnPerIP: cfg.MultiConnPerIP || loopback,
+		BanTime:        time.Duration(cfg.BanTime) * time.Second,
 	}
 	// The swarm's TCP port must equal the DHT's UDP port (dht-swarm §7.23).
 	// TCP is bound first and the DHT takes the same number; with
@@ -209,6 +238,10 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Node, er
 		Password: cfg.RPCPassword,
 		Port:     cfg.RPCPort,
 		AllowIP:  cfg.RPCAllowIP,
+
+		AllowedOrigins: cfg.RPCAllowedOrigin,
+		AllowedHosts:   cfg.RPCAllowedHost,
+
 		HTMLDir:  cfg.ResolvedHTMLDir(),
 		Logger:   log.With("part", "rpc"),
 		DM:       n.engine,
@@ -280,6 +313,9 @@ func (n *Node) Close() error {
 	}
 	if n.wallet != nil {
 		errs = append(errs, n.wallet.Close())
+	}
+	if n.cookie != "" {
+		errs = append(errs, config.RemoveCookie(n.cfg.DataDir, n.cookie))
 	}
 	return errors.Join(errs...)
 }
