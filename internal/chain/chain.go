@@ -696,6 +696,9 @@ type BlockInfo struct {
 	Header chainwire.BlockHeader
 	Hash   chainwire.Hash
 	Height int32
+	Size   int
+	OnMain bool           // part of the connected chain
+	Next   chainwire.Hash // the next main-chain block; zero at the tip or off the main chain
 	Spam   Spam
 	TxIDs  []chainwire.Hash
 	Users  []string // usernames registered or re-keyed in the block
@@ -706,6 +709,14 @@ type BlockInfo struct {
 func (c *Chain) Block(hash chainwire.Hash) (*BlockInfo, error) {
 	c.mu.RLock()
 	n := c.index[hash]
+	var onMain bool
+	var next chainwire.Hash
+	if n != nil {
+		onMain = c.onMainLocked(n)
+		if onMain && int(n.height)+1 < len(c.main) {
+			next = c.main[n.height+1].hash
+		}
+	}
 	c.mu.RUnlock()
 	if n == nil || n.status&stData == 0 {
 		return nil, fmt.Errorf("block %s: %w", hash, ErrNotFound)
@@ -719,7 +730,7 @@ func (c *Chain) Block(hash chainwire.Hash) (*BlockInfo, error) {
 	if err != nil {
 		return nil, fmt.Errorf("block %s: %w", hash, err)
 	}
-	bi := &BlockInfo{Header: n.hdr, Hash: n.hash, Height: n.height, Spam: data.Spam, TxIDs: data.TxIDs}
+	bi := &BlockInfo{Header: n.hdr, Hash: n.hash, Height: n.height, Size: int(data.Size), OnMain: onMain, Next: next, Spam: data.Spam, TxIDs: data.TxIDs}
 	for _, r := range data.Records {
 		bi.Users = append(bi.Users, r.User)
 	}

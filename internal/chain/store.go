@@ -28,6 +28,7 @@ var errCorrupt = errors.New("chain.db: corrupt record")
 
 // blockData is what the chain keeps of a checked block body.
 type blockData struct {
+	Size       uint32 // serialized block size (getblock's "size")
 	Spam       Spam
 	SpamScript []byte // tx[0]'s message script: what the spam signature signs
 	SpamSig    []byte // second push of tx[0]'s userName; empty for "nobody"
@@ -37,6 +38,7 @@ type blockData struct {
 
 func (d *blockData) encode() []byte {
 	b := []byte{1}
+	b = binary.LittleEndian.AppendUint32(b, d.Size)
 	b = chainwire.AppendVarBytes(b, []byte(d.Spam.User))
 	b = chainwire.AppendVarBytes(b, []byte(d.Spam.Message))
 	b = chainwire.AppendVarBytes(b, d.SpamScript)
@@ -61,6 +63,7 @@ func decodeBlockData(b []byte) (*blockData, error) {
 		return nil, fmt.Errorf("%w: block data version", errCorrupt)
 	}
 	d := &blockData{}
+	d.Size = binary.LittleEndian.Uint32(r.bytes(4))
 	d.Spam.User = string(r.varBytes())
 	d.Spam.Message = string(r.varBytes())
 	d.SpamScript = r.varBytes()

@@ -149,7 +149,7 @@ type Spam struct {
 // needs from a checked block.
 func newBlockData(b *chainwire.Block) *blockData {
 	recs, spam := extract(b)
-	d := &blockData{Spam: spam, SpamScript: bytes.Clone(b.Txs[0].Message), TxIDs: make([]chainwire.Hash, len(b.Txs)), Records: recs}
+	d := &blockData{Size: uint32(len(b.AppendTo(nil))), Spam: spam, SpamScript: bytes.Clone(b.Txs[0].Message), TxIDs: make([]chainwire.Hash, len(b.Txs)), Records: recs}
 	if p, err := chainwire.PushData(b.Txs[0].UserName); err == nil && len(p) >= 2 {
 		d.SpamSig = bytes.Clone(p[1])
 	}

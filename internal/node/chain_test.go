@@ -39,6 +39,15 @@ func TestChainRegistryStandalone(t *testing.T) {
 	if key != "033d30e84f48bfaa260b959f16e21e145069c98397b5f8130a33e742f1a6f5a392" {
 		t.Fatalf("dumppubkey bob: %q", key)
 	}
+	var count int64
+	json.Unmarshal(mustCall(t, c, "getblockcount"), &count)
+	var raw struct {
+		Height int64 `json:"height"`
+	}
+	json.Unmarshal(mustCall(t, c, "getrawtransaction", "carol", 1), &raw)
+	if count != 70 || raw.Height != 45 {
+		t.Fatalf("getblockcount %d, carol's latest tx at %d", count, raw.Height)
+	}
 	served := peer.TotalServed()
 	stop()
 

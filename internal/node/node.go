@@ -260,6 +260,9 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Node, er
 	if n.file != nil {
 		rcfg.Registrar = fileRegistrar{file: n.file}
 	}
+	if n.chain != nil {
+		rcfg.Chain = n.chain.chain
+	}
 	if n.upstream != nil {
 		rcfg.Upstream = n.upstream
 	}
