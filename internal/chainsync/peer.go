@@ -56,7 +56,17 @@ type peer struct {
 	orphans     int
 	blocksGot   int
 	startedAt   time.Time
+	// pending are received blocks not stored yet: stored together in one
+	// chain.db commit (a batch fills up, or the peer pauses).
+	pending []*chainwire.Block
 }
+
+// Block batching: at most maxBatch blocks (≤ 50 kB each) wait, at most
+// batchWait after the last message.
+const (
+	maxBatch  = 64
+	batchWait = 10 * time.Millisecond
+)
 
 func newPeer(s *Syncer, ap netip.AddrPort) *peer {
 	return &peer{s: s, addr: ap, kickCh: make(chan struct{}, 1), inflight: make(map[chainwire.Hash]time.Time)}
@@ -138,11 +148,22 @@ func (p *peer) run(ctx context.Context) error {
 	}
 	tick := time.NewTicker(min(cfg.StallTimeout/4, time.Second))
 	defer tick.Stop()
+	flush := time.NewTimer(time.Hour)
+	flush.Stop()
+	defer flush.Stop()
+	defer p.releasePending()
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-flush.C:
+			if err := p.flush(); err != nil {
+				return err
+			}
 		case r := <-msgs:
+			if len(p.pending) > 0 {
+				flush.Reset(batchWait)
+			}
 			if r.err != nil {
 				if ctx.Err() != nil {
 					return ctx.Err()
@@ -151,6 +172,9 @@ func (p *peer) run(ctx context.Context) error {
 			}
 			if err := p.handle(r.m); err != nil {
 				return err
+			}
+			if len(p.pending) > 0 {
+				flush.Reset(batchWait)
 			}
 		case <-p.kickCh:
 			if err := p.requestBlocks(); err != nil {
@@ -262,24 +286,15 @@ func (p *peer) handle(m chainwire.Message) error {
 			}
 		}
 	case *chainwire.MsgBlock:
-		h := m.Block.Header.Hash()
-		if _, ok := p.inflight[h]; ok {
-			delete(p.inflight, h)
-			p.s.releaseBlock(h)
-		}
-		err := c.AddBlocks([]*chainwire.Block{m.Block})
-		switch {
-		case errors.Is(err, chain.ErrOrphan):
-			if p.headersSent.IsZero() {
-				return p.getHeaders()
+		// It stays in the shared in-flight set until stored, so no other
+		// peer is asked for it meanwhile; this peer may ask for more now.
+		delete(p.inflight, m.Block.Header.Hash())
+		p.pending = append(p.pending, m.Block)
+		if len(p.pending) >= maxBatch {
+			if err := p.flush(); err != nil {
+				return err
 			}
-		case errors.Is(err, chain.ErrRejected):
-		case err != nil:
-			return banIf(err)
 		}
-		p.blocksGot++
-		rate := float64(p.blocksGot) / max(p.s.cfg.Now().Sub(p.startedAt).Seconds(), 1e-3)
-		p.s.progress(rate)
 		return p.requestBlocks()
 	case *chainwire.MsgNotFound:
 		for _, it := range m.Items {
@@ -297,6 +312,40 @@ func (p *peer) handle(m chainwire.Message) error {
 		return &misbehaving{errors.New("duplicate version")}
 	}
 	return nil
+}
+
+// flush stores the pending blocks in one commit.
+func (p *peer) flush() error {
+	if len(p.pending) == 0 {
+		return nil
+	}
+	batch := p.pending
+	p.pending = nil
+	err := p.s.c.AddBlocks(batch)
+	for _, b := range batch {
+		p.s.releaseBlock(b.Header.Hash())
+	}
+	switch {
+	case errors.Is(err, chain.ErrOrphan):
+		if p.headersSent.IsZero() {
+			return p.getHeaders()
+		}
+	case errors.Is(err, chain.ErrRejected):
+	case err != nil:
+		return banIf(err)
+	}
+	p.blocksGot += len(batch)
+	rate := float64(p.blocksGot) / max(p.s.cfg.Now().Sub(p.startedAt).Seconds(), 1e-3)
+	p.s.progress(rate)
+	return p.requestBlocks()
+}
+
+// releasePending frees, when the peer goes, blocks received but not stored.
+func (p *peer) releasePending() {
+	for _, b := range p.pending {
+		p.s.releaseBlock(b.Header.Hash())
+	}
+	p.pending = nil
 }
 
 // requestBlocks asks for missing bodies of the best header chain.
