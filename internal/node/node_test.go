@@ -200,7 +200,6 @@ func TestBadConfigRefusedBeforeAnything(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "d")
 	for name, mod := range map[string]func(*config.Config){
 		"password == user": func(c *config.Config) { c.RPCPassword = c.RPCUser },
-		"no registry":      func(c *config.Config) { c.Registry = "" },
 		"upstream is self": func(c *config.Config) {
 			c.Upstream = "http://u:p@127.0.0.1:" + itoa(c.RPCPort)
 		},
