@@ -1,6 +1,7 @@
 package twproto
 
 import (
+	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hmac"
@@ -293,6 +294,19 @@ func DecodeEnvelope(raw []byte) (*Envelope, error) {
 	mac, _ := bstring(m["mac"])
 	orig, _ := bint(m["orig"])
 	return &Envelope{Body: []byte(body), Key: []byte(key), Mac: []byte(mac), Orig: orig}, nil
+}
+
+// envelopeFromSpans is DecodeEnvelope for a dict validated by scanEntry.
+func envelopeFromSpans(m map[string]bencode.Bytes) *Envelope {
+	field := func(name string) []byte {
+		if v := m[name]; len(v) > 0 && v[0] >= '0' && v[0] <= '9' {
+			s, _, _ := scanString(v, 0)
+			return bytes.Clone(s)
+		}
+		return []byte{}
+	}
+	orig, _ := spanInt(m["orig"])
+	return &Envelope{Body: field("body"), Key: field("key"), Mac: field("mac"), Orig: orig}
 }
 
 var _ bencode.Marshaler = (*Envelope)(nil)
