@@ -296,17 +296,32 @@ func DecodeEnvelope(raw []byte) (*Envelope, error) {
 	return &Envelope{Body: []byte(body), Key: []byte(key), Mac: []byte(mac), Orig: orig}, nil
 }
 
-// envelopeFromSpans is DecodeEnvelope for a dict validated by scanEntry.
-func envelopeFromSpans(m map[string]bencode.Bytes) *Envelope {
-	field := func(name string) []byte {
-		if v := m[name]; len(v) > 0 && v[0] >= '0' && v[0] <= '9' {
-			s, _, _ := scanString(v, 0)
-			return bytes.Clone(s)
+// envelopeFromSpan is DecodeEnvelope for a dict validated by scanEntry.
+func envelopeFromSpan(d []byte) *Envelope {
+	e := &Envelope{Body: []byte{}, Key: []byte{}, Mac: []byte{}}
+	_, _ = scanDict(d, 0, 0, func(k, v []byte) {
+		var dst *[]byte
+		switch string(k) {
+		case "body":
+			dst = &e.Body
+		case "key":
+			dst = &e.Key
+		case "mac":
+			dst = &e.Mac
+		case "orig":
+			e.Orig, _ = spanInt(v)
+			return
+		default:
+			return
 		}
-		return []byte{}
-	}
-	orig, _ := spanInt(m["orig"])
-	return &Envelope{Body: field("body"), Key: field("key"), Mac: field("mac"), Orig: orig}
+		if v[0] >= '0' && v[0] <= '9' {
+			s, _, _ := scanString(v, 0)
+			*dst = bytes.Clone(s)
+		} else {
+			*dst = []byte{}
+		}
+	})
+	return e
 }
 
 var _ bencode.Marshaler = (*Envelope)(nil)

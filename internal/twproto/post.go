@@ -85,9 +85,17 @@ func DecodePost(raw []byte) (*Post, error) {
 	if raw[0] != 'd' || scanEntry(raw) != nil {
 		return nil, postErrorf("missing post or signature.")
 	}
-	top := spanDict(raw)
-	upRaw, ok := top["userpost"]
-	sig, sigOK := spanString(top["sig_userpost"])
+	var upRaw, sigRaw []byte
+	ok := false
+	_, _ = scanDict(raw, 0, 0, func(k, v []byte) {
+		switch string(k) {
+		case "userpost":
+			upRaw, ok = v, true
+		case "sig_userpost":
+			sigRaw = v
+		}
+	})
+	sig, sigOK := spanString(sigRaw)
 	if !ok || len(upRaw) == 0 || upRaw[0] != 'd' || !sigOK || sig == "" {
 		return nil, postErrorf("missing post or signature.")
 	}
@@ -102,7 +110,7 @@ func DecodePost(raw []byte) (*Post, error) {
 	p.Msg, p.HasMsg = spanString(up["msg"])
 	p.Msg2, _ = spanString(up["msg2"])
 	if d, ok := up["dm"]; ok && len(d) > 0 && d[0] == 'd' {
-		p.DM = envelopeFromSpans(spanDict(d))
+		p.DM = envelopeFromSpan(d)
 		p.Flags = FlagDM
 	} else if pf, ok := up["pfav"]; ok && len(pf) > 0 && pf[0] == 'd' {
 		p.Flags = FlagPFav

@@ -170,7 +170,9 @@ func validInt(s []byte) bool {
 // spanDict returns the value spans of a dict already validated by
 // scanEntry (they alias b).
 func spanDict(b []byte) map[string]bencode.Bytes {
-	m := make(map[string]bencode.Bytes, 8)
+	n := 0
+	_, _ = scanDict(b, 0, 0, func(_, _ []byte) { n++ })
+	m := make(map[string]bencode.Bytes, n)
 	_, _ = scanDict(b, 0, 0, func(k, v []byte) { m[string(k)] = bencode.Bytes(v) })
 	return m
 }
