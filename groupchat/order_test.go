@@ -143,9 +143,13 @@ func (f *factory) receive(posts []*twproto.Post, order []int, authors []string) 
 	must(f.t, err)
 	net.SetSink(e)
 	defer net.SetSink(nil)
+	defer e.Close()
 	for _, i := range order {
 		must(f.t, e.HandlePost(ctx, posts[i]))
 	}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	must(f.t, e.WaitRetries(wctx)) // the background retry of pending posts
 	aliases, err := w.GroupAliases()
 	must(f.t, err)
 	st := groupState{convs: map[string][]string{}}
