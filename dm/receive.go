@@ -116,7 +116,10 @@ func (e *Engine) registerGroup(tx *msgstore.Tx, wif, desc, member, invitedBy str
 		// A key in the wallet without a group record is one whose first
 		// registration did not commit (the wallet is a separate file):
 		// retry the pending posts for it as for a new key.
-		fx.newKeys = append(fx.newKeys, wallet.NamedKey{Name: alias, Key: key})
+		if err := tx.AddRetry(alias); err != nil {
+			return err
+		}
+		fx.retry = true
 		e.log.Info("new group", "alias", alias, "invited_by", invitedBy)
 	}
 	if !created && member == invitedBy {

@@ -70,6 +70,7 @@ func realNode(t *testing.T, h *hub, reg KeySource) (*testServer, *Feed) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { engine.Close() }) // its background retry, before the store
 	groups, err := groupchat.New(groupchat.Config{Engine: engine, Wallet: w, Store: store, Logger: discardLogger()})
 	if err != nil {
 		t.Fatal(err)

@@ -96,7 +96,7 @@ func (d *devnetRun) waitLine(t *testing.T, re *regexp.Regexp) string {
 		select {
 		case l, ok := <-d.lines:
 			if !ok {
-				t.Fatalf("devnet ended without printing %v", re)
+				t.Fatalf("devnet ended without printing %v:\n%s", re, d.out.String())
 			}
 			if re.MatchString(l) {
 				return l
