@@ -112,6 +112,7 @@ func (f *factory) template(authors []string) string {
 		must(f.t, e.Follow(ctx, u, authors))
 	}
 	net.SetSink(nil)
+	must(f.t, e.Close())
 	must(f.t, w.Close())
 	must(f.t, s.Close())
 	f.tmpl = dir
@@ -143,9 +144,13 @@ func (f *factory) receive(posts []*twproto.Post, order []int, authors []string) 
 	must(f.t, err)
 	net.SetSink(e)
 	defer net.SetSink(nil)
+	defer e.Close()
 	for _, i := range order {
 		must(f.t, e.HandlePost(ctx, posts[i]))
 	}
+	// The retry of pending posts with a new key runs in the background,
+	// interleaved with the posts above: only its end is waited for.
+	must(f.t, e.WaitRetries(ctx))
 	aliases, err := w.GroupAliases()
 	must(f.t, err)
 	st := groupState{convs: map[string][]string{}}
