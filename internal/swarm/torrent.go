@@ -8,8 +8,6 @@ import (
 	"net/netip"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/twgroupd/twgroupd/internal/twproto"
 )
 
@@ -126,7 +124,7 @@ func (t *torrent) addPiece(p *twproto.Post, batch bool) (bool, error) {
 		}
 	case inline:
 		// Nothing for the sink (not a DM, or seen): store without queueing.
-		added, err = s.store.putPieceWith(t.user, p.K, meta, p.Raw, func(*bolt.Tx) error { return nil })
+		added, err = s.store.putPieceQueued(t.user, p.K, meta, p.Raw, batch, false)
 	default:
 		added, err = s.store.putPiece(t.user, p.K, meta, p.Raw, batch)
 	}
