@@ -334,3 +334,24 @@ func TestWriteTimeout(t *testing.T) {
 	}
 	t.Logf("%d of %d bytes before the server gave up (%v)", n, size, err)
 }
+
+// FuzzOriginHost: hostile Origin and Host headers never panic the checks,
+// and an origin accepted as the server's own is the Host's.
+func FuzzOriginHost(f *testing.F) {
+	for _, s := range [][2]string{{"http://127.0.0.1:28332", "127.0.0.1:28332"}, {"null", "x"}, {"http://[::1]:1", "[::1]:1"},
+		{"https://a:443", "a"}, {"http://user@h", "h"}, {"http://%zz", "%zz"}, {"http://h:80/", "h:80"}} {
+		f.Add(s[0], s[1])
+	}
+	s, err := New(Config{User: "u", Password: "p", AllowedOrigins: []string{"https://tw.example.org"}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, origin, host string) {
+		_ = s.hostAllowed(host)
+		if s.originAllowed(origin, host) && origin != "" {
+			if _, ok := normalizeOrigin(origin); !ok {
+				t.Fatalf("accepted an origin that does not parse: %q", origin)
+			}
+		}
+	})
+}
