@@ -215,6 +215,10 @@ type Engine struct {
 	retryBusy chan struct{} // holds a token while a pass runs
 	hotCalls  atomic.Int32  // hot-path calls in progress (retry.go)
 	hotLast   atomic.Int64  // when the last one ended, unix ns
+
+	// Members each group made us follow (at most MaxGroupFollows each).
+	groupMu      sync.Mutex
+	groupFollows map[string]map[string]bool
 }
 
 // New builds an Engine.
@@ -227,7 +231,8 @@ func New(cfg Config) (*Engine, error) {
 		notify: cfg.Notify, log: cfg.Logger, now: cfg.Now,
 		pendMax: cfg.PendingMax, pendAge: cfg.PendingMaxAge,
 		retryKick: make(chan struct{}, 1), retryDone: make(chan struct{}),
-		retryBusy: make(chan struct{}, 1),
+		retryBusy:    make(chan struct{}, 1),
+		groupFollows: map[string]map[string]bool{},
 	}
 	if e.pendMax <= 0 {
 		e.pendMax = DefaultPendingMax
@@ -305,9 +310,16 @@ func (e *Engine) ownerOf(pub []byte) (string, error) {
 // effects are what a committed transaction asks for afterwards.
 type effects struct {
 	events []Event
-	follow []string
-	retry  bool // a retry job was recorded
+	follow []groupMember // members announced in a held group
+	retry  bool          // a retry job was recorded
 }
+
+type groupMember struct{ group, user string }
+
+// MaxGroupFollows caps the swarms one group makes this node follow: a
+// member list is written by any member, and each name would cost a swarm
+// (DHT lookups, connections) at every start (issue #11).
+const MaxGroupFollows = 64
 
 // HandlePost is the entry point for every received or locally published
 // piece; p has passed twproto.ValidatePost. A post seen before (same author
@@ -453,14 +465,63 @@ func (e *Engine) after(ctx context.Context, fx effects) {
 			e.notify(ev)
 		}
 	}
-	for _, u := range fx.follow {
-		if err := e.net.Follow(ctx, u); err != nil {
-			e.log.Warn("cannot follow group member", "user", u, "err", err)
-		}
+	for _, m := range fx.follow {
+		e.followGroupMember(ctx, m.group, m.user)
 	}
 	if fx.retry {
 		e.kickRetry()
 	}
+}
+
+// followGroupMember starts the swarm of a member announced in group: only
+// for a registered user (a member list may name anyone), and at most
+// MaxGroupFollows members per group. Callers check that the group is held.
+func (e *Engine) followGroupMember(ctx context.Context, group, user string) {
+	e.groupMu.Lock()
+	set := e.groupFollows[group]
+	done, full := set[user], len(set) >= MaxGroupFollows
+	e.groupMu.Unlock()
+	if done {
+		return
+	}
+	if full {
+		e.log.Debug("group member not followed: the group's cap is reached", "group", group, "user", user, "cap", MaxGroupFollows)
+		return
+	}
+	if _, err := e.keys.UserKey(ctx, user, -1); err != nil {
+		e.log.Debug("group member not followed", "group", group, "user", user, "err", err)
+		return
+	}
+	e.groupMu.Lock()
+	set = e.groupFollows[group]
+	if set == nil {
+		set = map[string]bool{}
+		e.groupFollows[group] = set
+	}
+	if set[user] || len(set) >= MaxGroupFollows {
+		e.groupMu.Unlock()
+		return
+	}
+	set[user] = true
+	e.groupMu.Unlock()
+	if err := e.net.Follow(ctx, user); err != nil {
+		e.log.Warn("cannot follow group member", "group", group, "user", user, "err", err)
+	}
+}
+
+// groupHeld reports whether a local user takes part in group: a member
+// that has not left it. Only then do its member lists start swarms.
+func groupHeld(tx *msgstore.Tx, group string) bool {
+	g, ok := tx.Group(group)
+	if !ok {
+		return false
+	}
+	for _, m := range g.Members {
+		if tx.HasUser(m) && !tx.IsIgnored(m, group) {
+			return true
+		}
+	}
+	return false
 }
 
 func (e *Engine) storedPost(ref msgstore.PostRef) (*twproto.Post, error) {
@@ -529,8 +590,9 @@ func (e *Engine) rescanAuthor(ctx context.Context, author string) error {
 }
 
 // Resume asks the network for every swarm the engine needs: the users each
-// local user follows, every member of every group, and the local users
-// (twisterd starts the same torrents at startup, spec §6.5).
+// local user follows, the local users, and the members of each group a
+// local user takes part in (twisterd starts every group member's torrent at
+// startup, spec §6.5; here only registered ones, MaxGroupFollows per group).
 func (e *Engine) Resume(ctx context.Context) error {
 	users, err := e.wallet.Users()
 	if err != nil {
@@ -540,6 +602,7 @@ func (e *Engine) Resume(ctx context.Context) error {
 	for _, u := range users {
 		want[u] = true
 	}
+	var members []groupMember
 	err = e.store.View(func(tx *msgstore.Tx) error {
 		for _, u := range tx.Users() {
 			for _, f := range tx.Following(u) {
@@ -547,9 +610,13 @@ func (e *Engine) Resume(ctx context.Context) error {
 			}
 		}
 		for _, a := range tx.Groups() {
+			if !groupHeld(tx, a) {
+				continue
+			}
 			g, _ := tx.Group(a)
-			for _, m := range g.Members {
-				want[m] = true
+			// A bounded look at a list anyone in the group can grow.
+			for _, m := range g.Members[:min(len(g.Members), 4*MaxGroupFollows)] {
+				members = append(members, groupMember{group: a, user: m})
 			}
 		}
 		return nil
@@ -567,6 +634,12 @@ func (e *Engine) Resume(ctx context.Context) error {
 		if err := e.net.Follow(ctx, u); err != nil {
 			e.log.Warn("resume: cannot follow", "user", u, "err", err)
 		}
+	}
+	for _, m := range members {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		e.followGroupMember(ctx, m.group, m.user)
 	}
 	return nil
 }

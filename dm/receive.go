@@ -62,7 +62,13 @@ func (e *Engine) apply(tx *msgstore.Tx, p *twproto.Post, to string, plain []byte
 				if err := e.notifyNewGroupMember(tx, to, m, from, utcTime, k, fx); err != nil {
 					return err
 				}
-				fx.follow = append(fx.follow, m)
+			}
+			// Swarms only for a group a local user takes part in; the
+			// registry check and the cap are followGroupMember's.
+			if groupHeld(tx, to) {
+				for _, m := range pl.Members {
+					fx.follow = append(fx.follow, groupMember{group: to, user: m})
+				}
 			}
 			return nil
 		}

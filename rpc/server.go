@@ -80,6 +80,7 @@ type Config struct {
 	Groups   GroupService
 	Wallet   Wallet
 	Registry KeySource
+	Chain    Chain // the light blockchain (-registry=chain); nil: chain methods go upstream
 	DHT      DHTNode
 	Swarm    Swarm
 	Node     NodeInfo

@@ -133,6 +133,9 @@ func (s *Server) methodTable() (map[string]*method, []string) {
 			help: "dhtput <username> <resource> <s(ingle)/m(ulti)> <value> <sig_user> <seq>\n" +
 				"Store resource in dht network"},
 	}
+	if s.cfg.Chain != nil {
+		rows = append(rows, s.chainMethods()...) // else they go upstream
+	}
 	table := make(map[string]*method, len(rows))
 	for _, m := range rows {
 		table[m.name] = m

@@ -3,7 +3,7 @@
 // client with one command per RPC method, used like twisterd's own client:
 //
 //	twgroupd -rpcuser=u -rpcpassword=p creategroup "my group"
-//	twgroupd newgroupinvite alice 5 '*abcdefgh' '["bob"]'
+//	twgroupd newgroupinvite alice 5 '*abcdefgh' '["alice","bob"]'
 //
 // It owns the command line: flags (bitcoind-style single dash or --),
 // subcommands, output and exit status. Protocol details live in internal/

@@ -125,8 +125,7 @@ func (c *Chain) load(genesis *chainwire.Block) error {
 		meta := tx.Bucket(bktMeta)
 		if g := meta.Get(keyGen); g == nil {
 			hb := genesis.Header.Bytes()
-			recs, spam := extract(genesis)
-			data := &blockData{Spam: spam, TxIDs: txids(genesis), Records: recs}
+			data := newBlockData(genesis)
 			if err := meta.Put(keyGen, gh[:]); err != nil {
 				return err
 			}
@@ -202,14 +201,6 @@ func (c *Chain) load(genesis *chainwire.Block) error {
 		}
 		return nil
 	})
-}
-
-func txids(b *chainwire.Block) []chainwire.Hash {
-	out := make([]chainwire.Hash, len(b.Txs))
-	for i := range b.Txs {
-		out[i] = b.Txs[i].Hash()
-	}
-	return out
 }
 
 // Tip is the connected chain's tip: the height the registry answers for.
@@ -449,8 +440,7 @@ func (c *Chain) AddBlocks(blocks []*chainwire.Block) error {
 				// fine with another body, so only this peer is at fault.
 				break
 			}
-			recs, spam := extract(b)
-			data := &blockData{Spam: spam, TxIDs: txids(b), Records: recs}
+			data := newBlockData(b)
 			if err := tx.Bucket(bktBlk).Put(n.hash[:], data.encode()); err != nil {
 				return err
 			}
@@ -585,6 +575,9 @@ func (c *Chain) connect(tx *bolt.Tx, n *node) error {
 		return fmt.Errorf("block %s: %w", n.hash, err)
 	}
 	users := tx.Bucket(bktUser)
+	if err := checkSpamSig(users, data); err != nil {
+		return fmt.Errorf("%w: block %s at %d: %v", ErrInvalid, n.hash, n.height, err)
+	}
 	for _, r := range data.Records {
 		old := users.Get([]byte(r.User))
 		if old != nil {
@@ -602,6 +595,35 @@ func (c *Chain) connect(tx *bolt.Tx, n *node) error {
 		}
 	}
 	return tx.Bucket(bktMain).Put(heightKey(n.height), n.hash[:])
+}
+
+// checkSpamSig is ConnectBlock's spam check: unless the spam user is
+// "nobody", tx[0] carries a compact signature of its message script by
+// the user's key as of the previous blocks (this block's own registrations
+// are indexed only after the check).
+func checkSpamSig(users *bolt.Bucket, d *blockData) error {
+	if d.Spam.User == "nobody" {
+		return nil
+	}
+	if len(d.SpamSig) == 0 {
+		return errors.New("spam signature missing")
+	}
+	v := users.Get([]byte(d.Spam.User))
+	if v == nil {
+		return fmt.Errorf("spam signed by unknown user %q", d.Spam.User)
+	}
+	es, err := decodeEntries(v)
+	if err != nil || len(es) == 0 {
+		return fmt.Errorf("user %q: %v", d.Spam.User, err)
+	}
+	rec, err := twproto.RecoverPubKey(d.SpamScript, d.SpamSig)
+	if err != nil {
+		return fmt.Errorf("RecoverCompact failed for spammsg: %v", err)
+	}
+	if !bytes.Equal(rec, es[len(es)-1].PubKey) {
+		return errors.New("spam signature verification failed")
+	}
+	return nil
 }
 
 // checkReplacement is verifyDuplicateOrReplacementTx: the same tx again,
@@ -674,6 +696,9 @@ type BlockInfo struct {
 	Header chainwire.BlockHeader
 	Hash   chainwire.Hash
 	Height int32
+	Size   int
+	OnMain bool           // part of the connected chain
+	Next   chainwire.Hash // the next main-chain block; zero at the tip or off the main chain
 	Spam   Spam
 	TxIDs  []chainwire.Hash
 	Users  []string // usernames registered or re-keyed in the block
@@ -684,6 +709,14 @@ type BlockInfo struct {
 func (c *Chain) Block(hash chainwire.Hash) (*BlockInfo, error) {
 	c.mu.RLock()
 	n := c.index[hash]
+	var onMain bool
+	var next chainwire.Hash
+	if n != nil {
+		onMain = c.onMainLocked(n)
+		if onMain && int(n.height)+1 < len(c.main) {
+			next = c.main[n.height+1].hash
+		}
+	}
 	c.mu.RUnlock()
 	if n == nil || n.status&stData == 0 {
 		return nil, fmt.Errorf("block %s: %w", hash, ErrNotFound)
@@ -697,7 +730,7 @@ func (c *Chain) Block(hash chainwire.Hash) (*BlockInfo, error) {
 	if err != nil {
 		return nil, fmt.Errorf("block %s: %w", hash, err)
 	}
-	bi := &BlockInfo{Header: n.hdr, Hash: n.hash, Height: n.height, Spam: data.Spam, TxIDs: data.TxIDs}
+	bi := &BlockInfo{Header: n.hdr, Hash: n.hash, Height: n.height, Size: int(data.Size), OnMain: onMain, Next: next, Spam: data.Spam, TxIDs: data.TxIDs}
 	for _, r := range data.Records {
 		bi.Users = append(bi.Users, r.User)
 	}

@@ -289,3 +289,37 @@ func BenchmarkHeadersVerified(b *testing.B) {
 	}
 	b.ReportMetric(float64(len(hdrs)*b.N)/b.Elapsed().Seconds(), "headers/s")
 }
+
+// ConnectBlock's spam rule: a spam tx naming a user must carry that user's
+// signature of the message; "nobody" needs none.
+func TestSpamSignature(t *testing.T) {
+	p := chaintest.Params(0)
+	alice, eve := testKey(t, 1), testKey(t, 5)
+	a := chaintest.NewBuilder(p)
+	a.Add(600, 0, chaintest.Registration(p, "alice", alice.PubKey()))
+	good := a.Fork(1)
+	good.AddSpam(chaintest.SignedSpamTx("alice", "hello from alice", 1, alice))
+	forged := a.Fork(1)
+	forged.AddSpam(chaintest.SignedSpamTx("alice", "not alice", 2, eve))
+	unsigned := a.Fork(1)
+	unsigned.AddSpam(chaintest.SpamTx("alice", "no signature", 3))
+	unknown := a.Fork(1)
+	unknown.AddSpam(chaintest.SignedSpamTx("bob", "bob is not registered", 4, eve))
+	for name, b := range map[string]*chaintest.Builder{"forged": forged, "unsigned": unsigned, "unknown user": unknown} {
+		c, _ := openTest(t, p, chain.Options{})
+		if err := c.AddBlocks(b.Blocks[1:]); err != nil {
+			t.Fatal(err)
+		}
+		if c.Tip().Height != 1 {
+			t.Errorf("%s spam connected: tip %d", name, c.Tip().Height)
+		}
+	}
+	c, _ := openTest(t, p, chain.Options{})
+	if err := c.AddBlocks(good.Blocks[1:]); err != nil || c.Tip().Height != 2 {
+		t.Fatalf("signed spam: %v, tip %d", err, c.Tip().Height)
+	}
+	bi, err := c.Block(good.Tip().Header.Hash())
+	if err != nil || bi.Spam.User != "alice" || bi.Spam.Message != "hello from alice" {
+		t.Fatalf("spam kept: %+v %v", bi, err)
+	}
+}

@@ -28,15 +28,21 @@ var errCorrupt = errors.New("chain.db: corrupt record")
 
 // blockData is what the chain keeps of a checked block body.
 type blockData struct {
-	Spam    Spam
-	TxIDs   []chainwire.Hash
-	Records []Record
+	Size       uint32 // serialized block size (getblock's "size")
+	Spam       Spam
+	SpamScript []byte // tx[0]'s message script: what the spam signature signs
+	SpamSig    []byte // second push of tx[0]'s userName; empty for "nobody"
+	TxIDs      []chainwire.Hash
+	Records    []Record
 }
 
 func (d *blockData) encode() []byte {
 	b := []byte{1}
+	b = binary.LittleEndian.AppendUint32(b, d.Size)
 	b = chainwire.AppendVarBytes(b, []byte(d.Spam.User))
 	b = chainwire.AppendVarBytes(b, []byte(d.Spam.Message))
+	b = chainwire.AppendVarBytes(b, d.SpamScript)
+	b = chainwire.AppendVarBytes(b, d.SpamSig)
 	b = chainwire.AppendCompactSize(b, uint64(len(d.TxIDs)))
 	for _, id := range d.TxIDs {
 		b = append(b, id[:]...)
@@ -57,8 +63,11 @@ func decodeBlockData(b []byte) (*blockData, error) {
 		return nil, fmt.Errorf("%w: block data version", errCorrupt)
 	}
 	d := &blockData{}
+	d.Size = binary.LittleEndian.Uint32(r.bytes(4))
 	d.Spam.User = string(r.varBytes())
 	d.Spam.Message = string(r.varBytes())
+	d.SpamScript = r.varBytes()
+	d.SpamSig = r.varBytes()
 	n := r.count(32)
 	for i := 0; i < n && r.err == nil; i++ {
 		var h chainwire.Hash

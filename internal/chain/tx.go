@@ -145,6 +145,20 @@ type Spam struct {
 	Message string
 }
 
+// newBlockData keeps what the registry (and the spam check at connect)
+// needs from a checked block.
+func newBlockData(b *chainwire.Block) *blockData {
+	recs, spam := extract(b)
+	d := &blockData{Size: uint32(len(b.AppendTo(nil))), Spam: spam, SpamScript: bytes.Clone(b.Txs[0].Message), TxIDs: make([]chainwire.Hash, len(b.Txs)), Records: recs}
+	if p, err := chainwire.PushData(b.Txs[0].UserName); err == nil && len(p) >= 2 {
+		d.SpamSig = bytes.Clone(p[1])
+	}
+	for i := range b.Txs {
+		d.TxIDs[i] = b.Txs[i].Hash()
+	}
+	return d
+}
+
 // extract keeps what the registry needs from a checked block.
 func extract(b *chainwire.Block) ([]Record, Spam) {
 	var recs []Record

@@ -55,6 +55,14 @@ type Config struct {
 	Bind             string   // bind: IP the DHT and swarm listen on; "" for all (twisterd's 0.0.0.0)
 	Bootstrap        []string // bootstrap/addnode: host:port of DHT peers to start from
 	Registry         string   // path of a local registry file (absolute); "" for none
+	// Chain: the registry is read from the blockchain itself (registry=chain,
+	// or neither registry nor upstream given); docs/registry.md.
+	Chain         bool
+	Connect       []string // connect: the only chain P2P peers (host:port)
+	AddNode       []string // addnode: chain P2P peers kept connected (also DHT bootstrap, see cli.md)
+	SeedNode      []string // seednode: chain P2P peers asked for addresses
+	NoDNSSeed     bool     // dnsseed=0: no DNS seeds for chain peers
+	NoCheckpoints bool     // checkpoints=0: ignore the hard checkpoints (private chains)
 	// MultiConnPerIP: multiconnperip, several swarm connections from one
 	// IP (implied when bound to loopback, where devnet nodes share an IP).
 	MultiConnPerIP bool
@@ -179,7 +187,28 @@ func settings() []setting {
 			return nil
 		}},
 		{"bootstrap", kindList, "", "DHT peer host:port to bootstrap from (repeatable)", applyBootstrap},
-		{"addnode", kindList, "", "same as -bootstrap (twister.conf name)", applyBootstrap},
+		{"addnode", kindList, "", "chain P2P peer host:port kept connected; also a DHT bootstrap address, as -bootstrap (repeatable)", func(c *Config, v []string) error {
+			c.AddNode = append(c.AddNode, v...)
+			return applyBootstrap(c, v)
+		}},
+		{"connect", kindList, "", "connect only to this chain P2P peer host:port (repeatable; -registry=chain)", func(c *Config, v []string) error {
+			c.Connect = append(c.Connect, v...)
+			return checkHostPorts(v)
+		}},
+		{"seednode", kindList, "", "chain P2P peer host:port to learn addresses from (repeatable)", func(c *Config, v []string) error {
+			c.SeedNode = append(c.SeedNode, v...)
+			return checkHostPorts(v)
+		}},
+		{"dnsseed", kindBool, "1", "find chain peers through DNS seeds when the address book is empty (0: never)", func(c *Config, v []string) error {
+			b, err := parseBool(v[0], false)
+			c.NoDNSSeed = !b
+			return err
+		}},
+		{"checkpoints", kindBool, "1", "enforce the hard chain checkpoints (0 for a private chain, as twisterd)", func(c *Config, v []string) error {
+			b, err := parseBool(v[0], false)
+			c.NoCheckpoints = !b
+			return err
+		}},
 		{"multiconnperip", kindBool, "", "allow several swarm connections from one IP (default: one per IP per swarm; implied with a loopback -bind)", func(c *Config, v []string) error {
 			b, err := parseBool(v[0], true)
 			c.MultiConnPerIP = b
@@ -193,7 +222,11 @@ func settings() []setting {
 			c.BanTime = n
 			return nil
 		}},
-		{"registry", kindString, "", "local registry file of usernames and keys (devnet, tests); see docs/registry.md", func(c *Config, v []string) error {
+		{"registry", kindString, "", "\"chain\" (the default without -upstream: read the twister blockchain) or a local registry file of usernames and keys (devnet, tests); see docs/registry.md", func(c *Config, v []string) error {
+			if v[0] == "chain" {
+				c.Chain, c.Registry = true, ""
+				return nil
+			}
 			c.Registry = v[0]
 			return nil
 		}},
@@ -201,6 +234,14 @@ func settings() []setting {
 }
 
 func applyBootstrap(c *Config, v []string) error {
+	if err := checkHostPorts(v); err != nil {
+		return err
+	}
+	c.Bootstrap = append(c.Bootstrap, v...)
+	return nil
+}
+
+func checkHostPorts(v []string) error {
 	for _, hp := range v {
 		host, port, err := net.SplitHostPort(hp)
 		if err != nil || host == "" {
@@ -210,7 +251,6 @@ func applyBootstrap(c *Config, v []string) error {
 			return fmt.Errorf("%q: %w", hp, err)
 		}
 	}
-	c.Bootstrap = append(c.Bootstrap, v...)
 	return nil
 }
 

@@ -32,8 +32,6 @@ import (
 	"github.com/twgroupd/twgroupd/wallet"
 )
 
-var errNoRegistry = errors.New("no user registry: set -registry=<file> for a private network or -upstream=<twisterd url>")
-
 // Node is one running daemon.
 type Node struct {
 	cfg      config.Config
@@ -42,6 +40,7 @@ type Node struct {
 	store    *msgstore.Store
 	keys     registry.Registry
 	file     *registry.File // nil unless a local registry file is used
+	chain    *chainSource   // nil unless the registry is the blockchain (chain.go)
 	upstream *upstream.Client
 	dht      *dht.Node
 	swarm    *swarm.Swarm
@@ -53,6 +52,8 @@ type Node struct {
 	stopOnce sync.Once
 	stop     chan struct{}
 	cookie   string // the password in <datadir>/.cookie, removed at Close
+
+	upstreamSync time.Duration // period of syncUpstream (tests shorten it)
 }
 
 // Run runs the daemon until ctx ends or the stop RPC is called; ready is
@@ -80,9 +81,6 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Node, er
 			return nil, err
 		}
 	}
-	if cfg.Registry == "" && cfg.Upstream == "" {
-		return nil, errNoRegistry
-	}
 	if cfg.Upstream != "" {
 		self, err := upstream.PointsAtSelf(ctx, cfg.Upstream, cfg.RPCPort)
 		if err != nil {
@@ -92,7 +90,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Node, er
 			return nil, fmt.Errorf("-upstream %s is this node's own RPC address (rpcport %d): point it at twisterd's rpcport", config.RedactURL(cfg.Upstream), cfg.RPCPort)
 		}
 	}
-	n := &Node{cfg: cfg, log: log, stop: make(chan struct{})}
+	n := &Node{cfg: cfg, log: log, stop: make(chan struct{}), upstreamSync: defaultUpstreamSync}
 	defer func() {
 		if err != nil {
 			n.Close()
@@ -121,6 +119,10 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Node, er
 		}
 	}
 	switch {
+	case useChain(n):
+		if err := n.openChain(); err != nil {
+			return nil, fmt.Errorf("chain: %w", err)
+		}
 	case cfg.Registry != "":
 		if _, err := registry.InitFile(ctx, cfg.Registry, time.Now(), registry.DefaultBlockInterval); err != nil {
 			return nil, fmt.Errorf("registry file: %w", err)
@@ -200,6 +202,9 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Node, er
 		}
 	}
 	udp.Store(n.dht)
+	if n.chain != nil {
+		n.startChain()
+	}
 	if n.swarm, err = swarm.New(scfg); err != nil {
 		scfg.Listener.Close()
 		return nil, fmt.Errorf("swarm: %w", err)
@@ -259,6 +264,9 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Node, er
 	if n.file != nil {
 		rcfg.Registrar = fileRegistrar{file: n.file}
 	}
+	if n.chain != nil {
+		rcfg.Chain = n.chain.chain
+	}
 	if n.upstream != nil {
 		rcfg.Upstream = n.upstream
 	}
@@ -275,6 +283,12 @@ func (n *Node) Serve(ctx context.Context, ready func()) error {
 	defer cancel()
 	errc := make(chan error, 1)
 	go func() { errc <- n.rpc.Serve(ctx) }()
+	if n.upstream != nil && n.upstreamSync > 0 {
+		var wg sync.WaitGroup
+		lctx, lcancel := context.WithCancel(ctx)
+		wg.Go(func() { n.upstreamLoop(lctx) })
+		defer func() { lcancel(); wg.Wait() }()
+	}
 	select {
 	case <-n.rpc.Ready():
 		if ready != nil {
@@ -304,6 +318,7 @@ func (n *Node) requestStop() { n.stopOnce.Do(func() { close(n.stop) }) }
 // Close stops the network first, then closes the stores it writes to.
 func (n *Node) Close() error {
 	var errs []error
+	errs = append(errs, n.closeChain())
 	if n.swarm != nil {
 		errs = append(errs, n.swarm.Close())
 	}
@@ -331,9 +346,13 @@ func (n *Node) NodeStatus(ctx context.Context) (rpc.NodeStatus, error) {
 	st := n.swarm.Status()
 	ds := n.dht.Stats()
 	port := int(n.dht.LocalAddr().Port())
+	conns := st.NumPeers
+	if n.chain != nil {
+		conns = n.chain.sync.PeerCount() // twisterd's: chain P2P peers
+	}
 	return rpc.NodeStatus{
 		Blocks:         best,
-		Connections:    st.NumPeers,
+		Connections:    conns,
 		DHTNodes:       int64(ds.Nodes),
 		DHTGlobalNodes: int64(ds.Nodes),
 		ExtPort1:       port,

@@ -41,13 +41,16 @@ func freeTCPPort(t testing.TB) int {
 }
 
 // startNode runs a node until the test ends and returns an RPC client.
-func startNode(t testing.TB, cfg config.Config) (*Node, *upstream.Client, func()) {
+func startNode(t testing.TB, cfg config.Config, mods ...func(*Node)) (*Node, *upstream.Client, func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	n, err := Open(ctx, cfg, nil)
 	if err != nil {
 		cancel()
 		t.Fatal(err)
+	}
+	for _, mod := range mods {
+		mod(n)
 	}
 	ready := make(chan struct{})
 	done := make(chan error, 1)
@@ -197,7 +200,6 @@ func TestBadConfigRefusedBeforeAnything(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "d")
 	for name, mod := range map[string]func(*config.Config){
 		"password == user": func(c *config.Config) { c.RPCPassword = c.RPCUser },
-		"no registry":      func(c *config.Config) { c.Registry = "" },
 		"upstream is self": func(c *config.Config) {
 			c.Upstream = "http://u:p@127.0.0.1:" + itoa(c.RPCPort)
 		},

@@ -53,6 +53,34 @@ func SpamTx(user, msg string, salt uint32) chainwire.Tx {
 		PubKey: chainwire.AppendPush(chainwire.AppendPush(nil, []byte{1}), []byte("/P2SH/"))}
 }
 
+// SignedSpamTx is a spam transaction signed by user's key k (ConnectBlock
+// checks it against the user's key of record).
+func SignedSpamTx(user, msg string, salt uint32, k *twproto.PrivateKey) chainwire.Tx {
+	tx := SpamTx(user, msg, salt)
+	sig, err := twproto.Sign(k, tx.Message)
+	if err != nil {
+		panic(err)
+	}
+	un := chainwire.AppendPush(nil, []byte(user))
+	un = chainwire.AppendPush(un, sig)
+	tx.UserName = chainwire.AppendPush(un, binary.LittleEndian.AppendUint32(nil, salt))
+	return tx
+}
+
+// AddSpam mines a block whose spam tx is spam, after the tip.
+func (b *Builder) AddSpam(spam chainwire.Tx, txs ...chainwire.Tx) *chainwire.Block {
+	prev := b.Tip()
+	blk := &chainwire.Block{Header: chainwire.BlockHeader{
+		Version: 2, Height: prev.Header.Height + 1, PrevBlock: prev.Header.Hash(),
+		Time: prev.Header.Time + 600, Bits: b.NextBits(),
+	}}
+	blk.Txs = append([]chainwire.Tx{spam}, txs...)
+	blk.Header.MerkleRoot = blk.MerkleRoot()
+	MineHeader(&blk.Header, b.P)
+	b.Blocks = append(b.Blocks, blk)
+	return blk
+}
+
 // minePoW increments nonce until sha256d(tx) meets bits.
 func mineTx(tx chainwire.Tx, bits uint32) chainwire.Tx {
 	target := chain.CompactToBig(bits)
