@@ -361,6 +361,8 @@ func TestCookieFile(t *testing.T) {
 	}
 	if _, err := os.Stat(CookiePath(dir)); !os.IsNotExist(err) {
 		t.Errorf("cookie not removed: %v", err)
+	}
+}
 
 // Chain settings: registry=chain, the P2P peer lists, dnsseed and
 // checkpoints as twisterd spells them.
