@@ -236,7 +236,7 @@ func TestConnectionCap(t *testing.T) {
 // per AuthFailInterval across all connections, while a correct password
 // is answered at once, and the warning is logged once.
 func TestWrongPasswordsSerialized(t *testing.T) {
-	const n, interval = 12, 100 * time.Millisecond
+	const n, interval = 12, 200 * time.Millisecond
 	var logs lockedBuffer
 	ts := startServer(t, Config{Wallet: newFakeWallet(), AuthFailInterval: interval, MaxConns: 4,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
