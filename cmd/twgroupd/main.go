@@ -175,7 +175,7 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	}
 	decode.Flags().StringArrayVar(&pubkeys, "pubkey", nil, "user=HEX public key to check the signature with (repeatable)")
 	decode.Flags().StringArrayVar(&keys, "key", nil, "name=WIF private key to try on the DM (repeatable)")
-	root.AddCommand(serve, decode, newDevnetCmd(stdout))
+	root.AddCommand(serve, decode, newDevnetCmd(stdout), newAbuseCmd(stdout))
 
 	for _, m := range rpcMethods {
 		name := m.name

@@ -177,7 +177,9 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Node, er
 		Version: "twgroupd",
 		// Nodes sharing a loopback IP are a devnet, as for RelaxIPRules.
 		MultiConnPerIP: cfg.MultiConnPerIP || loopback,
-		BanTime:        time.Duration(cfg.BanTime) * time.Second,
+		// and dial each other's swarms all at once from that one IP.
+		MaxPendingPerIP: loopbackPendingPerIP(loopback),
+		BanTime:         time.Duration(cfg.BanTime) * time.Second,
 	}
 	// The swarm's TCP port must equal the DHT's UDP port (dht-swarm §7.23).
 	// TCP is bound first and the DHT takes the same number; with
@@ -316,6 +318,9 @@ func (n *Node) Close() error {
 	if n.dht != nil {
 		errs = append(errs, n.dht.Close())
 	}
+	if n.engine != nil {
+		errs = append(errs, n.engine.Close()) // the background retry writes to the store
+	}
 	if n.store != nil {
 		errs = append(errs, n.store.Close())
 	}
@@ -358,6 +363,15 @@ func (s walletSigner) SignAs(user string, msg []byte) ([]byte, error) {
 		return nil, err
 	}
 	return twproto.Sign(k, msg)
+}
+
+// loopbackPendingPerIP: a devnet's nodes share one IP, so they get more
+// handshake slots per IP than a real host's 8 (the swarm's default).
+func loopbackPendingPerIP(loopback bool) int {
+	if loopback {
+		return 64
+	}
+	return 0
 }
 
 func isLoopback(host string) bool {
