@@ -142,9 +142,9 @@ func (f *factory) receive(posts []*twproto.Post, order []int, authors []string) 
 	net := dmtest.NewHub(f.keys).Node("receiver")
 	e, err := dm.New(dm.Config{Wallet: w, Store: s, Keys: f.keys, Net: net})
 	must(f.t, err)
+	defer e.Close() // stops the retry worker before the store and wallet close
 	net.SetSink(e)
 	defer net.SetSink(nil)
-	defer e.Close()
 	for _, i := range order {
 		must(f.t, e.HandlePost(ctx, posts[i]))
 	}
