@@ -45,6 +45,8 @@ type peer struct {
 	reqq           int                 // the peer's request queue size, from its extended handshake
 	pexSent        bool
 	nonceSeen      bool
+	since          time.Time // registered
+	evicted        bool      // closing for the budget, counted in s.evicting
 }
 
 // send queues a framed message without blocking (s.mu may be held).
@@ -111,10 +113,16 @@ func (s *Swarm) runPeer(t *torrent, c net.Conn, hs Handshake, outgoing bool, add
 func (s *Swarm) register(t *torrent, p *peer) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if p.outgoing && t.dialingTo[p.listen] {
+		// The dial's budget slot becomes this connection's.
+		delete(t.dialingTo, p.listen)
+		s.dialing--
+	}
 	if s.closed || t.banned[string(p.hs.PeerID[:])] || t.banned[banKey(p.listen)] {
 		return false
 	}
-	if len(t.peers) >= s.cfg.MaxPeersPerSwarm || s.numPeers >= s.cfg.MaxConnections {
+	now := time.Now()
+	if !s.admit(t, p.outgoing, now) {
 		return false
 	}
 	for q := range t.peers {
@@ -129,8 +137,10 @@ func (s *Swarm) register(t *torrent, p *peer) bool {
 	}
 	t.peers[p] = struct{}{}
 	s.numPeers++
+	p.since = now
 	if c := t.candidates[p.listen]; c != nil && p.outgoing {
 		c.failures = 0
+		c.lastConnected = now
 	}
 	s.greet(t, p)
 	return true
@@ -195,6 +205,9 @@ func (s *Swarm) unregister(t *torrent, p *peer) {
 	}
 	delete(t.peers, p)
 	s.numPeers--
+	if p.evicted {
+		s.evicting--
+	}
 	p.closing = true
 	for k := range p.requests {
 		t.releaseRequest(p, k, false)
@@ -590,8 +603,10 @@ func (p *peer) onExtended(s *Swarm, t *torrent, m Message) error {
 			if t.banned[banKey(p.listen)] {
 				return errBanned
 			}
-			if _, ok := t.candidates[p.listen]; !ok && len(t.candidates) < maxCandidates {
-				t.candidates[p.listen] = &candidate{}
+			if c := t.candidates[p.listen]; c != nil {
+				c.lastConnected = time.Now()
+			} else if len(t.candidates) < maxCandidates {
+				t.candidates[p.listen] = &candidate{lastConnected: time.Now()}
 			}
 		}
 	case extUTPex:

@@ -86,10 +86,18 @@ type Config struct {
 	RequestTimeout time.Duration
 	// DialTimeout for outgoing TCP connections, 5 s.
 	DialTimeout time.Duration
-	// MaxPeersPerSwarm bounds connections per swarm, 50.
+	// TargetPeers: connections a swarm keeps while MaxConnections allows
+	// (docs/swarm.md "Connection budget"), 4.
+	TargetPeers int
+	// HotPeers: connections a swarm may open for HotPeriod after a new
+	// piece arrived or was published, 6.
+	HotPeers int
+	// HotPeriod, 30 s.
+	HotPeriod time.Duration
+	// MaxPeersPerSwarm bounds connections per swarm, 16.
 	MaxPeersPerSwarm int
-	// MaxConnections bounds peer connections over all swarms: twisterd's
-	// connections_limit, 800.
+	// MaxConnections bounds peer connections over all swarms, 80
+	// (twisterd's connections_limit is 800; docs/swarm.md says why less).
 	MaxConnections int
 }
 
@@ -100,17 +108,24 @@ func (c *Config) setDefaults() {
 		}
 	}
 	def(&c.AnnounceInterval, 15*time.Minute)
-	def(&c.ReconnectInterval, 30*time.Second)
+	def(&c.ReconnectInterval, time.Second)
+	def(&c.HotPeriod, 30*time.Second)
 	def(&c.KeepAliveInterval, 30*time.Second)
 	def(&c.PeerTimeout, 120*time.Second)
 	def(&c.HandshakeTimeout, 10*time.Second)
 	def(&c.RequestTimeout, 20*time.Second)
 	def(&c.DialTimeout, 5*time.Second)
+	if c.TargetPeers <= 0 {
+		c.TargetPeers = 4
+	}
+	if c.HotPeers <= 0 {
+		c.HotPeers = 6
+	}
 	if c.MaxPeersPerSwarm <= 0 {
-		c.MaxPeersPerSwarm = 50
+		c.MaxPeersPerSwarm = 16
 	}
 	if c.MaxConnections <= 0 {
-		c.MaxConnections = 800
+		c.MaxConnections = 80
 	}
 	if c.Version == "" {
 		c.Version = "twgroupd/0.1"
@@ -146,6 +161,8 @@ type Swarm struct {
 	byUser   map[string]*torrent
 	incoming map[net.Conn]struct{} // accepted, handshake not done
 	numPeers int
+	evicting int // peers closing for the budget, still in numPeers
+	dialing  int // outgoing dials not yet registered
 
 	stats stats
 }
@@ -285,12 +302,16 @@ func (s *Swarm) Close() error {
 	for c := range s.incoming {
 		c.Close()
 	}
+	peersToSave := s.peersToSave()
 	s.mu.Unlock()
 	for _, p := range peers {
 		p.close(errors.New("shutting down"))
 	}
 	s.wg.Wait()
 	err := s.store.saveMaxSeen(seen)
+	if perr := s.store.savePeers(peersToSave); err == nil {
+		err = perr
+	}
 	if cerr := s.store.close(); err == nil {
 		err = cerr
 	}
@@ -353,6 +374,10 @@ func (s *Swarm) loadTorrent(user string) (*torrent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("swarm: %w", err)
 	}
+	saved, err := s.store.loadPeers(user)
+	if err != nil {
+		return nil, fmt.Errorf("swarm: %w", err)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if t := s.byUser[user]; t != nil {
@@ -361,6 +386,8 @@ func (s *Swarm) loadTorrent(user string) (*torrent, error) {
 	t := newTorrent(s, user)
 	t.metas = metas
 	t.maxSeen = seen
+	t.addSaved(saved)
+	t.savedPeers = peersText(saved)
 	for k := range metas {
 		t.have.set(k)
 		t.lastHave = max(t.lastHave, k)
@@ -630,6 +657,7 @@ func (s *Swarm) tickLoop() {
 	tk := time.NewTicker(tick)
 	defer tk.Stop()
 	lastRate := time.Now()
+	lastSave := lastRate
 	for {
 		select {
 		case <-s.ctx.Done():
@@ -644,6 +672,16 @@ func (s *Swarm) tickLoop() {
 			for _, t := range torrents {
 				t.expireRequests(now)
 				t.reconnect(now)
+			}
+			s.rotate(now)
+			if now.Sub(lastSave) >= savePeersInterval {
+				s.mu.Lock()
+				save := s.peersToSave()
+				s.mu.Unlock()
+				if err := s.store.savePeers(save); err != nil {
+					s.log.Warn("save peers", "err", err)
+				}
+				lastSave = now
 			}
 			if el := now.Sub(lastRate); el >= time.Second {
 				cur := [4]int64{s.stats.totalDown.Load(), s.stats.totalUp.Load(), s.stats.payloadDown.Load(), s.stats.payloadUp.Load()}
@@ -685,7 +723,9 @@ func (s *Swarm) acceptLoop() {
 			c.Close()
 			return
 		}
-		if len(s.incoming) >= maxPendingHandshakes || s.numPeers >= s.cfg.MaxConnections {
+		// The connection budget is applied after the handshake names the
+		// swarm (admit); here only the handshakes in flight are bounded.
+		if len(s.incoming) >= maxPendingHandshakes || s.numPeers >= 2*s.cfg.MaxConnections {
 			s.mu.Unlock()
 			c.Close()
 			continue

@@ -27,10 +27,12 @@ const (
 
 // candidate is a known listen address of a possible peer.
 type candidate struct {
-	static      bool
-	self        bool
-	lastAttempt time.Time
-	failures    int
+	static        bool
+	self          bool
+	saved         bool // from swarm.db: an earlier session's peer
+	lastAttempt   time.Time
+	lastConnected time.Time
+	failures      int
 }
 
 // torrent is one user's swarm. All fields are guarded by s.mu.
@@ -53,6 +55,11 @@ type torrent struct {
 
 	bound   int64 // highest k twisterd's validatePostNumberForUser allows
 	boundAt time.Time
+
+	dialingTo  map[netip.AddrPort]bool // dials in progress (budget.go)
+	hotUntil   time.Time               // a piece arrived or was published recently
+	lastVisit  time.Time               // last rotation into this swarm
+	savedPeers string                  // what swarm.db holds, to skip unchanged saves
 }
 
 func newTorrent(s *Swarm, user string) *torrent {
@@ -62,6 +69,7 @@ func newTorrent(s *Swarm, user string) *torrent {
 		peers: map[*peer]struct{}{}, candidates: map[netip.AddrPort]*candidate{},
 		banned: map[string]bool{}, inflight: map[int64]*peer{}, avail: map[int64]int{},
 		maxSeen: map[int64]int{}, servable: map[int64]time.Time{},
+		dialingTo: map[netip.AddrPort]bool{},
 	}
 	for _, a := range s.cfg.StaticPeers {
 		t.candidates[a] = &candidate{static: true}
@@ -127,6 +135,7 @@ func (t *torrent) addPiece(p *twproto.Post, batch bool) (bool, error) {
 	}
 	s.mu.Unlock()
 	s.kickDelivery()
+	t.markHot(time.Now())
 	return true, nil
 }
 
@@ -233,51 +242,26 @@ func (t *torrent) addCandidates(addrs []netip.AddrPort) {
 	}
 }
 
-// reconnect dials known addresses that have no connection, with a backoff.
-func (t *torrent) reconnect(now time.Time) {
-	s := t.s
-	s.mu.Lock()
-	if s.closed || len(t.peers) >= s.cfg.MaxPeersPerSwarm {
-		s.mu.Unlock()
-		return
-	}
-	connected := make(map[netip.AddrPort]bool, len(t.peers))
-	for p := range t.peers {
-		connected[p.listen] = true
-		connected[p.remote] = true
-	}
-	var dial []netip.AddrPort
-	for a, c := range t.candidates {
-		if c.self || connected[a] || t.banned[banKey(a)] {
+// addSaved adds the peers an earlier session saved (s.mu held).
+func (t *torrent) addSaved(addrs []netip.AddrPort) {
+	for _, a := range addrs {
+		if !a.IsValid() || a.Port() == 0 {
 			continue
 		}
-		wait := s.cfg.ReconnectInterval << min(c.failures, 5)
-		if c.static {
-			wait = s.cfg.ReconnectInterval
+		if c := t.candidates[a]; c != nil {
+			c.saved = true
+		} else if len(t.candidates) < maxCandidates {
+			t.candidates[a] = &candidate{saved: true}
 		}
-		if !c.lastAttempt.IsZero() && now.Sub(c.lastAttempt) < wait {
-			continue
-		}
-		if !c.static && c.failures >= 8 {
-			delete(t.candidates, a)
-			continue
-		}
-		c.lastAttempt = now
-		dial = append(dial, a)
-	}
-	s.mu.Unlock()
-	for _, a := range dial {
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			s.dial(t, a)
-		}()
 	}
 }
 
-// discoverLoop asks the PeerFinder for peers and announces us, at start
-// and every AnnounceInterval (twisterd: dht_announce_interval 15 min;
-// peers expire from DHT nodes after 45 min, dht-swarm §4.1, §4.10).
+// discoverLoop asks the PeerFinder for peers and announces us when the
+// swarm starts, then announces every AnnounceInterval (twisterd:
+// dht_announce_interval 15 min; peers expire from DHT nodes after 45 min,
+// dht-swarm §4.1, §4.10). A swarm that is starving (no connection, no
+// address left that has not failed) asks again after 2 s, doubling up to
+// 2 min, instead of waiting for the next announce.
 func (t *torrent) discoverLoop(ctx context.Context) {
 	s := t.s
 	t.reconnect(time.Now())
@@ -289,8 +273,8 @@ func (t *torrent) discoverLoop(ctx context.Context) {
 	if r, ok := s.cfg.Finder.(swarmUserAdder); ok {
 		r.AddSwarmUser(t.user)
 	}
-	tk := time.NewTicker(s.cfg.AnnounceInterval)
-	defer tk.Stop()
+	var lastAnnounce time.Time
+	backoff := minLookupWait
 	for {
 		fctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 		peers, err := s.cfg.Finder.FindPeers(fctx, t.ih)
@@ -299,14 +283,38 @@ func (t *torrent) discoverLoop(ctx context.Context) {
 		}
 		t.addCandidates(peers)
 		t.reconnect(time.Now())
-		if err := s.cfg.Finder.AnnouncePeer(fctx, t.ih, s.cfg.AnnouncePort); err != nil && ctx.Err() == nil {
-			s.log.Debug("announce", "user", t.user, "err", err)
+		if time.Since(lastAnnounce) >= s.cfg.AnnounceInterval {
+			if err := s.cfg.Finder.AnnouncePeer(fctx, t.ih, s.cfg.AnnouncePort); err != nil && ctx.Err() == nil {
+				s.log.Debug("announce", "user", t.user, "err", err)
+			}
+			lastAnnounce = time.Now()
 		}
 		cancel()
-		select {
-		case <-ctx.Done():
-			return
-		case <-tk.C:
+		lookedUp := time.Now()
+		for {
+			wait := min(healthCheck, s.cfg.AnnounceInterval)
+			s.mu.Lock()
+			starving := t.starving()
+			s.mu.Unlock()
+			if starving {
+				wait = backoff
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+			s.mu.Lock()
+			starving = t.starving()
+			s.mu.Unlock()
+			if starving {
+				backoff = min(backoff*2, maxLookupWait)
+				break
+			}
+			backoff = minLookupWait
+			if time.Since(lookedUp) >= s.cfg.AnnounceInterval {
+				break
+			}
 		}
 	}
 }
@@ -353,6 +361,7 @@ func (s *Swarm) dial(t *torrent, addr netip.AddrPort) {
 	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.DialTimeout)
 	c, err := d.DialContext(ctx, "tcp", addr.String())
 	cancel()
+	defer t.dialDone(addr) // a no-op once runPeer has taken over the slot
 	if err != nil {
 		t.dialFailed(addr, false)
 		return

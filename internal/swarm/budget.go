@@ -1,0 +1,300 @@
+package swarm
+
+import (
+	"errors"
+	"math/rand/v2"
+	"net/netip"
+	"time"
+)
+
+// The connection budget (docs/swarm.md "Connection budget").
+//
+// Every connection belongs to one swarm (the handshake names one
+// info-hash), so a node following S users holds S swarms and needs one
+// connection per swarm just to hear HAVEs from each. A swarm keeps a small
+// target (TargetPeers, 4) while the global cap (MaxConnections) allows
+// it; when it does not, every swarm is cut to one connection and swarms
+// left with none are rotated in one at a time, each evicting the oldest
+// idle connection of a swarm that has more. A swarm in which a piece just
+// arrived or was published is "hot" for HotPeriod and may open HotPeers
+// connections, evicting idle ones: that pushes a new post through the
+// swarm's mesh within a few round trips even when the mesh is sparse.
+// Connections that still deliver pieces we lack are never evicted.
+
+const (
+	// minHold: a connection is not evicted before it has had time to
+	// exchange bitfields and deliver what we lack.
+	minHold = 10 * time.Second
+	// maxRetryWait caps the redial backoff of a known address.
+	maxRetryWait = 5 * time.Minute
+	// maxDialFailures drops a learned (not saved, not static) address.
+	maxDialFailures = 10
+	// lookup backoff for a swarm without peers or usable addresses.
+	minLookupWait = 2 * time.Second
+	maxLookupWait = 2 * time.Minute
+	// healthCheck is how often discoverLoop looks at a healthy swarm.
+	healthCheck = 5 * time.Second
+)
+
+// hot reports whether t had a new piece within HotPeriod (s.mu held).
+func (t *torrent) hot(now time.Time) bool { return now.Before(t.hotUntil) }
+
+// livePeers counts connections of t not being closed (s.mu held).
+func (t *torrent) livePeers() int {
+	n := 0
+	for p := range t.peers {
+		if !p.closing {
+			n++
+		}
+	}
+	return n
+}
+
+// liveConns is the global connection count without those being evicted,
+// plus dials in progress (s.mu held).
+func (s *Swarm) liveConns() int { return s.numPeers - s.evicting + s.dialing }
+
+// target is how many connections t aims for now (s.mu held): HotPeers
+// while hot; else TargetPeers scaled down so all swarms fit in 3/4 of the
+// cap (the rest is headroom for incoming and hot swarms), at least one.
+func (s *Swarm) target(t *torrent, now time.Time) int {
+	if t.hot(now) {
+		return s.cfg.HotPeers
+	}
+	share := s.cfg.MaxConnections * 3 / 4 / max(len(s.byUser), 1)
+	return max(1, min(s.cfg.TargetPeers, share))
+}
+
+// markHot makes t hot and, if it was not, dials more peers at once.
+func (t *torrent) markHot(now time.Time) {
+	s := t.s
+	s.mu.Lock()
+	was := t.hot(now)
+	t.hotUntil = now.Add(s.cfg.HotPeriod)
+	closed := s.closed || !s.started
+	s.mu.Unlock()
+	if was || closed {
+		return
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		t.reconnect(time.Now())
+	}()
+}
+
+// evictOne closes the connection that costs least to lose, to make room
+// for a swarm with fewer connections than its target (s.mu held): never
+// one of except, of a hot swarm, younger than minHold or still fetching
+// from; of the rest, the one in the swarm with the most connections, then
+// the oldest (that is the rotation). It reports whether it closed one.
+func (s *Swarm) evictOne(except *torrent, now time.Time) bool {
+	var best *peer
+	bestN := 0
+	for _, t := range s.byUser {
+		if t == except || t.hot(now) {
+			continue
+		}
+		n := t.livePeers()
+		for p := range t.peers {
+			if p.closing || now.Sub(p.since) < minHold || p.amInterested || len(p.requests) > 0 {
+				continue
+			}
+			if best == nil || n > bestN || (n == bestN && p.since.Before(best.since)) {
+				best, bestN = p, n
+			}
+		}
+	}
+	if best == nil {
+		return false
+	}
+	best.closing = true
+	best.evicted = true
+	s.evicting++
+	go best.close(errEvicted)
+	return true
+}
+
+var errEvicted = errors.New("evicted for the connection budget")
+
+// admit decides whether a handshaken connection for t fits the budget,
+// evicting another if t is below its target (s.mu held).
+// An incoming connection is admitted up to HotPeers in its swarm: the
+// dialer is most likely a peer pushing a piece we do not have yet.
+func (s *Swarm) admit(t *torrent, outgoing bool, now time.Time) bool {
+	n := t.livePeers()
+	if n >= s.cfg.MaxPeersPerSwarm {
+		return false
+	}
+	if s.liveConns() < s.cfg.MaxConnections {
+		return true
+	}
+	want := s.target(t, now)
+	if !outgoing {
+		want = max(want, s.cfg.HotPeers)
+	}
+	return n < want && s.evictOne(t, now)
+}
+
+// retryWait is how long after its last attempt an address with f
+// consecutive failures is dialed again: ReconnectInterval doubled per
+// failure up to maxRetryWait; static peers always after ReconnectInterval.
+func (s *Swarm) retryWait(c *candidate) time.Duration {
+	if c.static || c.failures == 0 {
+		return s.cfg.ReconnectInterval
+	}
+	return min(s.cfg.ReconnectInterval<<min(c.failures, 16), maxRetryWait)
+}
+
+// dialable lists the addresses of t that may be dialed now, in random
+// order with never-failed ones first, skipping addresses (for public IPs:
+// whole IPs, twisterd keeps one connection per IP per swarm) already
+// connected (s.mu held).
+func (t *torrent) dialable(now time.Time) []netip.AddrPort {
+	s := t.s
+	connected := make(map[string]bool, len(t.peers)+len(t.dialingTo))
+	for p := range t.peers {
+		connected[banKey(p.listen)] = true
+		connected[banKey(p.remote)] = true
+	}
+	for a := range t.dialingTo {
+		connected[banKey(a)] = true
+	}
+	var fresh, retry []netip.AddrPort
+	for a, c := range t.candidates {
+		if c.self || connected[banKey(a)] || t.banned[banKey(a)] {
+			continue
+		}
+		if !c.lastAttempt.IsZero() && now.Sub(c.lastAttempt) < s.retryWait(c) {
+			continue
+		}
+		if !c.static && !c.saved && c.failures >= maxDialFailures {
+			delete(t.candidates, a)
+			continue
+		}
+		if c.failures == 0 {
+			fresh = append(fresh, a)
+		} else {
+			retry = append(retry, a)
+		}
+	}
+	rand.Shuffle(len(fresh), func(i, j int) { fresh[i], fresh[j] = fresh[j], fresh[i] })
+	rand.Shuffle(len(retry), func(i, j int) { retry[i], retry[j] = retry[j], retry[i] })
+	return append(fresh, retry...)
+}
+
+// starving: no connection and no address that has not failed twice in a
+// row: time to ask the DHT again (s.mu held).
+func (t *torrent) starving() bool {
+	if t.livePeers() > 0 || len(t.dialingTo) > 0 {
+		return false
+	}
+	for _, c := range t.candidates {
+		if !c.self && c.failures < 2 {
+			return false
+		}
+	}
+	return true
+}
+
+// reconnect dials addresses of t until it reaches its target. Past the
+// global cap only a hot swarm dials, and only by evicting another
+// connection.
+func (t *torrent) reconnect(now time.Time) {
+	s := t.s
+	s.mu.Lock()
+	if s.closed || !s.started {
+		s.mu.Unlock()
+		return
+	}
+	need := s.target(t, now) - t.livePeers() - len(t.dialingTo)
+	var dial []netip.AddrPort
+	if need > 0 {
+		for _, a := range t.dialable(now) {
+			if len(dial) == need {
+				break
+			}
+			if s.liveConns() >= s.cfg.MaxConnections {
+				// Swarms without connections wait for rotate (one a
+				// tick); evicting for each at once would churn them all.
+				if !t.hot(now) || !s.evictOne(t, now) {
+					break
+				}
+			}
+			t.candidates[a].lastAttempt = now
+			t.dialingTo[a] = true
+			s.dialing++
+			dial = append(dial, a)
+		}
+	}
+	s.mu.Unlock()
+	for _, a := range dial {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.dial(t, a)
+		}()
+	}
+}
+
+// dialDone releases the dial slot taken in reconnect.
+func (t *torrent) dialDone(a netip.AddrPort) {
+	s := t.s
+	s.mu.Lock()
+	if t.dialingTo[a] {
+		delete(t.dialingTo, a)
+		s.dialing--
+	}
+	s.mu.Unlock()
+}
+
+// rotate runs once a tick: at the cap, the swarm without connections that
+// waited longest gets one, by evicting an idle connection elsewhere.
+// Under the cap reconnect already gives every swarm its share.
+func (s *Swarm) rotate(now time.Time) {
+	s.mu.Lock()
+	if s.liveConns() < s.cfg.MaxConnections {
+		s.mu.Unlock()
+		return
+	}
+	var pick *torrent
+	for _, t := range s.byUser {
+		if t.livePeers() > 0 || len(t.dialingTo) > 0 || len(t.dialable(now)) == 0 {
+			continue
+		}
+		if pick == nil || t.lastVisit.Before(pick.lastVisit) {
+			pick = t
+		}
+	}
+	if pick == nil || !s.evictOne(pick, now) {
+		s.mu.Unlock()
+		return
+	}
+	pick.lastVisit = now
+	s.mu.Unlock()
+	// The evicted connection no longer counts (s.evicting): its slot goes
+	// to the rotated swarm.
+	pick.reconnectOne(now)
+}
+
+// reconnectOne dials one address of t regardless of the cap (its slot was
+// freed by the caller).
+func (t *torrent) reconnectOne(now time.Time) {
+	s := t.s
+	s.mu.Lock()
+	addrs := t.dialable(now)
+	if len(addrs) == 0 || s.closed {
+		s.mu.Unlock()
+		return
+	}
+	a := addrs[0]
+	t.candidates[a].lastAttempt = now
+	t.dialingTo[a] = true
+	s.dialing++
+	s.mu.Unlock()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.dial(t, a)
+	}()
+}
