@@ -22,9 +22,6 @@ import (
 // Connections that still deliver pieces we lack are never evicted.
 
 const (
-	// minHold: a connection is not evicted before it has had time to
-	// exchange bitfields and deliver what we lack.
-	minHold = 10 * time.Second
 	// maxRetryWait caps the redial backoff of a known address.
 	maxRetryWait = 5 * time.Minute
 	// maxDialFailures drops a learned (not saved, not static) address.
@@ -85,23 +82,39 @@ func (t *torrent) markHot(now time.Time) {
 
 // evictOne closes the connection that costs least to lose, to make room
 // for a swarm with fewer connections than its target (s.mu held): never
-// one of except, of a hot swarm, younger than minHold or still fetching
-// from; of the rest, the one in the swarm with the most connections, then
-// the oldest (that is the rotation). It reports whether it closed one.
-func (s *Swarm) evictOne(except *torrent, now time.Time) bool {
+// one of except, younger than MinHold (time to exchange bitfields and
+// deliver what we lack) or one we are still fetching from; of the rest,
+// one of a swarm that is not hot, then of the swarm with the most
+// connections, then the oldest (that is the rotation); with coldOnly,
+// only one of a swarm that is not hot (hot swarms must not push each
+// other out). It reports whether it closed one.
+func (s *Swarm) evictOne(except *torrent, coldOnly bool, now time.Time) bool {
 	var best *peer
-	bestN := 0
+	bestHot, bestN := false, 0
 	for _, t := range s.byUser {
-		if t == except || t.hot(now) {
+		if t == except {
 			continue
 		}
-		n := t.livePeers()
+		hot, n := t.hot(now), t.livePeers()
+		if hot && coldOnly {
+			continue
+		}
 		for p := range t.peers {
-			if p.closing || now.Sub(p.since) < minHold || p.amInterested || len(p.requests) > 0 {
+			if p.closing || now.Sub(p.since) < s.cfg.MinHold || p.amInterested || len(p.requests) > 0 {
 				continue
 			}
-			if best == nil || n > bestN || (n == bestN && p.since.Before(best.since)) {
-				best, bestN = p, n
+			better := best == nil
+			switch {
+			case better:
+			case hot != bestHot:
+				better = !hot
+			case n != bestN:
+				better = n > bestN
+			default:
+				better = p.since.Before(best.since)
+			}
+			if better {
+				best, bestHot, bestN = p, hot, n
 			}
 		}
 	}
@@ -133,7 +146,7 @@ func (s *Swarm) admit(t *torrent, outgoing bool, now time.Time) bool {
 	if !outgoing {
 		want = max(want, s.cfg.HotPeers)
 	}
-	return n < want && s.evictOne(t, now)
+	return n < want && s.evictOne(t, false, now)
 }
 
 // retryWait is how long after its last attempt an address with f
@@ -217,7 +230,7 @@ func (t *torrent) reconnect(now time.Time) {
 			if s.liveConns() >= s.cfg.MaxConnections {
 				// Swarms without connections wait for rotate (one a
 				// tick); evicting for each at once would churn them all.
-				if !t.hot(now) || !s.evictOne(t, now) {
+				if !t.hot(now) || !s.evictOne(t, true, now) {
 					break
 				}
 			}
@@ -266,7 +279,7 @@ func (s *Swarm) rotate(now time.Time) {
 			pick = t
 		}
 	}
-	if pick == nil || !s.evictOne(pick, now) {
+	if pick == nil || !s.evictOne(pick, false, now) {
 		s.mu.Unlock()
 		return
 	}

@@ -94,6 +94,8 @@ type Config struct {
 	HotPeers int
 	// HotPeriod, 30 s.
 	HotPeriod time.Duration
+	// MinHold: a connection is not evicted for the budget before this, 10 s.
+	MinHold time.Duration
 	// MaxPeersPerSwarm bounds connections per swarm, 16.
 	MaxPeersPerSwarm int
 	// MaxConnections bounds peer connections over all swarms, 80
@@ -110,6 +112,7 @@ func (c *Config) setDefaults() {
 	def(&c.AnnounceInterval, 15*time.Minute)
 	def(&c.ReconnectInterval, time.Second)
 	def(&c.HotPeriod, 30*time.Second)
+	def(&c.MinHold, 10*time.Second)
 	def(&c.KeepAliveInterval, 30*time.Second)
 	def(&c.PeerTimeout, 120*time.Second)
 	def(&c.HandshakeTimeout, 10*time.Second)
