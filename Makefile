@@ -4,7 +4,7 @@ PKGS    := ./...
 FUZZTIME ?= 10s
 BIN     := bin/twgroupd
 
-.PHONY: all build test race fuzz bench lint run clean
+.PHONY: all build test race fuzz bench lint run net clean
 
 all: build
 
@@ -38,6 +38,14 @@ lint:
 # The main job: a local network of nodes doing group chat.
 run: build
 	./$(BIN) devnet
+
+# The scale scenario: NODES nodes on 127.0.0.10.., everyone follows everyone, a
+# group of all, a message, churn; prints timings, sockets and RSS per node
+# (docs/swarm.md). Bounded: each phase stops after NET_TIMEOUT.
+NODES ?= 100
+NET_TIMEOUT ?= 120s
+net: build
+	./$(BIN) devnet --nodes $(NODES) --scenario scale --timeout $(NET_TIMEOUT)
 
 clean:
 	rm -rf bin

@@ -20,6 +20,7 @@ import (
 func newDevnetCmd(stdout io.Writer) *cobra.Command {
 	var o devnet.Options
 	var exitAfter bool
+	var scenario string
 	c := &cobra.Command{
 		Use:     "devnet",
 		Short:   "run a local network of nodes on 127.0.0.1 and script a group chat through their RPC",
@@ -28,13 +29,20 @@ func newDevnetCmd(stdout io.Writer) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.KeepOpen = !exitAfter
 			o.Out = stdout
-			return runDevnet(cmd.Context(), o, stdout)
+			switch scenario {
+			case "chat":
+				return runDevnet(cmd.Context(), o, stdout)
+			case "scale":
+				return runScale(cmd.Context(), o, stdout)
+			}
+			return fmt.Errorf("devnet: unknown scenario %q (chat, scale)", scenario)
 		},
 	}
 	c.Flags().IntVar(&o.Nodes, "nodes", 3, "number of nodes")
 	c.Flags().StringVar(&o.Dir, "dir", "", "base directory for the nodes' datadirs (default: a new temporary directory)")
 	c.Flags().DurationVar(&o.Timeout, "timeout", 90*time.Second, "how long to wait for the conversation to reach every node")
 	c.Flags().BoolVar(&exitAfter, "exit", false, "stop the nodes after the script instead of waiting for Ctrl-C")
+	c.Flags().StringVar(&scenario, "scenario", "chat", "chat: a scripted group chat; scale: everyone follows everyone, a group of all, a message, churn, with timings and per-node sockets and RSS (stops by itself)")
 	return c
 }
 

@@ -46,6 +46,7 @@ type Options struct {
 type Node struct {
 	Name     string
 	Dir      string
+	IP       string // the node's own loopback address for DHT and swarm
 	RPCPort  int
 	DHTPort  int
 	User     string // the local user created on this node
@@ -176,6 +177,7 @@ func Start(ctx context.Context, o Options) (*Net, error) {
 		n := &Node{
 			Name:     fmt.Sprintf("node%d", i+1),
 			Dir:      filepath.Join(o.Dir, fmt.Sprintf("node%d", i+1)),
+			IP:       LoopbackIP(i),
 			RPCPort:  rpcPort,
 			User:     o.Users[i%len(o.Users)],
 			Password: randomPassword(),
@@ -190,10 +192,10 @@ func Start(ctx context.Context, o Options) (*Net, error) {
 			"-rpcport=" + strconv.Itoa(n.RPCPort),
 			"-dhtport=0", // the node picks a number free for TCP and UDP
 			"-registry=" + registry,
-			"-bind=127.0.0.1",
+			"-bind=" + n.IP,
 		}
-		for _, prev := range nw.Nodes {
-			args = append(args, "-bootstrap=127.0.0.1:"+strconv.Itoa(prev.DHTPort))
+		for _, prev := range bootstrapPeers(nw.Nodes) {
+			args = append(args, "-bootstrap="+net.JoinHostPort(prev.IP, strconv.Itoa(prev.DHTPort)))
 		}
 		n.binary, n.args = o.Binary, args
 		if err := n.start(); err != nil {
@@ -209,7 +211,7 @@ func Start(ctx context.Context, o Options) (*Net, error) {
 			nw.Stop()
 			return nil, err
 		}
-		fmt.Fprintf(o.Out, "started %s: rpc 127.0.0.1:%d, dht/swarm port %d, datadir %s\n", n.Name, n.RPCPort, n.DHTPort, n.Dir)
+		fmt.Fprintf(o.Out, "started %s: rpc 127.0.0.1:%d, dht/swarm %s:%d, datadir %s\n", n.Name, n.RPCPort, n.IP, n.DHTPort, n.Dir)
 	}
 	return nw, nil
 }
