@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/twgroupd/twgroupd/internal/devnet"
 )
@@ -23,6 +24,9 @@ func runScale(ctx context.Context, o devnet.Options, out io.Writer) error {
 	}
 	o.Binary = bin
 	o.Users = devnet.ScaleUsers(o.Nodes)
+	// One-second blocks: the creator can post its n+n/16 invites after
+	// about n/2 s instead of n*5 s (registry.DefaultBlockInterval is 10 s).
+	o.BlockInterval = time.Second
 	if o.Dir == "" {
 		if o.Dir, err = os.MkdirTemp("", "twgroupd-scale-"); err != nil {
 			return fmt.Errorf("devnet: %w", err)

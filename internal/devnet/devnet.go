@@ -39,7 +39,10 @@ type Options struct {
 	Users    []string      // one user per node, round robin (default alice, bob, carol)
 	Timeout  time.Duration // how long to wait for the conversation to converge
 	KeepOpen bool          // keep the nodes running after the script until ctx ends
-	Out      io.Writer     // progress and the conversations
+	// BlockInterval, when set, creates the registry file with this pretend
+	// block time (else the nodes create it with the registry's default).
+	BlockInterval time.Duration
+	Out           io.Writer // progress and the conversations
 }
 
 // Node is one running twgroupd process.
@@ -128,8 +131,9 @@ func (n *Node) Call(ctx context.Context, method string, params ...any) (json.Raw
 
 // Net is a running devnet.
 type Net struct {
-	Nodes []*Node
-	out   io.Writer
+	Nodes         []*Node
+	out           io.Writer
+	blockInterval time.Duration // of the registry file, when the devnet made it
 }
 
 // Message is one line of getdirectmsgs.
@@ -168,7 +172,10 @@ func Start(ctx context.Context, o Options) (*Net, error) {
 		return nil, fmt.Errorf("devnet: %w", err)
 	}
 	registry := filepath.Join(o.Dir, "registry.txt")
-	nw := &Net{out: o.Out}
+	if err := initRegistry(ctx, registry, o.BlockInterval); err != nil {
+		return nil, err
+	}
+	nw := &Net{out: o.Out, blockInterval: o.BlockInterval}
 	for i := 0; i < o.Nodes; i++ {
 		rpcPort, err := freePort("tcp")
 		if err != nil {

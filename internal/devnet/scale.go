@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/twgroupd/twgroupd/internal/registry"
 )
 
 // The scale scenario (`twgroupd devnet --nodes N --scenario scale`,
@@ -95,7 +97,7 @@ func (nw *Net) Scale(ctx context.Context, so ScaleOptions) (*ScaleReport, error)
 	defer sampler.stop()
 
 	t0 := time.Now()
-	err := forEach(ctx, nw.Nodes, func(nd *Node) error {
+	register := func(nd *Node) error {
 		if _, err := nd.Call(ctx, "createwalletuser", nd.User); err != nil {
 			return fmt.Errorf("%s createwalletuser: %w", nd.Name, err)
 		}
@@ -103,8 +105,14 @@ func (nw *Net) Scale(ctx context.Context, so ScaleOptions) (*ScaleReport, error)
 			return fmt.Errorf("%s sendnewusertransaction: %w", nd.Name, err)
 		}
 		return nil
-	})
-	if err != nil {
+	}
+	// The creator first: its invite needs about n+n/16 posts, and a user
+	// may post k <= 2*(blocks since registration)+20 (spec §3.3 rule 5).
+	if err := register(nw.Nodes[0]); err != nil {
+		return nil, err
+	}
+	creatorReg := time.Now()
+	if err := forEach(ctx, nw.Nodes[1:], register); err != nil {
 		return nil, err
 	}
 	if err := forEach(ctx, nw.Nodes, func(nd *Node) error {
@@ -115,6 +123,11 @@ func (nw *Net) Scale(ctx context.Context, so ScaleOptions) (*ScaleReport, error)
 	}
 	fmt.Fprintf(out, "scale: %d users registered, each follows all %d (%.1f s)\n", n, n, time.Since(t0).Seconds())
 	sleep(ctx, so.Settle)
+	if wait := nw.blockWait(n + n/16 + 6); wait > time.Since(creatorReg) {
+		d := wait - time.Since(creatorReg)
+		fmt.Fprintf(out, "scale: waiting %.0f s more for blocks: the creator's invite takes about %d posts (k <= 2*(blocks since registration)+20, spec §3.3 rule 5)\n", d.Seconds(), n+n/16+6)
+		sleep(ctx, d)
+	}
 
 	// One group of all.
 	creator := nw.Nodes[0]
@@ -222,6 +235,25 @@ func (nw *Net) Scale(ctx context.Context, so ScaleOptions) (*ScaleReport, error)
 	fmt.Fprintf(out, "scale: peak RSS per node: p50 %d MB, p99 %d MB, max %d MB\n", rep.RSSMB.P50, rep.RSSMB.P99, rep.RSSMB.Max)
 	fmt.Fprintf(out, "scale: done in %.0f s\n", time.Since(t0).Seconds())
 	return rep, nil
+}
+
+// blockWait is how long after registration a user may post k = posts
+// with the registry's block interval.
+func (nw *Net) blockWait(posts int) time.Duration {
+	blocks := max(0, (posts-20+1)/2) + 1
+	return time.Duration(blocks) * max(nw.blockInterval, time.Second)
+}
+
+// initRegistry creates the shared registry file with the given block
+// interval; with none the first node creates it with the default.
+func initRegistry(ctx context.Context, path string, interval time.Duration) error {
+	if interval <= 0 {
+		return nil
+	}
+	if _, err := registry.InitFile(ctx, path, time.Now(), interval); err != nil {
+		return fmt.Errorf("devnet: %w", err)
+	}
+	return nil
 }
 
 // PrintScale writes the report as the table row of docs/swarm.md.
