@@ -29,6 +29,8 @@ const (
 	// lookup backoff for a swarm without peers or usable addresses.
 	minLookupWait = 2 * time.Second
 	maxLookupWait = 2 * time.Minute
+	// maxLookups bounds concurrent DHT lookups of one node.
+	maxLookups = 8
 	// healthCheck is how often discoverLoop looks at a healthy swarm.
 	healthCheck = 5 * time.Second
 )

@@ -146,11 +146,12 @@ type Swarm struct {
 	store  *store
 	peerID [20]byte
 
-	ln     net.Listener
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	kick   chan struct{}
+	ln      net.Listener
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	kick    chan struct{}
+	lookups chan struct{} // DHT lookups in flight (maxLookups)
 
 	// dialFrom is the listen IP when it is a specific address: outgoing
 	// connections leave from it. Set once in Start before any dial.
@@ -203,7 +204,7 @@ func New(cfg Config) (*Swarm, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Swarm{
 		cfg: cfg, log: log.With("pkg", "swarm"), store: st, peerID: id,
-		ctx: ctx, cancel: cancel, kick: make(chan struct{}, 1),
+		ctx: ctx, cancel: cancel, kick: make(chan struct{}, 1), lookups: make(chan struct{}, maxLookups),
 		byHash: make(map[[20]byte]*torrent), byUser: make(map[string]*torrent),
 		incoming: make(map[net.Conn]struct{}),
 	}

@@ -276,6 +276,13 @@ func (t *torrent) discoverLoop(ctx context.Context) {
 	var lastAnnounce time.Time
 	backoff := minLookupWait
 	for {
+		// At most maxLookups swarms ask the DHT at once: following 100
+		// users must not start 200 traversals in the same instant.
+		select {
+		case s.lookups <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
 		fctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 		peers, err := s.cfg.Finder.FindPeers(fctx, t.ih)
 		if err != nil && ctx.Err() == nil {
@@ -290,6 +297,7 @@ func (t *torrent) discoverLoop(ctx context.Context) {
 			lastAnnounce = time.Now()
 		}
 		cancel()
+		<-s.lookups
 		lookedUp := time.Now()
 		for {
 			wait := min(healthCheck, s.cfg.AnnounceInterval)
