@@ -364,7 +364,7 @@ func (p *peer) handle(s *Swarm, t *torrent, m Message) error {
 }
 
 func (p *peer) onHave(s *Swarm, t *torrent, k int64) error {
-	bound, err := t.postBound(s.ctx)
+	bound, err := t.postBound(s.ctx, k)
 	if errors.Is(err, twproto.ErrUnknownUser) {
 		return fmt.Errorf("have %d: %w", k, err)
 	}
@@ -407,7 +407,7 @@ func (p *peer) onBitfield(s *Swarm, t *torrent, bits []byte) error {
 	// longer than its piece count; we check the highest set bit, which is
 	// what matters (README obs. 7: lengths vary).
 	if hi := b.highest(); hi >= 0 {
-		bound, err := t.postBound(s.ctx)
+		bound, err := t.postBound(s.ctx, hi)
 		if errors.Is(err, twproto.ErrUnknownUser) {
 			return fmt.Errorf("bitfield: %w", err)
 		}

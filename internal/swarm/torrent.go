@@ -84,9 +84,14 @@ var errPostBound = errors.New("piece index beyond the user's post-number bound")
 // (spec §3.3 rule 5): 2*(best-reg)+20, unlimited while the best height is
 // unknown. ErrUnknownUser passes through (twisterd rejects every index).
 // The registry is asked outside the lock and cached briefly.
-func (t *torrent) postBound(ctx context.Context) (int64, error) {
+//
+// An index above a cached bound asks again (at most once a second): the
+// chain has moved since, and a user who just registered posts beyond the
+// bound we cached a few blocks ago (a group invite to 100 members is over
+// 100 posts).
+func (t *torrent) postBound(ctx context.Context, k int64) (int64, error) {
 	t.s.mu.Lock()
-	if !t.boundAt.IsZero() && time.Since(t.boundAt) < boundCacheTTL {
+	if age := time.Since(t.boundAt); !t.boundAt.IsZero() && age < boundCacheTTL && (k <= t.bound || age < time.Second) {
 		b := t.bound
 		t.s.mu.Unlock()
 		return b, nil
