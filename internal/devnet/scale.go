@@ -118,8 +118,14 @@ func (nw *Net) Scale(ctx context.Context, so ScaleOptions) (*ScaleReport, error)
 	fmt.Fprintf(out, "scale: %d users registered (%.1f s)\n", n, time.Since(t0).Seconds())
 	t1 := time.Now()
 	if err := forEach(ctx, nw.Nodes, func(nd *Node) error {
-		_, err := nd.Call(ctx, "follow", nd.User, users)
-		return err
+		// In calls of 10, as a person clicks Follow: one call of 100 can
+		// outlast the client's timeout on a loaded machine.
+		for c := range slices.Chunk(users, 10) {
+			if _, err := nd.Call(ctx, "follow", nd.User, c); err != nil {
+				return err
+			}
+		}
+		return nil
 	}); err != nil {
 		return nil, fmt.Errorf("follow: %w", err)
 	}
