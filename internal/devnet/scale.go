@@ -151,6 +151,7 @@ func (nw *Net) Scale(ctx context.Context, so ScaleOptions) (*ScaleReport, error)
 	if _, err := creator.Call(ctx, "newgroupinvite", creator.User, k, alias, users); err != nil {
 		return nil, fmt.Errorf("newgroupinvite: %w", err)
 	}
+	fmt.Fprintf(out, "scale: newgroupinvite of %d users returned after %.2f s\n", n, time.Since(start).Seconds())
 	aliases := sync.Map{}
 	aliases.Store(creator.Name, alias)
 	others := nw.Nodes[1:]

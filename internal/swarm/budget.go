@@ -29,6 +29,9 @@ const (
 	// lookup backoff for a swarm without peers or usable addresses.
 	minLookupWait = 2 * time.Second
 	maxLookupWait = 2 * time.Minute
+	// burstConns: incoming connections allowed over MaxConnections while
+	// nothing can be evicted yet (docs/swarm.md: sockets stay <= 100).
+	burstConns = 8
 	// maxLookups bounds concurrent DHT lookups of one node.
 	maxLookups = 8
 	// healthCheck is how often discoverLoop looks at a healthy swarm.
@@ -148,7 +151,22 @@ func (s *Swarm) admit(t *torrent, outgoing bool, now time.Time) bool {
 	if !outgoing {
 		want = max(want, s.cfg.HotPeers)
 	}
-	return n < want && s.evictOne(t, false, now)
+	if n >= want {
+		return false
+	}
+	// When every connection is young or busy, an incoming one may still
+	// take one of burstConns slots over the cap; trim gives them back.
+	return s.evictOne(t, false, now) || (!outgoing && s.liveConns() < s.cfg.MaxConnections+burstConns)
+}
+
+// trim evicts one connection a tick while the count is over the cap
+// (after a burst of incoming pushes).
+func (s *Swarm) trim(now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.liveConns() > s.cfg.MaxConnections {
+		s.evictOne(nil, false, now)
+	}
 }
 
 // retryWait is how long after its last attempt an address with f

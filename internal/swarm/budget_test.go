@@ -58,8 +58,9 @@ func (s *Swarm) live() int {
 }
 
 // TestBudgetRotatesSwarmsUnderTheCap: a follower of 6 swarms with room
-// for 2 connections never holds more than 2, and still fetches every
-// swarm: idle connections are evicted in turn for swarms that have none.
+// for 2 connections stays within 2 (plus the burst slots for incoming
+// connections) and still fetches every swarm: idle connections are
+// evicted in turn for swarms that have none.
 func TestBudgetRotatesSwarmsUnderTheCap(t *testing.T) {
 	ctx := context.Background()
 	keys := newTestKeys(100)
@@ -114,9 +115,12 @@ func TestBudgetRotatesSwarmsUnderTheCap(t *testing.T) {
 	})
 	close(stop)
 	<-done
-	if p := peak.Load(); p > 2 {
-		t.Errorf("peak connections %d over the cap of 2", p)
+	// Dials are held to the cap; incoming connections may take the burst
+	// slots while nothing is old enough to evict, and trim gives them back.
+	if p := peak.Load(); p > 2+burstConns {
+		t.Errorf("peak connections %d over the cap of 2 + %d burst", p, burstConns)
 	}
+	waitFor(t, "back under the cap", func() bool { return f.live() <= 2 })
 }
 
 // TestRestartedPairReconnectsFromSavedPeers (issue 11 item 4): two nodes

@@ -94,7 +94,7 @@ type Config struct {
 	HotPeers int
 	// HotPeriod, 30 s.
 	HotPeriod time.Duration
-	// MinHold: a connection is not evicted for the budget before this, 10 s.
+	// MinHold: a connection is not evicted for the budget before this, 5 s.
 	MinHold time.Duration
 	// MaxPeersPerSwarm bounds connections per swarm, 16.
 	MaxPeersPerSwarm int
@@ -112,7 +112,7 @@ func (c *Config) setDefaults() {
 	def(&c.AnnounceInterval, 15*time.Minute)
 	def(&c.ReconnectInterval, time.Second)
 	def(&c.HotPeriod, 30*time.Second)
-	def(&c.MinHold, 10*time.Second)
+	def(&c.MinHold, 5*time.Second)
 	def(&c.KeepAliveInterval, 30*time.Second)
 	def(&c.PeerTimeout, 120*time.Second)
 	def(&c.HandshakeTimeout, 10*time.Second)
@@ -678,6 +678,7 @@ func (s *Swarm) tickLoop() {
 				t.reconnect(now)
 			}
 			s.rotate(now)
+			s.trim(now)
 			if now.Sub(lastSave) >= savePeersInterval {
 				s.mu.Lock()
 				save := s.peersToSave()
