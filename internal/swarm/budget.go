@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"net/netip"
+	"sort"
 	"time"
 )
 
@@ -216,6 +217,20 @@ func (t *torrent) dialable(now time.Time) []netip.AddrPort {
 	return append(fresh, retry...)
 }
 
+// canDial reports whether dialable would list an address (s.mu held),
+// without building the list.
+func (t *torrent) canDial(now time.Time) bool {
+	for a, c := range t.candidates {
+		if c.self || t.banned[banKey(a)] || t.dialingTo[a] {
+			continue
+		}
+		if c.lastAttempt.IsZero() || now.Sub(c.lastAttempt) >= t.s.retryWait(c) {
+			return true
+		}
+	}
+	return false
+}
+
 // starving: no connection and no address that has not failed twice in a
 // row: time to ask the DHT again (s.mu held).
 func (t *torrent) starving() bool {
@@ -241,6 +256,9 @@ func (t *torrent) reconnect(now time.Time) {
 		return
 	}
 	need := s.target(t, now) - t.livePeers() - len(t.dialingTo)
+	if need > 0 && s.liveConns() >= s.cfg.MaxConnections && !t.hot(now) {
+		need = 0 // rotate's turn; this runs every tick for every swarm
+	}
 	var dial []netip.AddrPort
 	if need > 0 {
 		for _, a := range t.dialable(now) {
@@ -290,13 +308,18 @@ func (s *Swarm) rotate(now time.Time) {
 		s.mu.Unlock()
 		return
 	}
-	var pick *torrent
+	var waiting []*torrent
 	for _, t := range s.byUser {
-		if t.livePeers() > 0 || len(t.dialingTo) > 0 || len(t.dialable(now)) == 0 {
-			continue
+		if len(t.dialingTo) == 0 && t.livePeers() == 0 {
+			waiting = append(waiting, t)
 		}
-		if pick == nil || t.lastVisit.Before(pick.lastVisit) {
+	}
+	sort.Slice(waiting, func(i, j int) bool { return waiting[i].lastVisit.Before(waiting[j].lastVisit) })
+	var pick *torrent
+	for _, t := range waiting {
+		if t.canDial(now) {
 			pick = t
+			break
 		}
 	}
 	if pick == nil || !s.evictOne(pick, false, now) {
