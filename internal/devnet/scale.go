@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/twgroupd/twgroupd/internal/registry"
+	"github.com/twgroupd/twgroupd/internal/upstream"
 )
 
 // The scale scenario (`twgroupd devnet --nodes N --scenario scale`,
@@ -148,7 +149,13 @@ func (nw *Net) Scale(ctx context.Context, so ScaleOptions) (*ScaleReport, error)
 		return nil, err
 	}
 	start := time.Now()
-	if _, err := creator.Call(ctx, "newgroupinvite", creator.User, k, alias, users); err != nil {
+	// Inviting n users publishes about n+n/16 posts, each committed with
+	// fsync: longer than the node client's timeout at n=100 on a busy disk.
+	long, err := upstream.New(creator.RPCURL(), upstream.WithTimeout(so.Phase))
+	if err != nil {
+		return nil, err
+	}
+	if _, err := long.Call(ctx, "newgroupinvite", creator.User, k, alias, users); err != nil {
 		return nil, fmt.Errorf("newgroupinvite: %w", err)
 	}
 	fmt.Fprintf(out, "scale: newgroupinvite of %d users returned after %.2f s\n", n, time.Since(start).Seconds())
