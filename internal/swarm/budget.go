@@ -33,14 +33,18 @@ const (
 	// burstConns: incoming connections allowed over MaxConnections while
 	// nothing can be evicted yet (docs/swarm.md: sockets stay <= 100).
 	burstConns = 8
+	// pushRound: the least time between two push rounds of one swarm.
+	pushRound = 2 * time.Second
 	// maxLookups bounds concurrent DHT lookups of one node.
 	maxLookups = 8
 	// healthCheck is how often discoverLoop looks at a healthy swarm.
 	healthCheck = 5 * time.Second
 )
 
-// hot reports whether t had a new piece within HotPeriod (s.mu held).
-func (t *torrent) hot(now time.Time) bool { return now.Before(t.hotUntil) }
+// hot reports whether t had a new piece within HotPeriod and may still
+// dial to push it (s.mu held): a new piece allows HotPeers push dials,
+// not a dial storm for the whole period.
+func (t *torrent) hot(now time.Time) bool { return now.Before(t.hotUntil) && t.pushLeft > 0 }
 
 // livePeers counts connections of t not being closed (s.mu held).
 func (t *torrent) livePeers() int {
@@ -68,15 +72,19 @@ func (s *Swarm) target(t *torrent, now time.Time) int {
 	return max(1, min(s.cfg.TargetPeers, share))
 }
 
-// markHot makes t hot and, if it was not, dials more peers at once.
+// markHot makes t hot and starts a push round: up to HotPeers dials at
+// once, to peers that may lack the new piece. A burst of pieces (an
+// invite is 100 posts) gets one round every pushRound, not one per piece.
 func (t *torrent) markHot(now time.Time) {
 	s := t.s
 	s.mu.Lock()
-	was := t.hot(now)
+	round := !t.hot(now) && now.Sub(t.pushAt) >= pushRound && !s.closed && s.started
 	t.hotUntil = now.Add(s.cfg.HotPeriod)
-	closed := s.closed || !s.started
+	if round {
+		t.pushLeft, t.pushAt = s.cfg.HotPeers, now
+	}
 	s.mu.Unlock()
-	if was || closed {
+	if !round {
 		return
 	}
 	s.wg.Add(1)
@@ -155,9 +163,10 @@ func (s *Swarm) admit(t *torrent, outgoing bool, now time.Time) bool {
 	if n >= want {
 		return false
 	}
-	// When every connection is young or busy, an incoming one may still
-	// take one of burstConns slots over the cap; trim gives them back.
-	return s.evictOne(t, false, now) || (!outgoing && s.liveConns() < s.cfg.MaxConnections+burstConns)
+	// When every connection is young or busy, an incoming one or a push
+	// of a hot swarm may still take one of burstConns slots over the cap;
+	// trim gives them back.
+	return s.evictOne(t, false, now) || ((!outgoing || t.hot(now)) && s.liveConns() < s.cfg.MaxConnections+burstConns)
 }
 
 // trim evicts one connection a tick while the count is over the cap
@@ -268,9 +277,12 @@ func (t *torrent) reconnect(now time.Time) {
 			if s.liveConns() >= s.cfg.MaxConnections {
 				// Swarms without connections wait for rotate (one a
 				// tick); evicting for each at once would churn them all.
-				if !t.hot(now) || !s.evictOne(t, true, now) {
+				if !t.hot(now) || (!s.evictOne(t, true, now) && s.liveConns() >= s.cfg.MaxConnections+burstConns) {
 					break
 				}
+			}
+			if t.hot(now) {
+				t.pushLeft--
 			}
 			t.candidates[a].lastAttempt = now
 			t.dialingTo[a] = true

@@ -123,6 +123,7 @@ func (s *Swarm) register(t *torrent, p *peer) bool {
 	}
 	now := time.Now()
 	if !s.admit(t, p.outgoing, now) {
+		s.log.Debug("connection refused by the budget", "user", t.user, "peer", p.remote.String(), "outgoing", p.outgoing, "conns", s.liveConns())
 		return false
 	}
 	for q := range t.peers {
@@ -138,6 +139,7 @@ func (s *Swarm) register(t *torrent, p *peer) bool {
 	t.peers[p] = struct{}{}
 	s.numPeers++
 	p.since = now
+	s.log.Debug("peer connected", "user", t.user, "peer", p.remote.String(), "outgoing", p.outgoing, "conns", s.liveConns())
 	if c := t.candidates[p.listen]; c != nil && p.outgoing {
 		c.failures = 0
 		c.lastConnected = now

@@ -58,6 +58,8 @@ type torrent struct {
 
 	dialingTo  map[netip.AddrPort]bool // dials in progress (budget.go)
 	hotUntil   time.Time               // a piece arrived or was published recently
+	pushLeft   int                     // push dials left while hot
+	pushAt     time.Time               // start of the last push round
 	lastVisit  time.Time               // last rotation into this swarm
 	savedPeers string                  // what swarm.db holds, to skip unchanged saves
 }
