@@ -1,6 +1,7 @@
 package swarm
 
 import (
+	"context"
 	"errors"
 	"math/rand/v2"
 	"net/netip"
@@ -35,6 +36,8 @@ const (
 	burstConns = 8
 	// pushRound: the least time between two push rounds of one swarm.
 	pushRound = 2 * time.Second
+	// maxBorrowed: addresses a starving swarm takes from other swarms.
+	maxBorrowed = 3
 	// maxLookups bounds concurrent DHT lookups of one node.
 	maxLookups = 8
 	// healthCheck is how often discoverLoop looks at a healthy swarm.
@@ -211,6 +214,10 @@ func (t *torrent) dialable(now time.Time) []netip.AddrPort {
 		if !c.lastAttempt.IsZero() && now.Sub(c.lastAttempt) < s.retryWait(c) {
 			continue
 		}
+		if c.borrowed && c.failures > 0 {
+			delete(t.candidates, a) // it does not run this swarm
+			continue
+		}
 		if !c.static && !c.saved && c.failures >= maxDialFailures {
 			delete(t.candidates, a)
 			continue
@@ -365,4 +372,49 @@ func (t *torrent) reconnectOne(now time.Time) {
 		defer s.wg.Done()
 		s.dial(t, a)
 	}()
+}
+
+// lookupSlot waits for one of the maxLookups DHT slots.
+func (s *Swarm) lookupSlot(ctx context.Context) bool {
+	select {
+	case s.lookups <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// borrowCandidates gives a swarm with no connection and no usable
+// address up to maxBorrowed listen addresses of peers connected in other
+// swarms. Such an address that fails (the peer does not run this swarm:
+// the handshake is refused) is dropped at once.
+func (t *torrent) borrowCandidates() {
+	s := t.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !t.starving() {
+		return
+	}
+	var pool []netip.AddrPort
+	for _, o := range s.byUser {
+		if o == t {
+			continue
+		}
+		for p := range o.peers {
+			if p.listenKnown && !p.closing {
+				pool = append(pool, p.listen)
+			}
+		}
+	}
+	rand.Shuffle(len(pool), func(i, j int) { pool[i], pool[j] = pool[j], pool[i] })
+	n := 0
+	for _, a := range pool {
+		if n == maxBorrowed || len(t.candidates) >= maxCandidates {
+			break
+		}
+		if _, ok := t.candidates[a]; !ok {
+			t.candidates[a] = &candidate{borrowed: true}
+			n++
+		}
+	}
 }

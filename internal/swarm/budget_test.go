@@ -208,3 +208,30 @@ func TestStarvingSwarmAsksTheDHTAgainWithinSeconds(t *testing.T) {
 		t.Errorf("%d lookups while connected, want still 2", n)
 	}
 }
+
+// TestStarvingSwarmBorrowsPeersOfOtherSwarms: the DHT knows a peer only
+// for alice's swarm; the same peer also runs bob's, and the follower's
+// swarm for bob, finding nobody, tries it and fetches bob's post.
+func TestStarvingSwarmBorrowsPeersOfOtherSwarms(t *testing.T) {
+	ctx := context.Background()
+	keys := newTestKeys(100)
+	alice, bob, carol := newUser(t, keys, "alice"), newUser(t, keys, "bob"), newUser(t, keys, "carol")
+	seeder := startNode(t, t.TempDir(), keys)
+	if err := seeder.Publish(ctx, "alice", 1, dmPost(t, alice, 1, carol, "from alice")); err != nil {
+		t.Fatal(err)
+	}
+	if err := seeder.Publish(ctx, "bob", 1, dmPost(t, bob, 1, carol, "from bob")); err != nil {
+		t.Fatal(err)
+	}
+	finder := newMapFinder()
+	finder.set("alice", seeder.Addr())
+	cfg := fastConfig(t.TempDir(), keys)
+	cfg.Finder = finder
+	f := startNodeConfig(t, cfg)
+	for _, u := range []string{"alice", "bob"} {
+		if err := f.Follow(ctx, u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "bob's post through a peer of alice's swarm", func() bool { return f.sink.has("bob", 1) == 1 })
+}

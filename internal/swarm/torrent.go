@@ -30,6 +30,7 @@ type candidate struct {
 	static        bool
 	self          bool
 	saved         bool // from swarm.db: an earlier session's peer
+	borrowed      bool // a peer of another swarm (borrowCandidates)
 	lastAttempt   time.Time
 	lastConnected time.Time
 	failures      int
@@ -283,28 +284,39 @@ func (t *torrent) discoverLoop(ctx context.Context) {
 	var lastAnnounce time.Time
 	backoff := minLookupWait
 	for {
+		// Until the DHT answers (a lookup waits out its slowest query, up
+		// to 8 s, and DHT nodes cap their replies at 16 kB/s), try peers
+		// of our other swarms: followers of one user mostly follow the
+		// same others.
+		t.borrowCandidates()
+		t.reconnect(time.Now())
 		// At most maxLookups swarms ask the DHT at once: following 100
-		// users must not start 200 traversals in the same instant.
-		select {
-		case s.lookups <- struct{}{}:
-		case <-ctx.Done():
+		// users must not start 200 traversals in the same instant. The
+		// slot is held for the lookup only; announces take their own.
+		if !s.lookupSlot(ctx) {
 			return
 		}
 		fctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 		peers, err := s.cfg.Finder.FindPeers(fctx, t.ih)
+		cancel()
+		<-s.lookups
 		if err != nil && ctx.Err() == nil {
 			s.log.Debug("find peers", "user", t.user, "err", err)
 		}
 		t.addCandidates(peers)
 		t.reconnect(time.Now())
 		if time.Since(lastAnnounce) >= s.cfg.AnnounceInterval {
+			if !s.lookupSlot(ctx) {
+				return
+			}
+			fctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 			if err := s.cfg.Finder.AnnouncePeer(fctx, t.ih, s.cfg.AnnouncePort); err != nil && ctx.Err() == nil {
 				s.log.Debug("announce", "user", t.user, "err", err)
 			}
+			cancel()
+			<-s.lookups
 			lastAnnounce = time.Now()
 		}
-		cancel()
-		<-s.lookups
 		lookedUp := time.Now()
 		for {
 			wait := min(healthCheck, s.cfg.AnnounceInterval)
