@@ -18,6 +18,7 @@ func FuzzReceivePayload(f *testing.F) {
 		twproto.EncodeMessage("hello", "bob"),
 		twproto.EncodeGroupInvite("desc", "KzTAkjGZu9xbVgeFyuWkcR4A3X7U8cvigCsBYdKoZrx6p4Mxc8m8"),
 		twproto.EncodeGroupInvite("desc", "not a wif"),
+		twproto.EncodeGroupInviteMoved("desc", "KzTAkjGZu9xbVgeFyuWkcR4A3X7U8cvigCsBYdKoZrx6p4Mxc8m8", twproto.GroupMove{Removed: []string{"carol"}}),
 		twproto.EncodeGroupMembers([]string{"alice", "", "bob", "carol"}),
 		[]byte("old format text"),
 		[]byte("d12:group_invitei5ee"),

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/twgroupd/twgroupd/internal/msgstore"
 	"github.com/twgroupd/twgroupd/internal/twproto"
@@ -33,18 +34,22 @@ func (e *Engine) GetDirectMsgs(localUser string, count int, queries []msgstore.Q
 }
 
 // Follow adds users to localUser's following list and starts their swarms.
-// As twisterd, a user the registry does not know is skipped silently.
+// A name the registry does not know is not followed and, unlike twisterd
+// (which reports success), named in a NotRegisteredError returned after the
+// registered ones are followed: twister-html pushes its whole following
+// list in one call, so one stale name must not keep the others out.
 // Unlike twisterd, the stored DM posts of a newly followed user are
 // processed again, so what the not-following rule dropped before is not
 // lost (twisterd needs rescandirectmsgs).
 func (e *Engine) Follow(ctx context.Context, localUser string, users []string) error {
-	var known []string
+	var known, unknown []string
 	for _, u := range users {
 		if u == "" {
 			continue
 		}
 		_, err := e.keys.UserKey(ctx, u, -1)
 		if errors.Is(err, twproto.ErrUnknownUser) {
+			unknown = append(unknown, u)
 			continue
 		}
 		if err != nil {
@@ -52,8 +57,12 @@ func (e *Engine) Follow(ctx context.Context, localUser string, users []string) e
 		}
 		known = append(known, u)
 	}
+	var notReg error
+	if len(unknown) > 0 {
+		notReg = &NotRegisteredError{Users: unknown}
+	}
 	if len(known) == 0 {
-		return nil
+		return notReg
 	}
 	var added []string
 	err := e.store.Update(func(tx *msgstore.Tx) error {
@@ -78,8 +87,29 @@ func (e *Engine) Follow(ctx context.Context, localUser string, users []string) e
 			errs = append(errs, err)
 		}
 	}
-	return errors.Join(errs...)
+	if len(errs) == 0 {
+		return notReg
+	}
+	return errors.Join(append(errs, notReg)...)
 }
+
+// NotRegisteredError names the users a follow left out because the
+// registry does not know them; errors.Is(err, ErrNotRegistered) is true.
+type NotRegisteredError struct{ Users []string }
+
+func (e *NotRegisteredError) Error() string {
+	q := make([]string, len(e.Users))
+	for i, u := range e.Users {
+		q[i] = "'" + u + "'"
+	}
+	if len(q) == 1 {
+		return "follow: " + q[0] + " is not a registered user (not followed)"
+	}
+	return "follow: " + strings.Join(q, ", ") + " are not registered users (not followed)"
+}
+
+// Is makes errors.Is(err, ErrNotRegistered) true.
+func (e *NotRegisteredError) Is(target error) bool { return target == ErrNotRegistered }
 
 // Unfollow removes users from localUser's following list.
 func (e *Engine) Unfollow(ctx context.Context, localUser string, users []string) error {
@@ -106,6 +136,7 @@ func (e *Engine) Following(localUser string) ([]string, error) {
 // imports keys with the description "whatever"). A key held by a local user
 // gives "" like twisterd.
 func (e *Engine) RegisterGroup(ctx context.Context, key *twproto.PrivateKey, desc string) (string, error) {
+	defer e.hot()()
 	var fx effects
 	err := e.store.Update(func(tx *msgstore.Tx) error {
 		fx = effects{}

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 
 	"github.com/twgroupd/twgroupd/internal/msgstore"
 	"github.com/twgroupd/twgroupd/internal/twproto"
+	"github.com/twgroupd/twgroupd/wallet"
 )
 
 // Outgoing is one DM post to create: Payload sealed to the key of To.
@@ -26,19 +28,31 @@ type localCopy struct {
 	msg        msgstore.Message
 }
 
+// AutoK as the k of a send means "the next free k of the sender", chosen
+// under the sender's lock, so concurrent callers never collide (RPC: null,
+// CLI: auto).
+const AutoK int64 = -1
+
+// ErrNegativeK refuses a k below 0 other than AutoK.
+var ErrNegativeK = errors.New("k must be >= 0")
+
 // NewDirectMsg is newdirectmsg (spec §5.2): msg to a user or to a group
-// alias, as post k of from (k and k+1 with copySelf, in random order). It
-// returns the last post created. A k already used by from is refused with
-// a KUsedError, and a call that fails consumes no k unless a post was
-// already published.
+// alias, as post k of from (k and k+1 with copySelf, in random order; AutoK
+// picks the next free k). It returns the last post created. A k already
+// used by from is refused with a KUsedError. The call is all or nothing: a
+// failed call consumes no k, a successful one has its posts committed
+// (published again from the store after a crash).
 func (e *Engine) NewDirectMsg(ctx context.Context, from string, k int64, to, msg string, copySelf bool) ([]byte, error) {
+	if msg == "" {
+		return nil, ErrEmptyMessage
+	}
 	payload := twproto.EncodeMessage(msg, to)
 	outs := []Outgoing{{To: to, Payload: payload, EncryptErr: ErrEncryptToDest}}
 	if copySelf {
 		outs = append(outs, Outgoing{To: from, Payload: payload, EncryptErr: ErrEncryptToSelf})
 	}
 	// Encrypt in twisterd's order, so its errors come in its order.
-	envs, err := e.seal(ctx, outs)
+	sealed, err := e.seal(ctx, outs)
 	if err != nil {
 		return nil, err
 	}
@@ -47,14 +61,14 @@ func (e *Engine) NewDirectMsg(ctx context.Context, from string, k int64, to, msg
 	if copySelf {
 		// twisterd: rand() < RAND_MAX/2 puts the recipient copy first.
 		if rand.IntN(2) == 0 {
-			envs[0], envs[1] = envs[1], envs[0]
+			sealed[0], sealed[1] = sealed[1], sealed[0]
 		}
 	} else {
 		local = &localCopy{user: from, peer: to, msg: msgstore.Message{
-			Time: now, Text: msg, FromMe: true, From: from, K: k,
+			Time: now, Text: msg, FromMe: true, From: from,
 		}}
 	}
-	posts, err := e.publish(ctx, from, k, now, envs, local)
+	posts, err := e.publish(ctx, from, k, now, sealed, local)
 	if err != nil {
 		return nil, err
 	}
@@ -62,35 +76,54 @@ func (e *Engine) NewDirectMsg(ctx context.Context, from string, k int64, to, msg
 }
 
 // Send creates, publishes and processes one post per Outgoing, as posts k,
-// k+1, ... of from (the group operations of package groupchat). It returns
-// the posts. All encryption, signing and validation happen before anything
-// is stored or published.
+// k+1, ... of from (the group operations of package groupchat; AutoK picks
+// the first free k). It returns the posts. All encryption happens before
+// anything is stored or published.
 func (e *Engine) Send(ctx context.Context, from string, k int64, outs []Outgoing) ([][]byte, error) {
 	if len(outs) == 0 {
 		return nil, nil
 	}
-	envs, err := e.seal(ctx, outs)
+	sealed, err := e.seal(ctx, outs)
 	if err != nil {
 		return nil, err
 	}
-	return e.publish(ctx, from, k, e.now().Unix(), envs, nil)
+	return e.publish(ctx, from, k, e.now().Unix(), sealed, nil)
 }
 
 // recipientKey picks the key to encrypt to: the wallet's (local users and
 // group aliases), else the registered one at the best height (spec §4.4).
+// Its error says, for a client, why there is no key.
 func (e *Engine) recipientKey(ctx context.Context, to string) ([]byte, error) {
-	if key, err := e.wallet.Key(to); err == nil {
+	key, werr := e.wallet.Key(to)
+	if werr == nil {
 		return key.PubKey(), nil
 	}
+	if wallet.IsGroupAlias(to) {
+		if errors.Is(werr, wallet.ErrUserNotFound) {
+			return nil, fmt.Errorf("unknown group alias '%s'", to)
+		}
+		return nil, werr
+	}
 	uk, err := e.keys.UserKey(ctx, to, -1)
+	if errors.Is(err, twproto.ErrUnknownUser) {
+		return nil, fmt.Errorf("'%s' is not a registered user", to)
+	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("no key for '%s': %w", to, err)
 	}
 	return uk.PubKey, nil
 }
 
-func (e *Engine) seal(ctx context.Context, outs []Outgoing) ([]*twproto.Envelope, error) {
-	envs := make([]*twproto.Envelope, len(outs))
+// sealedOut is one encrypted payload with what the sender needs to process
+// its own post without decrypting it again.
+type sealedOut struct {
+	env     *twproto.Envelope
+	pub     []byte
+	payload []byte
+}
+
+func (e *Engine) seal(ctx context.Context, outs []Outgoing) ([]sealedOut, error) {
+	sealed := make([]sealedOut, len(outs))
 	for i, o := range outs {
 		encErr := o.EncryptErr
 		if encErr == nil {
@@ -99,7 +132,7 @@ func (e *Engine) seal(ctx context.Context, outs []Outgoing) ([]*twproto.Envelope
 		pub, err := e.recipientKey(ctx, o.To)
 		if err != nil {
 			e.log.Debug("no key to encrypt to", "to", o.To, "err", err)
-			return nil, encErr
+			return nil, &CulpritError{Err: encErr, Detail: ": " + err.Error()}
 		}
 		if len(o.Payload) > twproto.MaxPostSize {
 			// It cannot fit in a post: say so now rather than after
@@ -111,23 +144,82 @@ func (e *Engine) seal(ctx context.Context, outs []Outgoing) ([]*twproto.Envelope
 			e.log.Debug("encrypt failed", "to", o.To, "err", err)
 			return nil, encErr
 		}
-		envs[i] = env
+		sealed[i] = sealedOut{env: env, pub: pub, payload: o.Payload}
 	}
-	return envs, nil
+	return sealed, nil
 }
 
-// publish builds, signs and validates one post per envelope, records them
-// (reserving their ks) with the local copy in one transaction, publishes
-// them in order and processes them as received. On a publish failure the
-// unpublished posts are forgotten again, and the local copy too if nothing
-// went out.
-func (e *Engine) publish(ctx context.Context, from string, k, now int64, envs []*twproto.Envelope, local *localCopy) ([][]byte, error) {
-	key, err := e.wallet.Key(from)
+// lockSender serializes the sends of user (from choosing k to the commit).
+func (e *Engine) lockSender(user string) func() {
+	e.sendMu.Lock()
+	mu := e.senders[user]
+	if mu == nil {
+		mu = new(sync.Mutex)
+		e.senders[user] = mu
+	}
+	e.sendMu.Unlock()
+	mu.Lock()
+	return mu.Unlock
+}
+
+// NextK is the next free k of user: one above the highest k held in the
+// user's swarm or recorded as a DM post (getlasthave + 1).
+func (e *Engine) NextK(user string) (int64, error) {
+	next := int64(0)
+	if lh, ok := e.net.(LastHaver); ok {
+		next = max(next, lh.LastHave(user)+1)
+	}
+	err := e.store.View(func(tx *msgstore.Tx) error {
+		if k, ok := tx.LastPostK(user); ok {
+			next = max(next, k+1)
+		}
+		return nil
+	})
 	if err != nil {
-		return nil, ErrSign
+		return 0, fmt.Errorf("next k of %s: %w", user, err)
+	}
+	return next, nil
+}
+
+// ownPost is one post a send creates, with what processing it needs.
+type ownPost struct {
+	raw   []byte
+	post  *twproto.Post
+	to    string // wallet name that opens it, "" if none
+	plain []byte
+}
+
+// publish builds, signs and validates (once) one post per sealed payload,
+// then commits in one transaction: the k reservation, the posts, the local
+// copy, the processing of our own posts as received (twisterd hash-checks
+// its own pieces: group messages, invites to local users, member lists and
+// copy_self copies take effect) and, on a TxNetwork, the pieces. The HAVEs
+// go out after the commit. On a Network without a shared file the pieces
+// are published after the commit and undone on failure, as before.
+func (e *Engine) publish(ctx context.Context, from string, k, now int64, sealed []sealedOut, local *localCopy) ([][]byte, error) {
+	defer e.hot()()
+	key, err := e.wallet.Key(from)
+	if errors.Is(err, wallet.ErrUserNotFound) {
+		return nil, Culprit(ErrSign, "'%s' is not a user of this wallet", from)
+	}
+	if err != nil {
+		return nil, &CulpritError{Err: ErrSign, Detail: ": " + err.Error()}
+	}
+	if k < 0 && k != AutoK {
+		return nil, ErrNegativeK
+	}
+	unlock := e.lockSender(from)
+	defer unlock()
+	if k == AutoK {
+		if k, err = e.NextK(from); err != nil {
+			return nil, err
+		}
+	}
+	if local != nil {
+		local.msg.K = k
 	}
 	if pc, ok := e.net.(PieceChecker); ok {
-		for i := range envs {
+		for i := range sealed {
 			if kk := k + int64(i); pc.HasPiece(from, kk) {
 				return nil, fmt.Errorf("send as %s: %w", from, &KUsedError{User: from, K: kk})
 			}
@@ -138,11 +230,11 @@ func (e *Engine) publish(ctx context.Context, from string, k, now int64, envs []
 		return nil, fmt.Errorf("best height: %w", err)
 	}
 	height := max(best-1, 0) // twisterd: best-1, "be conservative"
-	raws := make([][]byte, len(envs))
-	posts := make([]*twproto.Post, len(envs))
-	for i, env := range envs {
+	own := make([]ownPost, len(sealed))
+	raws := make([][]byte, len(sealed))
+	for i, so := range sealed {
 		kk := k + int64(i)
-		raw, err := twproto.BuildDMPost(key, from, kk, height, now, env)
+		raw, err := twproto.BuildDMPost(key, from, kk, height, now, so.env)
 		if err != nil {
 			var pe *twproto.PostError
 			if errors.As(err, &pe) {
@@ -150,30 +242,82 @@ func (e *Engine) publish(ctx context.Context, from string, k, now int64, envs []
 			}
 			return nil, ErrSign
 		}
+		// The one verification of this post on this node (twisterd's
+		// acceptSignedPost): the swarm stores it as validated here.
 		p, err := twproto.ValidatePost(ctx, raw, from, kk, e.keys)
 		if err != nil {
 			return nil, err
 		}
-		raws[i], posts[i] = raw, p
+		to, err := e.ownerOf(so.pub)
+		if err != nil {
+			return nil, fmt.Errorf("send as %s: %w", from, err)
+		}
+		own[i] = ownPost{raw: raw, post: p, to: to, plain: so.payload}
+		raws[i] = raw
+	}
+	if e.txnet == nil {
+		return e.publishApart(ctx, from, k, own, local)
 	}
 
-	var localID int64
+	var fx effects
+	var announce []func()
 	err = e.store.Update(func(tx *msgstore.Tx) error {
-		for i := range posts {
-			ref := msgstore.PostRef{Author: from, K: k + int64(i)}
-			if tx.HasPost(ref) {
-				return &KUsedError{User: from, K: ref.K}
-			}
-			if _, err := tx.PutPost(ref, raws[i]); err != nil {
-				return err
-			}
-		}
-		if local != nil {
-			m, _, err := tx.AddMessage(local.user, local.peer, dedupKey(from, k, "msg"), local.msg)
-			localID = m.ID
+		fx, announce = effects{}, nil
+		if _, err := e.reserve(tx, from, k, own, local); err != nil {
 			return err
 		}
+		for _, o := range own {
+			if o.to != "" {
+				if err := e.apply(tx, o.post, o.to, o.plain, &fx); err != nil {
+					return err
+				}
+			}
+			a, err := e.txnet.StagePublish(tx.Bolt(), o.post)
+			if err != nil {
+				return fmt.Errorf("publish %s/%d: %w", from, o.post.K, err)
+			}
+			announce = append(announce, a)
+		}
 		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("send as %s: %w", from, err)
+	}
+	for _, a := range announce {
+		a()
+	}
+	e.after(ctx, fx)
+	return raws, nil
+}
+
+// reserve records the posts of a send (taking their ks) and the local
+// copy, whose id it returns.
+func (e *Engine) reserve(tx *msgstore.Tx, from string, k int64, own []ownPost, local *localCopy) (int64, error) {
+	for i, o := range own {
+		ref := msgstore.PostRef{Author: from, K: k + int64(i)}
+		if tx.HasPost(ref) {
+			return 0, &KUsedError{User: from, K: ref.K}
+		}
+		if _, err := tx.PutPost(ref, o.raw); err != nil {
+			return 0, err
+		}
+	}
+	if local == nil {
+		return 0, nil
+	}
+	m, _, err := tx.AddMessage(local.user, local.peer, dedupKey(from, k, "msg"), local.msg)
+	return m.ID, err
+}
+
+// publishApart is the send path for a Network whose pieces are not in the
+// message store's file (the in-memory hub of the tests): reserve, publish,
+// undo what was not published, then process the published posts.
+func (e *Engine) publishApart(ctx context.Context, from string, k int64, own []ownPost, local *localCopy) ([][]byte, error) {
+	var localID int64
+	err := e.store.Update(func(tx *msgstore.Tx) error {
+		var err error
+		localID, err = e.reserve(tx, from, k, own, local)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("send as %s: %w", from, err)
@@ -181,8 +325,8 @@ func (e *Engine) publish(ctx context.Context, from string, k, now int64, envs []
 
 	published := 0
 	var pubErr error
-	for i, raw := range raws {
-		if err := e.net.Publish(ctx, from, k+int64(i), raw); err != nil {
+	for i, o := range own {
+		if err := e.net.Publish(ctx, from, k+int64(i), o.raw); err != nil {
 			pubErr = fmt.Errorf("publish %s/%d: %w", from, k+int64(i), err)
 			break
 		}
@@ -190,7 +334,7 @@ func (e *Engine) publish(ctx context.Context, from string, k, now int64, envs []
 	}
 	if pubErr != nil {
 		err := e.store.Update(func(tx *msgstore.Tx) error {
-			for i := published; i < len(raws); i++ {
+			for i := published; i < len(own); i++ {
 				if err := tx.DeletePost(msgstore.PostRef{Author: from, K: k + int64(i)}); err != nil {
 					return err
 				}
@@ -204,14 +348,18 @@ func (e *Engine) publish(ctx context.Context, from string, k, now int64, envs []
 			pubErr = errors.Join(pubErr, fmt.Errorf("undo unpublished posts: %w", err))
 		}
 	}
-	// Our own pieces are processed like received ones (twisterd hash-checks
-	// them in add_piece): group messages, invites to local users, member
-	// lists and copy_self copies take effect here.
 	var errs []error
-	for _, p := range posts[:published] {
-		if err := e.process(ctx, p, false); err != nil {
+	for _, o := range own[:published] {
+		if o.to == "" {
+			continue // no local key opens it: nothing to process
+		}
+		if err := e.commit(ctx, o.post, o.to, o.plain, nil, false); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	raws := make([][]byte, len(own))
+	for i, o := range own {
+		raws[i] = o.raw
 	}
 	if pubErr != nil {
 		return nil, errors.Join(append([]error{pubErr}, errs...)...)

@@ -29,7 +29,15 @@ var (
 	ErrUnknownGroup   = errors.New("unknown group alias")
 	ErrUnknownUser    = errors.New("unknown user")
 	ErrEncryptToGroup = errors.New("error encrypting to pubkey of group alias")
+	// ErrNoMembers refuses a newgroupinvite of nobody, which twisterd
+	// answers with success after re-sending the member list only.
+	ErrNoMembers = errors.New("newgroupinvite: no new member given")
 )
+
+// unknownGroup names the alias after twisterd's "unknown group alias".
+func unknownGroup(alias string) error {
+	return &dm.CulpritError{Err: ErrUnknownGroup, Detail: fmt.Sprintf(" '%s'", alias)}
+}
 
 // membersChunkLimit is newgroupinvite's byte estimate per group_members
 // post (spec §6.5 step 3).
@@ -40,6 +48,10 @@ type Info struct {
 	Alias       string
 	Description string
 	Members     []string // sorted
+	// Moved is set when removegroupmember moved the group (remove.go).
+	Moved *Moved
+	// MovedFrom is the alias of the group this one replaces, if any.
+	MovedFrom string
 }
 
 // Config wires a Service; all but Logger are required.
@@ -71,8 +83,9 @@ func New(cfg Config) (*Service, error) {
 }
 
 // Create is creategroup: a new key, or the given WIF, registered with desc.
-// It returns the local alias, or "" with no error for an invalid WIF or a
-// key that belongs to a local user, as twisterd. Importing the key of a
+// It returns the local alias. An invalid WIF or a key that belongs to a
+// local user is refused with wallet.ErrInvalidKey (twisterd answers "" with
+// no error and creates nothing). Importing the key of a
 // group already held returns its alias and leaves its description alone.
 // Posts that arrived before the key are processed with it at once.
 func (s *Service) Create(ctx context.Context, desc, wif string) (string, error) {
@@ -84,12 +97,14 @@ func (s *Service) Create(ctx context.Context, desc, wif string) (string, error) 
 			return "", fmt.Errorf("creategroup: %w", err)
 		}
 	} else if key, err = twproto.ParseWIF(wif); err != nil {
-		s.log.Info("creategroup: invalid group key")
-		return "", nil
+		return "", dm.Culprit(wallet.ErrInvalidKey, "groupprivkey is not a WIF private key")
 	}
 	alias, err := s.engine.RegisterGroup(ctx, key, desc)
 	if err != nil {
 		return "", fmt.Errorf("creategroup: %w", err)
+	}
+	if alias == "" {
+		return "", dm.Culprit(wallet.ErrInvalidKey, "groupprivkey is the key of a user of this wallet, not of a group")
 	}
 	return alias, nil
 }
@@ -97,11 +112,11 @@ func (s *Service) Create(ctx context.Context, desc, wif string) (string, error) 
 // groupKey returns the key of a known group.
 func (s *Service) groupKey(alias string) (*twproto.PrivateKey, error) {
 	if !wallet.IsGroupAlias(alias) {
-		return nil, ErrUnknownGroup
+		return nil, unknownGroup(alias)
 	}
 	key, err := s.wallet.Key(alias)
 	if errors.Is(err, wallet.ErrUserNotFound) {
-		return nil, ErrUnknownGroup
+		return nil, unknownGroup(alias)
 	}
 	if err != nil {
 		return nil, err
@@ -116,20 +131,31 @@ func (s *Service) List(user string, onlyIgnored bool) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listgroups: %w", err)
 	}
-	if user == "" {
-		return aliases, nil
-	}
 	out := []string{}
+	if user == "" {
+		err := s.store.View(func(tx *msgstore.Tx) error {
+			for _, a := range aliases {
+				if !hiddenAsMoved(tx, a, "") {
+					out = append(out, a)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("listgroups: %w", err)
+		}
+		return out, nil
+	}
 	err = s.store.View(func(tx *msgstore.Tx) error {
 		if !tx.HasUser(user) {
-			return ErrUnknownUser
+			return &dm.CulpritError{Err: ErrUnknownUser, Detail: fmt.Sprintf(" '%s'", user)}
 		}
 		if onlyIgnored {
 			out = tx.Ignored(user)
 			return nil
 		}
 		for _, a := range aliases {
-			if tx.IsGroupMember(a, user) {
+			if tx.IsGroupMember(a, user) && !hiddenAsMoved(tx, a, user) {
 				out = append(out, a)
 			}
 		}
@@ -151,6 +177,7 @@ func (s *Service) Info(alias string) (Info, error) {
 		if g, ok := tx.Group(alias); ok {
 			info.Description, info.Members = g.Description, g.Members
 		}
+		info.Moved, info.MovedFrom = moveInfo(tx, alias)
 		return nil
 	})
 	if err != nil {
@@ -165,17 +192,27 @@ func (s *Service) Info(alias string) (Info, error) {
 // posts and ks as twisterd. Unlike twisterd, every post is encrypted and
 // signed before the first is published, so a failure consumes no k.
 func (s *Service) Invite(ctx context.Context, user string, k int64, alias string, members []string) error {
+	if !slices.ContainsFunc(members, func(m string) bool { return m != "" }) {
+		return ErrNoMembers
+	}
 	key, err := s.groupKey(alias)
 	if err != nil {
 		return err
 	}
 	var g msgstore.Group
-	if err := s.store.View(func(tx *msgstore.Tx) error { g, _ = tx.Group(alias); return nil }); err != nil {
+	var mv msgstore.Move
+	if err := s.store.View(func(tx *msgstore.Tx) error { g, _ = tx.Group(alias); mv = tx.GroupMove(alias); return nil }); err != nil {
 		return fmt.Errorf("newgroupinvite: %w", err)
+	}
+	if mv.To != "" {
+		return &MovedError{Alias: alias, To: mv.To}
 	}
 	list := slices.Clone(g.Members)
 	var outs []dm.Outgoing
-	invite := twproto.EncodeGroupInvite(g.Description, key.WIF())
+	invite, err := s.invitePayload(alias, g.Description, key)
+	if err != nil {
+		return fmt.Errorf("newgroupinvite: %w", err)
+	}
 	for _, m := range members {
 		list = append(list, m)
 		outs = append(outs, dm.Outgoing{To: m, Payload: invite, EncryptErr: dm.ErrEncryptToDest})
@@ -241,11 +278,8 @@ func (s *Service) SetDescription(ctx context.Context, user string, k int64, alia
 	if _, err := s.engine.Send(ctx, user, k, []dm.Outgoing{out}); err != nil {
 		return err
 	}
-	// Processing our own post already did this; say it for a post that
-	// the not-yet-member sender could not process.
-	if err := s.store.Update(func(tx *msgstore.Tx) error { return tx.SetGroupDescription(alias, desc) }); err != nil {
-		return fmt.Errorf("newgroupdescription: %w", err)
-	}
+	// The engine processed our own post in the send's transaction: the
+	// description is set there (the group key is in the wallet).
 	return nil
 }
 
@@ -258,7 +292,7 @@ func (s *Service) Leave(ctx context.Context, user, alias string) error {
 	}
 	return s.store.Update(func(tx *msgstore.Tx) error {
 		if !tx.HasUser(user) {
-			return ErrUnknownUser
+			return &dm.CulpritError{Err: ErrUnknownUser, Detail: fmt.Sprintf(" '%s'", user)}
 		}
 		if err := tx.DropConversation(user, alias); err != nil {
 			return err

@@ -75,8 +75,8 @@ func (n *node) open() {
 	var network dm.Network = n.net
 	if n.net == nil {
 		n.sw, err = swarm.New(swarm.Config{
-			DataDir: n.dir, ListenAddr: "127.0.0.1:0", DHTPort: -1, Keys: n.keys,
-			StaticPeers: n.peers, ReconnectInterval: 100 * time.Millisecond,
+			DataDir: n.dir, DB: n.s.Bolt(), ListenAddr: "127.0.0.1:0", DHTPort: -1, Keys: n.keys,
+			StaticPeers: n.peers, ReconnectInterval: 100 * time.Millisecond, MultiConnPerIP: true,
 		})
 		if err != nil {
 			n.t.Fatal(err)
@@ -108,6 +108,7 @@ func (n *node) close() {
 	} else {
 		n.sw.Close()
 	}
+	n.e.Close()
 	n.w.Close()
 	n.s.Close()
 	n.e = nil
@@ -132,6 +133,7 @@ func (n *node) follow(users ...string) {
 // alias is this node's alias for the (single) group it knows.
 func (n *node) alias() string {
 	n.t.Helper()
+	n.settle()
 	as, err := n.gc.List("", false)
 	if err != nil || len(as) != 1 {
 		n.t.Fatalf("%s: groups %v %v", n.user, as, err)
@@ -139,9 +141,20 @@ func (n *node) alias() string {
 	return as[0]
 }
 
+// settle waits for the background retry of pending posts.
+func (n *node) settle() {
+	n.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := n.e.WaitRetries(ctx); err != nil {
+		n.t.Fatal(err)
+	}
+}
+
 // texts returns the node user's group thread as "from: text" lines.
 func (n *node) texts(alias string) []string {
 	n.t.Helper()
+	n.settle()
 	th, err := n.e.GetDirectMsgs(n.user, 1000, []msgstore.Query{msgstore.NewQuery(alias)})
 	if err != nil {
 		n.t.Fatal(err)
@@ -313,10 +326,10 @@ func TestErrors(t *testing.T) {
 	keys := dmtest.NewKeys(100)
 	hub := dmtest.NewHub(keys)
 	a := newNode(t, hub, keys, "alice", ticker(1_800_000_000))
-	if _, err := a.gc.Info("*nosuchgp"); !errors.Is(err, ErrUnknownGroup) || err.Error() != "unknown group alias" {
+	if _, err := a.gc.Info("*nosuchgp"); !errors.Is(err, ErrUnknownGroup) || err.Error() != "unknown group alias '*nosuchgp'" {
 		t.Errorf("Info: %v", err)
 	}
-	if _, err := a.gc.List("nobody", false); !errors.Is(err, ErrUnknownUser) || err.Error() != "unknown user" {
+	if _, err := a.gc.List("nobody", false); !errors.Is(err, ErrUnknownUser) || err.Error() != "unknown user 'nobody'" {
 		t.Errorf("List: %v", err)
 	}
 	if err := a.gc.Invite(ctx, "alice", 1, "alice", []string{"bob"}); !errors.Is(err, ErrUnknownGroup) {
@@ -333,12 +346,15 @@ func TestErrors(t *testing.T) {
 	if n := len(hub.Pieces("alice")); n != 0 {
 		t.Errorf("failed invite published %d pieces", n)
 	}
-	// Bad WIF and a user's own key give "" like twisterd.
-	if got, err := a.gc.Create(ctx, "x", "not a wif"); got != "" || err != nil {
+	if err := a.gc.Invite(ctx, "alice", 1, alias, []string{}); !errors.Is(err, ErrNoMembers) {
+		t.Errorf("Invite of nobody: %v", err)
+	}
+	// Bad WIF and a user's own key are refused (twisterd: "", no error).
+	if got, err := a.gc.Create(ctx, "x", "not a wif"); got != "" || !errors.Is(err, wallet.ErrInvalidKey) {
 		t.Errorf("bad WIF: %q %v", got, err)
 	}
 	own, _ := a.w.Key("alice")
-	if got, err := a.gc.Create(ctx, "x", own.WIF()); got != "" || err != nil {
+	if got, err := a.gc.Create(ctx, "x", own.WIF()); got != "" || !errors.Is(err, wallet.ErrInvalidKey) {
 		t.Errorf("user key as group key: %q %v", got, err)
 	}
 	// Importing a held group key returns its alias, description untouched.

@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -29,33 +30,91 @@ func credentialHash(userColonPass string) [32]byte {
 	return sha256.Sum256([]byte(userColonPass))
 }
 
-// authorized is twisterd's HTTPAuthorized: "Basic " then base64 of
-// "user:password", compared in constant time. A wrong (not a missing)
-// credential costs authFailDelay when the password is short, as twisterd.
-func (s *Server) authorized(r *http.Request) bool {
+type authResult int
+
+const (
+	authOK authResult = iota
+	authMissing
+	authWrong
+)
+
+// checkAuth is twisterd's HTTPAuthorized: "Basic " then base64 of
+// "user:password", compared in constant time. A missing header is not a
+// guess (browsers ask first without credentials); anything else that does
+// not match is.
+func (s *Server) checkAuth(r *http.Request) authResult {
 	header, present := r.Header["Authorization"]
 	if !present || len(header) == 0 {
-		return false
+		return authMissing
 	}
-	ok := false
 	if v := header[0]; strings.HasPrefix(v, "Basic ") {
 		if dec, err := base64.StdEncoding.DecodeString(strings.TrimSpace(v[len("Basic "):])); err == nil {
 			got := credentialHash(string(dec))
-			ok = subtle.ConstantTimeCompare(got[:], s.authHash[:]) == 1
-		}
-	}
-	if !ok {
-		s.log.Warn("rpc: incorrect password attempt", "remote", r.RemoteAddr)
-		if len(s.cfg.Password) < shortPasswordLimit {
-			t := time.NewTimer(authFailDelay)
-			select {
-			case <-t.C:
-			case <-r.Context().Done():
-				t.Stop()
+			if subtle.ConstantTimeCompare(got[:], s.authHash[:]) == 1 {
+				return authOK
 			}
 		}
 	}
-	return ok
+	return authWrong
+}
+
+// refuseGuess answers wrong credentials with 401 at the caller's turn of
+// the server-wide authGate (twisterd sleeps 250 ms per request, and only
+// for short passwords, so parallel guesses were not slowed). The waiter is
+// taken out of the connection bound (hijacked) so that a crowd of guessers
+// cannot keep correct clients from connecting.
+func (s *Server) refuseGuess(w http.ResponseWriter, r *http.Request) {
+	s.authLog.log(s.log, "rpc: incorrect password attempt", "remote", r.RemoteAddr)
+	g := &s.gate
+	g.waiting.Add(1)
+	defer g.waiting.Add(-1)
+	at := g.turn()
+	if g.outside.Add(1) <= maxAuthWaiters {
+		defer g.outside.Add(-1)
+		if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+			s.answerGuessLater(conn, at)
+			return
+		}
+	} else {
+		g.outside.Add(-1)
+	}
+	if wait(at, s.stopCh) {
+		s.unauthorized(w)
+	}
+}
+
+// answerGuessLater writes the 401 on a hijacked connection at time at.
+func (s *Server) answerGuessLater(conn net.Conn, at time.Time) {
+	defer conn.Close()
+	if lc, ok := conn.(*limitConn); ok {
+		lc.releaseSlot()
+	}
+	if !wait(at, s.stopCh) {
+		return
+	}
+	_ = conn.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
+	head := "HTTP/1.1 401 Unauthorized\r\n" +
+		"Date: " + time.Now().UTC().Format(http.TimeFormat) + "\r\n" +
+		"Server: " + serverHeader + "\r\n" +
+		"WWW-Authenticate: Basic realm=\"jsonrpc\"\r\n" +
+		"Content-Type: text/html\r\n" +
+		"Content-Length: " + strconv.Itoa(len(unauthorizedBody)) + "\r\n" +
+		"Connection: close\r\n\r\n"
+	if _, err := io.WriteString(conn, head+unauthorizedBody); err != nil {
+		return
+	}
+	// Close the write side and drain what the client still sends (its
+	// body), so the close does not reset the connection before the client
+	// read the answer.
+	raw := conn
+	if lc, ok := conn.(*limitConn); ok {
+		raw = lc.Conn
+	}
+	if cw, ok := raw.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+		_ = conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+		_, _ = io.Copy(io.Discard, io.LimitReader(conn, s.cfg.MaxBodyBytes))
+	}
 }
 
 func (s *Server) unauthorized(w http.ResponseWriter) {

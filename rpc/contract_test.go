@@ -16,5 +16,6 @@ var (
 	_ Wallet       = (*wallet.Wallet)(nil)
 	_ DHTNode      = (*dht.Node)(nil)
 	_ Swarm        = (*swarm.Swarm)(nil)
+	_ RawPoster    = (*swarm.Swarm)(nil)
 	_ Forwarder    = (*upstream.Client)(nil)
 )

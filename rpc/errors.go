@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/twgroupd/twgroupd/dm"
 	"github.com/twgroupd/twgroupd/internal/upstream"
 )
 
@@ -77,6 +78,12 @@ func rpcError(err error) *Error {
 // without a trailing ": <sentinel>".
 func messageOf(err error, row errorCode) string {
 	if !row.wrapped {
+		// A sentinel with its culprit appended keeps twisterd's text as
+		// the prefix (docs/rpc.md "Differences").
+		var ce *dm.CulpritError
+		if errors.As(err, &ce) && errors.Is(ce.Err, row.target) {
+			return ce.Error()
+		}
 		return row.target.Error()
 	}
 	msg := ""

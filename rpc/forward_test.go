@@ -1,11 +1,13 @@
 package rpc
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -48,6 +50,8 @@ func newFakeTwisterd(t *testing.T) *fakeTwisterd {
 			io.WriteString(w, `{"result":null,"error":{"code":-5,"message":"Block not found"},"id":`+string(req.ID)+"}\n")
 		case "help":
 			io.WriteString(w, `{"result":"getbestblockhash\nReturns the hash of the best (tip) block in the longest block chain.","error":null,"id":`+string(req.ID)+"}\n")
+		case "listwalletusers":
+			io.WriteString(w, `{"result":["alice"],"error":null,"id":`+string(req.ID)+"}\n")
 		case "dhtget", "getinfo":
 			io.WriteString(w, `{"result":"from upstream","error":null,"id":`+string(req.ID)+"}\n")
 		default:
@@ -143,13 +147,60 @@ func TestFollowMirroredUpstream(t *testing.T) {
 	wantReply(t, ts.call(t, req("follow", "alice", []string{"bob", "carol"})), 200, okReply(`null`))
 	wantReply(t, ts.call(t, req("unfollow", "alice", []string{"carol"})), 200, okReply(`null`))
 	wantReply(t, ts.call(t, req("getfollowing", "alice")), 200, okReply(`["bob"]`))
+	// dave is not in twisterd's wallet: his follow is not repeated there
+	// (twisterd would make an entry for him).
+	wantReply(t, ts.call(t, req("follow", "dave", []string{"bob"})), 200, okReply(`null`))
 	up.mu.Lock()
 	defer up.mu.Unlock()
+	ask := `{"id":"twgroupd-mirror","method":"listwalletusers","params":[]}`
 	want := []string{
-		`{"id":"twgroupd-mirror","method":"follow","params":["alice",["bob","carol"]]}`,
-		`{"id":"twgroupd-mirror","method":"unfollow","params":["alice",["carol"]]}`,
+		ask, `{"id":"twgroupd-mirror","method":"follow","params":["alice",["bob","carol"]]}`,
+		ask, `{"id":"twgroupd-mirror","method":"unfollow","params":["alice",["carol"]]}`,
+		ask,
 	}
-	if len(up.bodies) != 2 || up.bodies[0] != want[0] || up.bodies[1] != want[1] {
+	if !slices.Equal(up.bodies, want) {
 		t.Fatalf("upstream saw %q, want %q", up.bodies, want)
+	}
+}
+
+// lateForwarder forwards to a client set after the server started.
+type lateForwarder struct{ c *upstream.Client }
+
+func (l *lateForwarder) Forward(ctx context.Context, body []byte) (int, http.Header, []byte, error) {
+	return l.c.Forward(ctx, body)
+}
+
+// TestForwardLoop: a server whose upstream is itself (here, two servers
+// pointing at each other) answers a forwarding-loop error instead of
+// forwarding forever; single requests, batches and chains all stop.
+func TestForwardLoop(t *testing.T) {
+	fa, fb := &lateForwarder{}, &lateForwarder{}
+	a := startServer(t, Config{Upstream: fa})
+	b := startServer(t, Config{Upstream: fb})
+	for _, p := range []struct {
+		f  *lateForwarder
+		to *testServer
+	}{{fa, b}, {fb, a}} {
+		u := strings.Replace(p.to.url, "http://", "http://"+p.to.user+":"+p.to.pass+"@", 1)
+		c, err := upstream.New(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.f.c = c
+	}
+	r := a.call(t, req("getbestblockhash"))
+	if !strings.Contains(r.body, "forwarding loop: -upstream leads back to this twgroupd") {
+		t.Errorf("single: %d %q", r.status, r.body)
+	}
+	r = a.call(t, `[{"id":1,"method":"getbestblockhash"}]`)
+	if !strings.Contains(r.body, "forwarding loop") {
+		t.Errorf("batch: %d %q", r.status, r.body)
+	}
+	via, err := upstream.CheckVia("1,2,3,4,5,6,7", "8")
+	if err != nil || via != "1,2,3,4,5,6,7,8" {
+		t.Errorf("chain of 8: %q %v", via, err)
+	}
+	if _, err := upstream.CheckVia(via, "9"); err == nil {
+		t.Error("chain of 9 accepted")
 	}
 }

@@ -187,7 +187,7 @@ func (s *Server) execBatch(ctx context.Context, elems []json.RawMessage) []byte 
 // forwardOne sends one request object upstream and returns its reply
 // object, for batch elements and websocket requests.
 func (s *Server) forwardOne(ctx context.Context, req *request) []byte {
-	_, _, reply, err := s.cfg.Upstream.Forward(ctx, req.raw)
+	_, _, reply, err := s.forward(ctx, req.raw)
 	if err != nil {
 		return appendReply(nil, nil, s.replyError(req.method, err), req.id)
 	}

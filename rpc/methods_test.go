@@ -101,6 +101,14 @@ func TestErrorTable(t *testing.T) {
 		{fmt.Errorf("accept: %w", &twproto.PostError{Msg: "bad bencoded post size"}), -32602, "bad bencoded post size"},
 		{&upstream.RPCError{Code: -13, Message: "Error: Please enter the wallet passphrase with walletpassphrase first."}, -13, "Error: Please enter the wallet passphrase with walletpassphrase first."},
 		{errors.New("disk on fire"), -32603, "disk on fire"},
+		// The culprit follows twisterd's message; the code stays.
+		{fmt.Errorf("send: %w", dm.Culprit(dm.ErrEncryptToDest, "'nosuchuser' is not a registered user")), -32603, "error encrypting to pubkey of destination user: 'nosuchuser' is not a registered user"},
+		{dm.Culprit(dm.ErrSign, "'bob' is not a user of this wallet"), -32603, "error signing post with private key of user: 'bob' is not a user of this wallet"},
+		{&dm.CulpritError{Err: groupchat.ErrUnknownGroup, Detail: " '*abc'"}, -32603, "unknown group alias '*abc'"},
+		{dm.Culprit(wallet.ErrInvalidKey, "groupprivkey is not a WIF private key"), -5, "Invalid private key: groupprivkey is not a WIF private key"},
+		{dm.ErrEmptyMessage, -8, "empty message: a DM without text is dropped by every receiver"},
+		{fmt.Errorf("follow: %w", &dm.NotRegisteredError{Users: []string{"x"}}), -8, "follow: 'x' is not a registered user (not followed)"},
+		{groupchat.ErrNoMembers, -8, "newgroupinvite: no new member given"},
 	} {
 		dmf.sendErr = c.err
 		wantReply(t, ts.call(t, send), 500, errReply(c.code, c.msg))

@@ -1,7 +1,11 @@
 package rpc
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +19,7 @@ import (
 	"time"
 
 	"github.com/twgroupd/twgroupd/internal/tjson"
+	"github.com/twgroupd/twgroupd/internal/upstream"
 )
 
 // Defaults (spec §8.1).
@@ -27,12 +32,7 @@ const (
 	// DefaultMaxInFlight bounds concurrently executing requests (twisterd's
 	// -rpcthreads is 10).
 	DefaultMaxInFlight = 16
-	// authFailDelay is twisterd's sleep after a wrong password shorter than
-	// 20 characters, against brute force.
-	authFailDelay      = 250 * time.Millisecond
-	shortPasswordLimit = 20
 	serverHeader       = "bitcoin-json-rpc/twgroupd"
-	bodyReadTimeout    = time.Minute
 	cspHeader          = "script-src 'self' 'unsafe-eval'"
 )
 
@@ -57,12 +57,30 @@ type Config struct {
 	MaxInFlight int
 	// Version is getinfo's "version" (DefaultVersion if 0).
 	Version int
-	Logger  *slog.Logger
+	// AllowedOrigins are web origins (scheme://host[:port]) besides the
+	// server's own whose pages may call us (-rpcallowedorigin).
+	AllowedOrigins []string
+	// AllowedHosts are host names accepted in the Host header besides IP
+	// literals, localhost and the hosts of AllowedOrigins (-rpcallowedhost).
+	AllowedHosts []string
+	// MaxConns bounds open connections (DefaultMaxConns if 0).
+	MaxConns int
+	// MaxBatch bounds the elements of a batch (DefaultMaxBatch if 0).
+	MaxBatch int
+	// BodyTimeout bounds reading a request body (DefaultBodyTimeout if 0).
+	BodyTimeout time.Duration
+	// WriteTimeout bounds each reply write (DefaultWriteTimeout if 0).
+	WriteTimeout time.Duration
+	// AuthFailInterval spaces answers to wrong credentials across all
+	// connections (DefaultAuthFailInterval if 0).
+	AuthFailInterval time.Duration
+	Logger           *slog.Logger
 
 	DM       DMEngine
 	Groups   GroupService
 	Wallet   Wallet
 	Registry KeySource
+	Chain    Chain // the light blockchain (-registry=chain); nil: chain methods go upstream
 	DHT      DHTNode
 	Swarm    Swarm
 	Node     NodeInfo
@@ -87,11 +105,19 @@ type Server struct {
 	http     *http.Server
 	slots    chan struct{}
 	authHash [32]byte
+	gate     authGate
+	authLog  rateLog
+	stopCh   chan struct{}
+
+	id             string   // in upstream.ViaHeader, to detect forwarding loops
+	allowedOrigins []string // normalized
+	allowedHosts   []string // lowercase
 
 	ready    chan struct{}
 	mu       sync.Mutex
 	addrs    []net.Addr
 	stopOnce sync.Once
+	shutOnce sync.Once
 	started  atomic.Bool
 	ws       wsClients
 }
@@ -131,6 +157,32 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Version == 0 {
 		cfg.Version = DefaultVersion
 	}
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = DefaultMaxConns
+	}
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = DefaultMaxBatch
+	}
+	if cfg.BodyTimeout <= 0 {
+		cfg.BodyTimeout = DefaultBodyTimeout
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = DefaultWriteTimeout
+	}
+	if cfg.AuthFailInterval <= 0 {
+		cfg.AuthFailInterval = DefaultAuthFailInterval
+	}
+	origins, originHosts, err := checkOrigins(cfg.AllowedOrigins)
+	if err != nil {
+		return nil, fmt.Errorf("rpc: %w", err)
+	}
+	hosts := originHosts
+	for _, h := range cfg.AllowedHosts {
+		if h == "" || strings.ContainsAny(h, "/:@ ") {
+			return nil, fmt.Errorf("rpc: rpcallowedhost %q: want a host name", h)
+		}
+		hosts = append(hosts, strings.ToLower(strings.TrimSuffix(h, ".")))
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
@@ -141,11 +193,18 @@ func New(cfg Config) (*Server, error) {
 		slots:    make(chan struct{}, cfg.MaxInFlight),
 		authHash: credentialHash(cfg.User + ":" + cfg.Password),
 		ready:    make(chan struct{}),
+		stopCh:   make(chan struct{}),
+		gate:     authGate{interval: cfg.AuthFailInterval},
+		authLog:  rateLog{every: authLogEvery},
+
+		id:             newServerID(),
+		allowedOrigins: origins,
+		allowedHosts:   hosts,
 	}
 	s.methods, s.names = s.methodTable()
 	s.http = &http.Server{
 		Handler:           s,
-		ReadHeaderTimeout: 30 * time.Second,
+		ReadHeaderTimeout: cfg.BodyTimeout,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
@@ -195,7 +254,7 @@ func (s *Server) Serve(ctx context.Context) error {
 			closeAll()
 			return fmt.Errorf("rpc: listen on %s: %w", a, err)
 		}
-		lns = append(lns, l)
+		lns = append(lns, newLimitListener(l, s.cfg.MaxConns))
 	}
 	for _, a := range optional {
 		l, err := lc.Listen(ctx, "tcp", a)
@@ -203,7 +262,7 @@ func (s *Server) Serve(ctx context.Context) error {
 			s.log.Info("rpc: optional listen address unavailable", "addr", a, "err", err)
 			continue
 		}
-		lns = append(lns, l)
+		lns = append(lns, newLimitListener(l, s.cfg.MaxConns))
 	}
 	s.mu.Lock()
 	for _, l := range lns {
@@ -238,6 +297,7 @@ func (s *Server) Serve(ctx context.Context) error {
 // Shutdown stops accepting, closes websocket clients and waits for
 // in-flight requests (bounded by ctx).
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.shutOnce.Do(func() { close(s.stopCh) })
 	s.ws.closeAll()
 	if err := s.http.Shutdown(ctx); err != nil {
 		return fmt.Errorf("rpc: shutdown: %w", err)
@@ -257,8 +317,21 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusForbidden)
 		return
 	}
-	if !s.authorized(r) {
+	// Before auth, so a hostile page cannot even spend our guess budget.
+	if !s.hostAllowed(r.Host) {
+		s.forbidden(w, "Host header is not an IP address, localhost or an -rpcallowedhost name")
+		return
+	}
+	if origin, ok := r.Header["Origin"]; ok && (len(origin) != 1 || !s.originAllowed(origin[0], r.Host)) {
+		s.forbidden(w, "Origin is not this server's own origin or an -rpcallowedorigin")
+		return
+	}
+	switch s.checkAuth(r) {
+	case authMissing:
 		s.unauthorized(w)
+		return
+	case authWrong:
+		s.refuseGuess(w, r)
 		return
 	}
 	if isWebsocket(r) && s.cfg.Feed != nil && (r.URL.Path == "/" || r.URL.Path == "/ws") {
@@ -289,30 +362,32 @@ func (s *Server) acquire(ctx context.Context) bool {
 
 func (s *Server) release() { <-s.slots }
 
-// serveRPC reads a bounded body and answers a single request or a batch.
+// serveRPC reads a bounded body, then takes an execution slot and answers
+// a single request or a batch. The body is read first, under its own size
+// and time limits, so clients trickling bodies hold connections, never
+// slots.
 func (s *Server) serveRPC(w http.ResponseWriter, r *http.Request) {
+	body, ok := s.readBody(w, r)
+	if !ok {
+		return
+	}
 	if !s.acquire(r.Context()) {
 		return
 	}
 	defer s.release()
-	if r.ContentLength > s.cfg.MaxBodyBytes {
-		s.tooLarge(w)
-		return
-	}
-	// A client trickling its body must not hold a slot for long.
-	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyReadTimeout))
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			s.tooLarge(w)
+	keepAlive := !strings.EqualFold(r.Header.Get("Connection"), "close")
+	ctx := s.viaContext(r)
+	if n, ok := batchCount(body); ok {
+		if e := s.batchLimit(n); e != nil {
+			s.writeJSON(w, e.httpStatus(), errorReply(e, nil), false)
 			return
 		}
-		s.log.Debug("rpc: read body", "err", err)
-		return
+		if elems, err := arrayElements(trimJSON(body)); err == nil {
+			s.writeBatch(ctx, w, elems, keepAlive)
+			return
+		}
 	}
-	keepAlive := !strings.EqualFold(r.Header.Get("Connection"), "close")
-	reply, status, fwd := s.handleBody(r.Context(), body)
+	reply, status, fwd := s.handleBody(ctx, body)
 	if fwd != nil {
 		s.writeForwarded(w, fwd)
 		return
@@ -321,6 +396,134 @@ func (s *Server) serveRPC(w http.ResponseWriter, r *http.Request) {
 		keepAlive = false
 	}
 	s.writeJSON(w, status, reply, keepAlive)
+}
+
+// readBody reads the request body within MaxBodyBytes and BodyTimeout.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	if r.ContentLength > s.cfg.MaxBodyBytes {
+		s.tooLarge(w)
+		return nil, false
+	}
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Now().Add(s.cfg.BodyTimeout))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	if err == nil {
+		// No deadline while the method runs: net/http's background read
+		// would take its expiry for a closed connection and cancel the call.
+		// On errors the deadline stays, or net/http's discarding of the
+		// unread body after the reply would wait for the trickler.
+		_ = rc.SetReadDeadline(time.Time{})
+	}
+	if err != nil {
+		var mbe *http.MaxBytesError
+		var ne net.Error
+		switch {
+		case errors.As(err, &mbe):
+			s.tooLarge(w)
+		case errors.As(err, &ne) && ne.Timeout():
+			e := &Error{Code: CodeInvalidRequest, Message: "Request body not received within " + s.cfg.BodyTimeout.String()}
+			s.writeJSON(w, http.StatusRequestTimeout, errorReply(e, nil), false)
+		default:
+			s.log.Debug("rpc: read body", "err", err)
+		}
+		return nil, false
+	}
+	return body, true
+}
+
+// batchCount counts the elements of a body that is a JSON array, without
+// splitting it (a batch over the limit is refused before any copy).
+func batchCount(body []byte) (int, bool) {
+	trimmed := trimJSON(body)
+	if len(trimmed) == 0 || trimmed[0] != '[' || !jsonValid(trimmed) {
+		return 0, false
+	}
+	return countElements(trimmed), true
+}
+
+// countElements counts the top-level elements of a valid JSON array.
+func countElements(arr []byte) int {
+	if len(bytes.TrimSpace(arr[1:len(arr)-1])) == 0 {
+		return 0
+	}
+	depth, n := 0, 0
+	inString, escaped := false, false
+	for _, c := range arr {
+		if inString {
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+			continue
+		}
+		switch c {
+		case '"':
+			inString = true
+		case '[', '{':
+			depth++
+		case ']', '}':
+			depth--
+		case ',':
+			if depth == 1 {
+				n++
+			}
+		}
+	}
+	return n + 1
+}
+
+// batchLimit refuses a batch of more than MaxBatch elements before any runs.
+func (s *Server) batchLimit(n int) *Error {
+	if n <= s.cfg.MaxBatch {
+		return nil
+	}
+	return &Error{Code: CodeInvalidRequest, Message: fmt.Sprintf(
+		"batch of %d requests is over the limit of %d requests per batch", n, s.cfg.MaxBatch)}
+}
+
+// batchBuffer is the reply size up to which a batch is answered as one body
+// with a Content-Length, as twisterd; a larger reply is streamed (chunked)
+// element by element, so a batch never holds more than this in memory
+// beyond the element being written.
+const batchBuffer = 1 << 20
+
+// writeBatch runs each element in order (JSONRPCExecBatch).
+func (s *Server) writeBatch(ctx context.Context, w http.ResponseWriter, elems []json.RawMessage, keepAlive bool) {
+	buf := []byte{'['}
+	streaming := false
+	flush := func() bool {
+		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
+		_, err := w.Write(buf)
+		buf = buf[:0]
+		return err == nil
+	}
+	for i, e := range elems {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = append(buf, s.execOne(ctx, e)...)
+		if len(buf) < batchBuffer {
+			continue
+		}
+		if !streaming {
+			streaming = true
+			s.setJSONHeaders(w, keepAlive)
+			w.WriteHeader(http.StatusOK)
+		}
+		if !flush() {
+			return
+		}
+	}
+	buf = append(buf, ']', '\n')
+	if !streaming {
+		s.writeJSON(w, http.StatusOK, buf, keepAlive)
+		return
+	}
+	flush()
 }
 
 // forwarded is an upstream's answer, passed on unchanged.
@@ -345,7 +548,7 @@ func (s *Server) handleBody(ctx context.Context, body []byte) ([]byte, int, *for
 		}
 		result, err := s.execute(ctx, req)
 		if errors.Is(err, errForward) {
-			status, header, reply, ferr := s.cfg.Upstream.Forward(ctx, body)
+			status, header, reply, ferr := s.forward(ctx, body)
 			if ferr != nil {
 				e := s.replyError(req.method, ferr)
 				return errorReply(e, req.id), e.httpStatus(), nil
@@ -358,11 +561,8 @@ func (s *Server) handleBody(ctx context.Context, body []byte) ([]byte, int, *for
 		}
 		return append(appendReply(nil, result, nil, req.id), '\n'), http.StatusOK, nil
 	case tjson.KindArray:
-		elems, err := arrayElements(trimmed)
-		if err != nil {
-			return errorReply(&Error{Code: CodeParse, Message: "Parse error"}, nil), http.StatusInternalServerError, nil
-		}
-		return s.execBatch(ctx, elems), http.StatusOK, nil
+		// A valid array is a batch, taken by serveRPC; this one did not split.
+		return errorReply(&Error{Code: CodeParse, Message: "Parse error"}, nil), http.StatusInternalServerError, nil
 	}
 	return errorReply(&Error{Code: CodeParse, Message: "Top-level object parse error"}, nil), http.StatusInternalServerError, nil
 }
@@ -371,18 +571,41 @@ func errorReply(e *Error, id []byte) []byte {
 	return append(appendReply(nil, nil, e, id), '\n')
 }
 
-func (s *Server) writeJSON(w http.ResponseWriter, status int, body []byte, keepAlive bool) {
+func (s *Server) setJSONHeaders(w http.ResponseWriter, keepAlive bool) {
 	h := w.Header()
 	if keepAlive {
 		h.Set("Connection", "keep-alive")
 	} else {
 		h.Set("Connection", "close")
 	}
-	h.Set("Content-Length", strconv.Itoa(len(body)))
 	h.Set("Content-Type", "application/json")
 	h.Set("Content-Security-Policy", cspHeader)
+}
+
+func (s *Server) writeJSON(w http.ResponseWriter, status int, body []byte, keepAlive bool) {
+	s.setJSONHeaders(w, keepAlive)
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	s.writeDeadline(w)
 	w.WriteHeader(status)
 	w.Write(body)
+}
+
+// writeDeadline bounds the write of a reply about to start.
+func (s *Server) writeDeadline(w http.ResponseWriter) {
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
+}
+
+// forbidden refuses a request a hostile page may have sent (Origin, Host).
+func (s *Server) forbidden(w http.ResponseWriter, why string) {
+	body := "403 Forbidden: " + why + "\n"
+	h := w.Header()
+	h.Set("Connection", "close")
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	h.Set("Content-Security-Policy", cspHeader)
+	s.writeDeadline(w)
+	w.WriteHeader(http.StatusForbidden)
+	io.WriteString(w, body)
 }
 
 func (s *Server) writeForwarded(w http.ResponseWriter, f *forwarded) {
@@ -401,6 +624,7 @@ func (s *Server) writeForwarded(w http.ResponseWriter, f *forwarded) {
 	if status == 0 {
 		status = http.StatusOK
 	}
+	s.writeDeadline(w)
 	w.WriteHeader(status)
 	w.Write(f.reply)
 }
@@ -409,4 +633,35 @@ func (s *Server) writeForwarded(w http.ResponseWriter, f *forwarded) {
 func (s *Server) tooLarge(w http.ResponseWriter) {
 	body := errorReply(&Error{Code: CodeInvalidRequest, Message: "Request body too large"}, nil)
 	s.writeJSON(w, http.StatusRequestEntityTooLarge, body, false)
+}
+
+// newServerID is a random id naming this server in forwarding chains.
+func newServerID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+type loopKey struct{}
+
+// viaContext extends the request's forwarding chain with this server, or
+// marks it as a loop, so forward refuses instead of calling itself again.
+func (s *Server) viaContext(r *http.Request) context.Context {
+	ctx := r.Context()
+	if s.cfg.Upstream == nil {
+		return ctx
+	}
+	via, err := upstream.CheckVia(r.Header.Get(upstream.ViaHeader), s.id)
+	if err != nil {
+		return context.WithValue(ctx, loopKey{}, err)
+	}
+	return upstream.WithVia(ctx, via)
+}
+
+// forward sends a request body upstream unless it has come round a loop.
+func (s *Server) forward(ctx context.Context, body []byte) (int, http.Header, []byte, error) {
+	if err, ok := ctx.Value(loopKey{}).(error); ok {
+		return 0, nil, nil, &Error{Code: CodeInternal, Message: err.Error()}
+	}
+	return s.cfg.Upstream.Forward(ctx, body)
 }

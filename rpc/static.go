@@ -72,6 +72,12 @@ func (s *Server) serveFile(w http.ResponseWriter, r *http.Request, uri string) {
 	if rel == "" {
 		rel = "."
 	}
+	// A cloned html dir holds .git (its config names the remote, maybe with
+	// a token); dot files are never part of a site.
+	if hiddenPath(rel) {
+		s.notFound(w, name)
+		return
+	}
 	f, size, err := s.openHTML(rel)
 	if err != nil {
 		s.log.Debug("rpc: static file not found", "path", name, "err", err)
@@ -84,9 +90,10 @@ func (s *Server) serveFile(w http.ResponseWriter, r *http.Request, uri string) {
 	h.Set("Content-Length", strconv.FormatInt(size, 10))
 	h.Set("Content-Type", contentType(uri))
 	h.Set("Content-Security-Policy", cspHeader)
+	s.writeDeadline(w)
 	w.WriteHeader(http.StatusOK)
 	if r.Method != http.MethodHead {
-		io.Copy(w, f)
+		io.Copy(deadlineWriter{w: w, s: s}, f)
 	}
 }
 
@@ -124,6 +131,31 @@ func (s *Server) notFound(w http.ResponseWriter, name string) {
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Content-Security-Policy", cspHeader)
+	s.writeDeadline(w)
 	w.WriteHeader(http.StatusNotFound)
 	io.WriteString(w, body)
+}
+
+// hiddenPath reports whether a component of the slash-separated rel path
+// starts with '.' (".git/config", ".htpasswd", "x/.env").
+func hiddenPath(rel string) bool {
+	for _, c := range strings.Split(rel, "/") {
+		if strings.HasPrefix(c, ".") && c != "." {
+			return true
+		}
+	}
+	return false
+}
+
+// deadlineWriter renews the write deadline before each write of a file,
+// so a slow reader gets WriteTimeout per chunk, and one that stops
+// reading is cut.
+type deadlineWriter struct {
+	w http.ResponseWriter
+	s *Server
+}
+
+func (d deadlineWriter) Write(p []byte) (int, error) {
+	d.s.writeDeadline(d.w)
+	return d.w.Write(p)
 }

@@ -34,7 +34,8 @@ func (s *Server) methodTable() (map[string]*method, []string) {
 		{name: "newdirectmsg", minParams: 4, maxParams: 5, handler: s.newdirectmsg,
 			help: "newdirectmsg <from> <k> <to> <msg> [copy_self=false]\n" +
 				"Post a new dm to swarm.\n" +
-				"if copy_self true will increase k twice (two DMs)."},
+				"if copy_self true will increase k twice (two DMs).\n" +
+				"k: null (CLI: auto) takes the next free k; uses 1 k, 2 with copy_self."},
 		{name: "newdirectmsgto", aliasOf: "newdirectmsg"},
 		{name: "getdirectmsgs", minParams: 3, maxParams: 3, handler: s.getdirectmsgs,
 			help: "getdirectmsgs <localuser> <count_per_user> '[{\"username\":username,\"max_id\":max_id,\"since_id\":since_id},...]'\n" +
@@ -50,19 +51,30 @@ func (s *Server) methodTable() (map[string]*method, []string) {
 				"Or import the given <groupprivkey> into wallet\n" +
 				"Hint: use newgroupinvite to invite yourself\n" +
 				"Returns the group alias"},
-		{name: "listgroups", minParams: 0, maxParams: 2, handler: s.listgroups,
-			help: "listgroups [username] [list_only_ignored=false]\n" +
+		{name: "listgroups", minParams: 0, maxParams: 3, handler: s.listgroups,
+			help: "listgroups [username] [list_only_ignored=false] [include_moved=false]\n" +
 				"get list of group chats\n" +
-				"if username is given, it will return list of user's groups."},
+				"if username is given, it will return list of user's groups.\n" +
+				"groups moved by removegroupmember are listed only with include_moved (twgroupd)."},
 		{name: "getgroupinfo", minParams: 1, maxParams: 1, handler: s.getgroupinfo,
 			help: "getgroupinfo <groupalias>\nget group description and members"},
 		{name: "newgroupinvite", minParams: 4, maxParams: 4, handler: s.newgroupinvite,
 			help: "newgroupinvite <username> <k> <groupalias> '[<newmember>,...]'\n" +
 				"Invite some new members for a group chat.\n" +
-				"note: k is increased by at least 2, check getlasthave"},
+				"note: k is increased by at least 2, check getlasthave\n" +
+				"k: null (CLI: auto) takes the next free k; uses one k per new member\n" +
+				"plus one per member list chunk (about 150 bytes of names each)."},
 		{name: "newgroupdescription", minParams: 4, maxParams: 4, handler: s.newgroupdescription,
 			help: "newgroupdescription <username> <k> <groupalias> <description>\n" +
-				"Change group description by sending a new invite DM to group"},
+				"Change group description by sending a new invite DM to group\n" +
+				"k: null (CLI: auto) takes the next free k; uses 1 k."},
+		{name: "removegroupmember", minParams: 4, maxParams: 4, handler: s.removegroupmember,
+			help: "removegroupmember <username> <k> <groupalias> '[<member>,...]'\n" +
+				"Remove members from a group chat by moving it to a new group key (twgroupd).\n" +
+				"The remaining members get an invite to the new group, which also gets the member list;\n" +
+				"the old group gets one notice and stays readable, marked as moved in getgroupinfo.\n" +
+				"k is increased by (remaining members) + (member list posts) + 1.\n" +
+				"Returns the new group alias"},
 		{name: "leavegroup", minParams: 2, maxParams: 2, handler: s.leavegroup,
 			help: "leavegroup <username> <groupalias>\nStop receiving chats from group"},
 
@@ -105,6 +117,9 @@ func (s *Server) methodTable() (map[string]*method, []string) {
 		{name: "getpiecemaxseen", minParams: 2, maxParams: 2, handler: s.getpiecemaxseen,
 			help: "getpiecemaxseen <username> <k>\n" +
 				"Get piece max seen availability (max peer count for this piece)"},
+		{name: "newpostraw", minParams: 3, maxParams: 3, handler: s.newpostraw,
+			help: "newpostraw <username> <k> <hexdata>\n" +
+				"Post a new raw post (already signed) to swarm"},
 		{name: "getposts", minParams: 2, maxParams: 4, handler: s.getposts,
 			help: "getposts <count> '[{\"username\":username,\"max_id\":max_id,\"since_id\":since_id},...]' [allowed_flags=~2] [required_flags=0]\n" +
 				"get posts from users\n" +
@@ -117,6 +132,9 @@ func (s *Server) methodTable() (map[string]*method, []string) {
 		{name: "dhtput", minParams: 5, maxParams: 6, handler: s.dhtput,
 			help: "dhtput <username> <resource> <s(ingle)/m(ulti)> <value> <sig_user> <seq>\n" +
 				"Store resource in dht network"},
+	}
+	if s.cfg.Chain != nil {
+		rows = append(rows, s.chainMethods()...) // else they go upstream
 	}
 	table := make(map[string]*method, len(rows))
 	for _, m := range rows {

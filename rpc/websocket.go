@@ -132,7 +132,8 @@ func isWebsocket(r *http.Request) bool {
 // listener behind the same auth: it greets, pushes new-message events and
 // answers JSON-RPC requests sent as text messages.
 func (s *Server) serveWebsocket(w http.ResponseWriter, r *http.Request) {
-	conn, err := websocket.Accept(w, r, nil) // same-origin check by default
+	// ServeHTTP has checked Origin and Host (own origin or -rpcallowedorigin).
+	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
 	if err != nil {
 		s.log.Debug("rpc: websocket accept", "err", err)
 		return
@@ -146,7 +147,7 @@ func (s *Server) serveWebsocket(w http.ResponseWriter, r *http.Request) {
 	sub := s.cfg.Feed.subscribe()
 	defer s.cfg.Feed.unsubscribe(sub)
 
-	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
+	ctx, cancel := context.WithCancel(context.WithoutCancel(s.viaContext(r)))
 	defer cancel()
 	if err := wsWrite(ctx, conn, []byte(wsGreeting)); err != nil {
 		return
@@ -209,6 +210,9 @@ func (s *Server) wsReply(ctx context.Context, data []byte) []byte {
 	case tjson.KindObject:
 		return append(s.execOne(ctx, trimmed), '\n')
 	case tjson.KindArray:
+		if e := s.batchLimit(countElements(trimmed)); e != nil {
+			return errorReply(e, nil)
+		}
 		elems, err := arrayElements(trimmed)
 		if err != nil {
 			return errorReply(&Error{Code: CodeParse, Message: "Parse error"}, nil)

@@ -28,12 +28,14 @@ const (
 	convArray                  // ConvertTo<Array>
 	convObject                 // ConvertTo<Object>
 	convValue                  // ConvertToValue: any JSON value
+	convK                      // a post number: as convInt, or the word auto -> null (the next free k)
 )
 
 // conversions is twisterd's RPCConvertValues table: method -> parameter
 // index -> type. Parameters not listed are sent as strings. It covers the
 // methods twisterd knows so commands forwarded upstream convert alike;
-// newdirectmsgto is our alias of newdirectmsg.
+// newdirectmsgto is our alias of newdirectmsg; removegroupmember and
+// listgroups' third parameter are twgroupd's own.
 var conversions = map[string]map[int]convKind{
 	"stop":                  {0: convBool},
 	"getaddednodeinfo":      {0: convBool},
@@ -69,8 +71,8 @@ var conversions = map[string]map[int]convKind{
 	"newpostmsg":            {1: convInt, 4: convInt},
 	"newpostcustom":         {1: convInt, 2: convObject},
 	"newpostraw":            {1: convInt},
-	"newdirectmsg":          {1: convInt, 4: convBool},
-	"newdirectmsgto":        {1: convInt, 4: convBool},
+	"newdirectmsg":          {1: convK, 4: convBool},
+	"newdirectmsgto":        {1: convK, 4: convBool},
 	"newrtmsg":              {1: convInt, 2: convObject},
 	"newfavmsg":             {1: convInt, 2: convObject, 3: convBool},
 	"getlasthave":           {1: convArray},
@@ -84,9 +86,10 @@ var conversions = map[string]map[int]convKind{
 	"gettrendinghashtags":   {0: convInt},
 	"getspamposts":          {0: convInt, 1: convInt, 2: convInt},
 	"search":                {2: convInt, 3: convObject},
-	"listgroups":            {1: convBool},
-	"newgroupinvite":        {1: convInt, 3: convArray},
-	"newgroupdescription":   {1: convInt},
+	"listgroups":            {1: convBool, 2: convBool},
+	"removegroupmember":     {1: convK, 3: convArray},
+	"newgroupinvite":        {1: convK, 3: convArray},
+	"newgroupdescription":   {1: convK},
 	"getpieceavailability":  {1: convInt},
 	"getpiecemaxseen":       {1: convInt},
 	"peekpost":              {1: convInt, 3: convInt},
@@ -118,6 +121,12 @@ func convertParams(method string, args []string) ([]jvalue, error) {
 // JSON string is reinterpreted again (so '"5"' is 5); ConvertToValue keeps
 // whatever value s holds.
 func convertTo(s string, kind convKind) (jvalue, error) {
+	if kind == convK {
+		if s == "auto" {
+			return parseJSON("null")
+		}
+		kind = convInt
+	}
 	for {
 		v, err := parseJSON(s)
 		if err != nil {
@@ -183,20 +192,26 @@ const maxReplySize = 64 << 20
 
 // callRPC posts one request and returns the reply object.
 func callRPC(ctx context.Context, cfg config.Config, method string, params []jvalue) (jvalue, error) {
-	if cfg.RPCUser == "" && cfg.RPCPassword == "" {
+	user, password, err := cfg.RPCCredentials()
+	if err != nil {
 		conf := cfg.ConfFile
 		if conf == "" {
 			conf = cfg.DataDir + "/" + config.ConfFileName
 		}
-		return jvalue{}, fmt.Errorf("You must set rpcpassword=<password> in the configuration file:\n%s\n"+
-			"If the file does not exist, create it with owner-readable-only file permissions.", conf)
+		if errors.Is(err, config.ErrNoCookie) {
+			return jvalue{}, fmt.Errorf("You must set rpcpassword=<password> in the configuration file:\n%s\n"+
+				"If the file does not exist, create it with owner-readable-only file permissions.\n"+
+				"Or start `twgroupd serve` without rpcpassword: it writes %s, which client commands read "+
+				"(give the same -datadir).", conf, config.CookiePath(cfg.DataDir))
+		}
+		return jvalue{}, err
 	}
 	url := "http://" + net.JoinHostPort(cfg.RPCConnect, strconv.Itoa(cfg.RPCPort)) + "/"
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(requestBody(method, params)))
 	if err != nil {
 		return jvalue{}, errors.New("couldn't connect to server")
 	}
-	req.SetBasicAuth(cfg.RPCUser, cfg.RPCPassword)
+	req.SetBasicAuth(user, password)
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", "twgroupd-json-rpc")

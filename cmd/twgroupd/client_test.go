@@ -90,6 +90,14 @@ func TestClientConversions(t *testing.T) {
 			`{"method":"newdirectmsg","params":["alice",2,"bob","héllo \"x\"\n",true],"id":1}`},
 		{[]string{"newdirectmsgto", "alice", "2", "*grp", "1"},
 			`{"method":"newdirectmsgto","params":["alice",2,"*grp","1"],"id":1}`},
+		{[]string{"newdirectmsg", "alice", "auto", "bob", "hi"},
+			`{"method":"newdirectmsg","params":["alice",null,"bob","hi"],"id":1}`},
+		{[]string{"newgroupinvite", "alice", "auto", "*grp", `["bob"]`},
+			`{"method":"newgroupinvite","params":["alice",null,"*grp",["bob"]],"id":1}`},
+		{[]string{"newgroupdescription", "alice", "auto", "*grp", "d"},
+			`{"method":"newgroupdescription","params":["alice",null,"*grp","d"],"id":1}`},
+		{[]string{"newgroupdescription", "alice", "-1", "*grp", "d"},
+			`{"method":"newgroupdescription","params":["alice",-1,"*grp","d"],"id":1}`},
 		{[]string{"getdirectmsgs", "alice", "10", `[{"username":"bob","max_id":5},{"since_id":-1,"username":"*g"}]`},
 			`{"method":"getdirectmsgs","params":["alice",10,[{"username":"bob","max_id":5},{"since_id":-1,"username":"*g"}]],"id":1}`},
 		// Words after the method are parameters even when they look like flags.
@@ -237,7 +245,9 @@ func TestClientAuthAndConnect(t *testing.T) {
 	dir := t.TempDir()
 	r = runBin(t, "", "-datadir="+dir, "-rpcport="+f.port(), "getinfo")
 	want := "error: You must set rpcpassword=<password> in the configuration file:\n" +
-		filepath.Join(dir, "twgroupd.conf") + "\nIf the file does not exist, create it with owner-readable-only file permissions.\n"
+		filepath.Join(dir, "twgroupd.conf") + "\nIf the file does not exist, create it with owner-readable-only file permissions.\n" +
+		"Or start `twgroupd serve` without rpcpassword: it writes " + filepath.Join(dir, ".cookie") +
+		", which client commands read (give the same -datadir).\n"
 	if r.status != 87 || r.stderr != want {
 		t.Fatalf("no credentials: %+v", r)
 	}

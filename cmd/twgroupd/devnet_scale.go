@@ -15,7 +15,7 @@ import (
 // runScale is `twgroupd devnet --scenario scale` (`make net`): N nodes,
 // each on its own loopback address, measured through the scale scenario;
 // the nodes stop when it ends.
-func runScale(ctx context.Context, o devnet.Options, out io.Writer) error {
+func runScale(ctx context.Context, o devnet.Options, keep bool, out io.Writer) (err error) {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	bin, err := os.Executable()
@@ -31,7 +31,16 @@ func runScale(ctx context.Context, o devnet.Options, out io.Writer) error {
 		if o.Dir, err = os.MkdirTemp("", "twgroupd-scale-"); err != nil {
 			return fmt.Errorf("devnet: %w", err)
 		}
-		defer os.RemoveAll(o.Dir)
+		dir := o.Dir
+		defer func() {
+			if keep {
+				fmt.Fprintf(out, "devnet kept in %s\n", dir)
+				return
+			}
+			if rerr := os.RemoveAll(dir); rerr != nil && err == nil {
+				err = fmt.Errorf("devnet: remove %s: %w", dir, rerr)
+			}
+		}()
 	}
 	fmt.Fprintf(out, "devnet scale in %s (node logs in nodeN/twgroupd.log)\n", o.Dir)
 	nw, err := devnet.Start(ctx, o)

@@ -3,7 +3,7 @@
 // client with one command per RPC method, used like twisterd's own client:
 //
 //	twgroupd -rpcuser=u -rpcpassword=p creategroup "my group"
-//	twgroupd newgroupinvite alice 5 '*abcdefgh' '["bob"]'
+//	twgroupd newgroupinvite alice 5 '*abcdefgh' '["alice","bob"]'
 //
 // It owns the command line: flags (bitcoind-style single dash or --),
 // subcommands, output and exit status. Protocol details live in internal/
@@ -56,11 +56,12 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 // too, so methods forwarded to an upstream twisterd work from the CLI.
 var rpcMethods = []struct{ name, usage string }{
 	{"creategroup", "creategroup <description> [<groupprivkey>]"},
-	{"listgroups", "listgroups [username] [list_only_ignored=false]"},
+	{"listgroups", "listgroups [username] [list_only_ignored=false] [include_moved=false]"},
 	{"getgroupinfo", "getgroupinfo <groupalias>"},
 	{"newgroupinvite", "newgroupinvite <username> <k> <groupalias> '[<newmember>,...]'"},
 	{"newgroupdescription", "newgroupdescription <username> <k> <groupalias> <description>"},
 	{"leavegroup", "leavegroup <username> <groupalias>"},
+	{"removegroupmember", "removegroupmember <username> <k> <groupalias> '[<member>,...]'"},
 	{"getdirectmsgs", `getdirectmsgs <localuser> <count_per_user> '[{"username":username,"max_id":max_id,"since_id":since_id},...]'`},
 	{"newdirectmsg", "newdirectmsg <from> <k> <to> <msg> [copy_self=false]"},
 	{"newdirectmsgto", "newdirectmsgto <from> <k> <to> <msg> [copy_self=false]"},
@@ -76,6 +77,7 @@ var rpcMethods = []struct{ name, usage string }{
 	{"getlasthave", "getlasthave <username> | <groupname> [user1,user2...]"},
 	{"getnumpieces", "getnumpieces <username>"},
 	{"getpiecemaxseen", "getpiecemaxseen <username> <k>"},
+	{"newpostraw", "newpostraw <username> <k> <hexdata>"},
 	{"getposts", `getposts <count> '[{"username":username,"max_id":max_id,"since_id":since_id},...]' [allowed_flags=~2] [required_flags=0]`},
 	{"dhtget", "dhtget <username> <resource> <s(ingle)/m(ulti)> [timeout_ms] [timeout_multi_ms] [min_multi]"},
 	{"dhtput", "dhtput <username> <resource> <s(ingle)/m(ulti)> <value> <sig_user> <seq>"},
@@ -83,6 +85,19 @@ var rpcMethods = []struct{ name, usage string }{
 	{"getinfo", "getinfo"},
 	{"stop", "stop"},
 	{"help", "help [command]"},
+}
+
+// rpcLong is the longer -h text of twgroupd's own methods.
+var rpcLong = map[string]string{
+	"removegroupmember": "removegroupmember <username> <k> <groupalias> '[<member>,...]'\n\n" +
+		"Remove members from a group chat: everyone who holds a group key reads the group,\n" +
+		"so the group moves to a new key (same description) that the removed members never get.\n" +
+		"Posts, as k, k+1, ...: an invite to each remaining member (this node's users included),\n" +
+		"the new member list (in chunks, as newgroupinvite), one notice to the old group.\n" +
+		"k consumed = remaining members + member-list chunks + 1. Prints the new group alias.\n" +
+		"The old group stays readable; getgroupinfo shows it as moved, listgroups hides it\n" +
+		"(listgroups <user> false true lists it).\n\n" +
+		"Example: twgroupd removegroupmember alice 9 '*abcdefgh' '[\"carol\"]'",
 }
 
 func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
@@ -160,7 +175,7 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	}
 	decode.Flags().StringArrayVar(&pubkeys, "pubkey", nil, "user=HEX public key to check the signature with (repeatable)")
 	decode.Flags().StringArrayVar(&keys, "key", nil, "name=WIF private key to try on the DM (repeatable)")
-	root.AddCommand(serve, decode, newDevnetCmd(stdout))
+	root.AddCommand(serve, decode, newDevnetCmd(stdout), newAbuseCmd(stdout))
 
 	for _, m := range rpcMethods {
 		name := m.name
@@ -170,6 +185,7 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 			GroupID:               "rpc",
 			Args:                  cobra.ArbitraryArgs,
 			DisableFlagsInUseLine: true,
+			Long:                  rpcLong[name],
 			Annotations:           map[string]string{rpcAnnotation: "1"},
 			RunE: func(cmd *cobra.Command, args []string) error {
 				return runClient(cmd, name, args, stdout, stderr)

@@ -53,11 +53,17 @@ type result struct {
 // dir, so no real ~/.twgroupd is read) and stdin.
 func runBin(t *testing.T, stdin string, args ...string) result {
 	t.Helper()
+	return runBinHome(t, t.TempDir(), stdin, args...)
+}
+
+// runBinHome is runBin with $HOME set to home (for the default datadir).
+func runBinHome(t *testing.T, home, stdin string, args ...string) result {
+	t.Helper()
 	if binPath == "" {
 		t.Fatal("twgroupd binary not built (fuzzing run)")
 	}
 	cmd := exec.Command(binPath, args...)
-	cmd.Env = []string{"HOME=" + t.TempDir(), "PATH=" + os.Getenv("PATH")}
+	cmd.Env = []string{"HOME=" + home, "PATH=" + os.Getenv("PATH")}
 	cmd.Stdin = strings.NewReader(stdin)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb

@@ -21,6 +21,7 @@ type daemon struct {
 	notify  *net.UnixConn
 	flags   []string // the client flags that reach it
 	datadir string
+	home    string
 	log     lockedBuffer
 	exited  chan struct{} // closed when the process has been waited for
 	err     error         // Wait's result, valid after exited
@@ -38,6 +39,13 @@ func freeTCPPort(t *testing.T) string {
 
 func startDaemon(t *testing.T) *daemon {
 	t.Helper()
+	return startDaemonAuth(t, false)
+}
+
+// startDaemonAuth with cookie set starts serve without rpcuser/rpcpassword
+// and on the default datadir ($HOME/.twgroupd): cookie authentication.
+func startDaemonAuth(t *testing.T, cookie bool) *daemon {
+	t.Helper()
 	if binPath == "" {
 		t.Fatal("twgroupd binary not built")
 	}
@@ -48,8 +56,12 @@ func startDaemon(t *testing.T) *daemon {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	d := &daemon{notify: conn, datadir: filepath.Join(dir, "data"), exited: make(chan struct{})}
+	d := &daemon{notify: conn, datadir: filepath.Join(dir, "data"), exited: make(chan struct{}), home: dir}
 	d.flags = []string{"-datadir=" + d.datadir, "-rpcport=" + freeTCPPort(t), "-rpcuser=u", "-rpcpassword=a-long-enough-password"}
+	if cookie {
+		d.datadir = filepath.Join(dir, ".twgroupd")
+		d.flags = []string{"-rpcport=" + freeTCPPort(t)}
+	}
 	args := append(append([]string{}, d.flags...), "-dhtport=0", "-bind=127.0.0.1", "-registry="+filepath.Join(dir, "registry.txt"), "serve")
 	d.cmd = exec.Command(binPath, args...)
 	d.cmd.Env = []string{"HOME=" + dir, "PATH=" + os.Getenv("PATH"), sdnotify.EnvSocket + "=" + sock}
@@ -121,7 +133,7 @@ func TestServeEndToEndSIGTERM(t *testing.T) {
 		t.Fatalf("getgroupinfo: %+v", r)
 	}
 	r = runBin(t, "", append(d.flags, "getgroupinfo", "*nosuchgr")...)
-	if r.status != 32603&0xff || !strings.Contains(r.stderr, `"unknown group alias"`) {
+	if r.status != 32603&0xff || !strings.Contains(r.stderr, `"unknown group alias '*nosuchgr'"`) {
 		t.Fatalf("getgroupinfo unknown: %+v", r)
 	}
 
@@ -154,4 +166,44 @@ func TestServeEndToEndStopRPC(t *testing.T) {
 	}
 	d.expectNotify(t, sdnotify.Stopping)
 	d.wait(t)
+}
+
+// Cookie authentication end to end: serve without a password writes
+// <datadir>/.cookie (0600), client commands find it through the default
+// datadir and through -datadir, no password is on any command line, and
+// the stop RPC removes the file.
+func TestServeCookieAuth(t *testing.T) {
+	d := startDaemonAuth(t, true)
+	d.expectNotify(t, "READY=1")
+	path := filepath.Join(d.datadir, ".cookie")
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatalf("no cookie: %v\nlog:\n%s", err, d.log.String())
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("cookie mode %v", fi.Mode().Perm())
+	}
+	cookie, _ := os.ReadFile(path)
+	if !strings.HasPrefix(string(cookie), "__cookie__:") {
+		t.Errorf("cookie %q", cookie)
+	}
+	if r := runBinHome(t, d.home, "", append(d.flags, "getinfo")...); r.status != 0 {
+		t.Fatalf("getinfo through the default datadir: %+v", r)
+	}
+	if r := runBin(t, "", append(d.flags, "-datadir="+d.datadir, "getinfo")...); r.status != 0 {
+		t.Fatalf("getinfo through -datadir: %+v", r)
+	}
+	if r := runBin(t, "", append(d.flags, "getinfo")...); r.status != 87 || !strings.Contains(r.stderr, ".cookie") {
+		t.Fatalf("getinfo with another datadir: %+v", r)
+	}
+	if strings.Contains(d.log.String(), strings.TrimPrefix(string(cookie), "__cookie__:")) {
+		t.Errorf("cookie in the log")
+	}
+	if r := runBinHome(t, d.home, "", append(d.flags, "stop")...); r.status != 0 {
+		t.Fatalf("stop: %+v", r)
+	}
+	d.wait(t)
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Errorf("cookie left after stop: %v", err)
+	}
 }

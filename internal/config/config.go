@@ -26,6 +26,7 @@ import (
 const (
 	DefaultRPCPort    = 28332
 	DefaultDHTPort    = 29333
+	DefaultBanTime    = 86400 // twisterd's -bantime
 	DefaultRPCConnect = "127.0.0.1"
 	DefaultDataDir    = "~/.twgroupd"
 	ConfFileName      = "twgroupd.conf"
@@ -42,14 +43,30 @@ type Config struct {
 	RPCPassword string   // rpcpassword; never log it (LogValue omits it)
 	RPCPort     int      // rpcport: server listen port and client target port
 	RPCAllowIP  []string // rpcallowip, twisterd wildcard syntax; empty: loopback only
-	RPCConnect  string   // rpcconnect: host the CLI client calls
-	HTMLDir     string   // htmldir; "" means twisterd's search (see ResolvedHTMLDir)
-	Debug       bool     // debug: log at debug level
-	Upstream    string   // upstream twisterd URL, may carry credentials; "" for none
-	DHTPort     int      // dhtport: UDP DHT and TCP swarm port; 0 picks a free port
-	Bind        string   // bind: IP the DHT and swarm listen on; "" for all (twisterd's 0.0.0.0)
-	Bootstrap   []string // bootstrap/addnode: host:port of DHT peers to start from
-	Registry    string   // path of a local registry file (absolute); "" for none
+	// rpcallowedorigin: web origins besides the server's own whose pages may
+	// call the RPC; rpcallowedhost: names accepted in the Host header.
+	RPCAllowedOrigin []string
+	RPCAllowedHost   []string
+	RPCConnect       string   // rpcconnect: host the CLI client calls
+	HTMLDir          string   // htmldir; "" means twisterd's search (see ResolvedHTMLDir)
+	Debug            bool     // debug: log at debug level
+	Upstream         string   // upstream twisterd URL, may carry credentials; "" for none
+	DHTPort          int      // dhtport: UDP DHT and TCP swarm port; 0 picks a free port
+	Bind             string   // bind: IP the DHT and swarm listen on; "" for all (twisterd's 0.0.0.0)
+	Bootstrap        []string // bootstrap/addnode: host:port of DHT peers to start from
+	Registry         string   // path of a local registry file (absolute); "" for none
+	// Chain: the registry is read from the blockchain itself (registry=chain,
+	// or neither registry nor upstream given); docs/registry.md.
+	Chain         bool
+	Connect       []string // connect: the only chain P2P peers (host:port)
+	AddNode       []string // addnode: chain P2P peers kept connected (also DHT bootstrap, see cli.md)
+	SeedNode      []string // seednode: chain P2P peers asked for addresses
+	NoDNSSeed     bool     // dnsseed=0: no DNS seeds for chain peers
+	NoCheckpoints bool     // checkpoints=0: ignore the hard checkpoints (private chains)
+	// MultiConnPerIP: multiconnperip, several swarm connections from one
+	// IP (implied when bound to loopback, where devnet nodes share an IP).
+	MultiConnPerIP bool
+	BanTime        int // bantime: seconds a swarm peer sending a bad piece stays banned; 0: 86400
 
 	// Warnings are things worth logging at startup: config file keys we do
 	// not use (twister.conf carries many), a config file others can read.
@@ -92,7 +109,7 @@ func settings() []setting {
 			c.RPCUser = v[0]
 			return nil
 		}},
-		{"rpcpassword", kindString, "", "password for JSON-RPC connections", func(c *Config, v []string) error {
+		{"rpcpassword", kindString, "", "password for JSON-RPC connections (none: serve writes <datadir>/.cookie, clients read it)", func(c *Config, v []string) error {
 			c.RPCPassword = v[0]
 			return nil
 		}},
@@ -108,6 +125,24 @@ func settings() []setting {
 				}
 			}
 			c.RPCAllowIP = v
+			return nil
+		}},
+		{"rpcallowedorigin", kindList, "", "web origin (scheme://host[:port]) whose pages may call the RPC besides the server's own (repeatable)", func(c *Config, v []string) error {
+			for _, o := range v {
+				if u, err := url.Parse(o); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+					return fmt.Errorf("%q: want scheme://host[:port]", o)
+				}
+			}
+			c.RPCAllowedOrigin = v
+			return nil
+		}},
+		{"rpcallowedhost", kindList, "", "host name accepted in the HTTP Host header besides IP addresses and localhost (repeatable)", func(c *Config, v []string) error {
+			for _, h := range v {
+				if h == "" || strings.ContainsAny(h, "/:@ ") {
+					return fmt.Errorf("%q: want a host name", h)
+				}
+			}
+			c.RPCAllowedHost = v
 			return nil
 		}},
 		{"rpcconnect", kindString, DefaultRPCConnect, "host of the daemon that client commands call", func(c *Config, v []string) error {
@@ -152,8 +187,46 @@ func settings() []setting {
 			return nil
 		}},
 		{"bootstrap", kindList, "", "DHT peer host:port to bootstrap from (repeatable)", applyBootstrap},
-		{"addnode", kindList, "", "same as -bootstrap (twister.conf name)", applyBootstrap},
-		{"registry", kindString, "", "local registry file of usernames and keys (devnet, tests); see docs/registry.md", func(c *Config, v []string) error {
+		{"addnode", kindList, "", "chain P2P peer host:port kept connected; also a DHT bootstrap address, as -bootstrap (repeatable)", func(c *Config, v []string) error {
+			c.AddNode = append(c.AddNode, v...)
+			return applyBootstrap(c, v)
+		}},
+		{"connect", kindList, "", "connect only to this chain P2P peer host:port (repeatable; -registry=chain)", func(c *Config, v []string) error {
+			c.Connect = append(c.Connect, v...)
+			return checkHostPorts(v)
+		}},
+		{"seednode", kindList, "", "chain P2P peer host:port to learn addresses from (repeatable)", func(c *Config, v []string) error {
+			c.SeedNode = append(c.SeedNode, v...)
+			return checkHostPorts(v)
+		}},
+		{"dnsseed", kindBool, "1", "find chain peers through DNS seeds when the address book is empty (0: never)", func(c *Config, v []string) error {
+			b, err := parseBool(v[0], false)
+			c.NoDNSSeed = !b
+			return err
+		}},
+		{"checkpoints", kindBool, "1", "enforce the hard chain checkpoints (0 for a private chain, as twisterd)", func(c *Config, v []string) error {
+			b, err := parseBool(v[0], false)
+			c.NoCheckpoints = !b
+			return err
+		}},
+		{"multiconnperip", kindBool, "", "allow several swarm connections from one IP (default: one per IP per swarm; implied with a loopback -bind)", func(c *Config, v []string) error {
+			b, err := parseBool(v[0], true)
+			c.MultiConnPerIP = b
+			return err
+		}},
+		{"bantime", kindInt, strconv.Itoa(DefaultBanTime), "seconds a swarm peer that sent an invalid piece stays banned", func(c *Config, v []string) error {
+			n, err := strconv.Atoi(v[0])
+			if err != nil || n <= 0 {
+				return fmt.Errorf("invalid number of seconds %q", v[0])
+			}
+			c.BanTime = n
+			return nil
+		}},
+		{"registry", kindString, "", "\"chain\" (the default without -upstream: read the twister blockchain) or a local registry file of usernames and keys (devnet, tests); see docs/registry.md", func(c *Config, v []string) error {
+			if v[0] == "chain" {
+				c.Chain, c.Registry = true, ""
+				return nil
+			}
 			c.Registry = v[0]
 			return nil
 		}},
@@ -161,6 +234,14 @@ func settings() []setting {
 }
 
 func applyBootstrap(c *Config, v []string) error {
+	if err := checkHostPorts(v); err != nil {
+		return err
+	}
+	c.Bootstrap = append(c.Bootstrap, v...)
+	return nil
+}
+
+func checkHostPorts(v []string) error {
 	for _, hp := range v {
 		host, port, err := net.SplitHostPort(hp)
 		if err != nil || host == "" {
@@ -170,7 +251,6 @@ func applyBootstrap(c *Config, v []string) error {
 			return fmt.Errorf("%q: %w", hp, err)
 		}
 	}
-	c.Bootstrap = append(c.Bootstrap, v...)
 	return nil
 }
 
@@ -424,6 +504,8 @@ func (c Config) LogValue() slog.Value {
 		slog.Bool("rpcpassword_set", c.RPCPassword != ""),
 		slog.Int("rpcport", c.RPCPort),
 		slog.Any("rpcallowip", c.RPCAllowIP),
+		slog.Any("rpcallowedorigin", c.RPCAllowedOrigin),
+		slog.Any("rpcallowedhost", c.RPCAllowedHost),
 		slog.String("htmldir", c.ResolvedHTMLDir()),
 		slog.Bool("debug", c.Debug),
 		slog.String("upstream", RedactURL(c.Upstream)),
@@ -431,6 +513,8 @@ func (c Config) LogValue() slog.Value {
 		slog.String("bind", c.Bind),
 		slog.Any("bootstrap", c.Bootstrap),
 		slog.String("registry", c.Registry),
+		slog.Bool("multiconnperip", c.MultiConnPerIP),
+		slog.Int("bantime", c.BanTime),
 	)
 }
 

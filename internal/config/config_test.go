@@ -310,3 +310,24 @@ func TestBind(t *testing.T) {
 		t.Fatalf("default bind %q %v", c.Bind, err)
 	}
 }
+
+// Chain settings: registry=chain, the P2P peer lists, dnsseed and
+// checkpoints as twisterd spells them.
+func TestChainSettings(t *testing.T) {
+	c, err := parseArgs(t, "--datadir="+t.TempDir(), "--registry=chain", "--connect=127.0.0.1:30005",
+		"--seednode=127.0.0.2:28333", "--addnode=127.0.0.3:28333", "--dnsseed=0", "--checkpoints=0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Chain || c.Registry != "" || len(c.Connect) != 1 || len(c.SeedNode) != 1 || len(c.AddNode) != 1 ||
+		len(c.Bootstrap) != 1 || !c.NoDNSSeed || !c.NoCheckpoints {
+		t.Fatalf("chain settings: %+v", c)
+	}
+	c, err = parseArgs(t, "--datadir="+t.TempDir())
+	if err != nil || c.Chain || c.NoDNSSeed || c.NoCheckpoints {
+		t.Fatalf("defaults: %+v %v", c, err)
+	}
+	if _, err := parseArgs(t, "--datadir="+t.TempDir(), "--connect=nohostport"); err == nil {
+		t.Fatal("bad -connect accepted")
+	}
+}

@@ -7,12 +7,15 @@
 //
 // It owns process orchestration and the scripted conversation; it talks to
 // the nodes only through their RPC, so it proves what a user would see.
+//
+// Each node's settings are in its datadir's twgroupd.conf (0600) and it
+// authenticates RPC with a cookie (datadir/.cookie), so no secret is on a
+// command line and a client command needs only -datadir. Started again on the same Dir, the devnet
+// resumes: the same datadirs, wallets, registry and, when still free, ports.
 package devnet
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,6 +31,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/twgroupd/twgroupd/internal/config"
 	"github.com/twgroupd/twgroupd/internal/upstream"
 )
 
@@ -39,10 +43,11 @@ type Options struct {
 	Users    []string      // one user per node, round robin (default alice, bob, carol)
 	Timeout  time.Duration // how long to wait for the conversation to converge
 	KeepOpen bool          // keep the nodes running after the script until ctx ends
+	HTMLDir  string        // twister-html for every node (default: each node's own)
+	Out      io.Writer     // progress and the conversations
 	// BlockInterval, when set, creates the registry file with this pretend
 	// block time (else the nodes create it with the registry's default).
 	BlockInterval time.Duration
-	Out           io.Writer // progress and the conversations
 }
 
 // Node is one running twgroupd process.
@@ -53,8 +58,11 @@ type Node struct {
 	RPCPort  int
 	DHTPort  int
 	User     string // the local user created on this node
-	Password string
+	Password string // its RPC cookie's password, read from Dir/.cookie once ready
+	HTMLDir  string // where this node serves twister-html from
+	Resumed  bool   // the datadir was there from an earlier run
 	alias    string
+	conf     nodeConf
 	binary   string
 	args     []string
 	cmd      *exec.Cmd
@@ -84,12 +92,20 @@ func (n *Node) start() error {
 		logf.Close()
 		close(done)
 	}()
-	if n.rpc == nil {
-		if n.rpc, err = upstream.New(n.RPCURL(), upstream.WithTimeout(20*time.Second)); err != nil {
-			return err
-		}
-	}
+	n.rpc = nil // each start writes a new cookie; waitReady reads it
 	return nil
+}
+
+// connect builds the RPC client from the node's cookie (no password on any
+// command line: the node writes Dir/.cookie at start).
+func (n *Node) connect() error {
+	_, pass, err := config.ReadCookie(n.Dir)
+	if err != nil {
+		return err
+	}
+	n.Password = pass
+	n.rpc, err = upstream.New(n.RPCURL(), upstream.WithTimeout(20*time.Second))
+	return err
 }
 
 // Stop ends the node's process (SIGTERM, then SIGKILL after 10 s).
@@ -107,6 +123,24 @@ func (n *Node) Stop() {
 	n.cmd = nil
 }
 
+// Kill ends the node's process with SIGKILL at once (crash tests).
+func (n *Node) Kill() {
+	if n.cmd == nil || n.cmd.Process == nil {
+		return
+	}
+	_ = n.cmd.Process.Kill()
+	<-n.done
+	n.cmd = nil
+}
+
+// PID is the node's process id, 0 when it is not running.
+func (n *Node) PID() int {
+	if n.cmd == nil || n.cmd.Process == nil {
+		return 0
+	}
+	return n.cmd.Process.Pid
+}
+
 // Restart starts a stopped node again on the same datadir and ports.
 func (n *Node) Restart(ctx context.Context) error {
 	n.Stop()
@@ -121,18 +155,112 @@ func (n *Node) Alias() string { return n.alias }
 
 // RPCURL is the node's JSON-RPC address with credentials, for the CLI.
 func (n *Node) RPCURL() string {
-	return fmt.Sprintf("http://user:%s@127.0.0.1:%d/", n.Password, n.RPCPort)
+	return fmt.Sprintf("http://%s:%s@127.0.0.1:%d/", config.CookieUser, n.Password, n.RPCPort)
 }
 
-// Call invokes an RPC method on the node.
+// Call invokes an RPC method on the node. An error reply is a *CallError
+// naming the node and method (the client package calls every server its
+// "upstream"; here it is the node's own RPC).
 func (n *Node) Call(ctx context.Context, method string, params ...any) (json.RawMessage, error) {
-	return n.rpc.Call(ctx, method, params...)
+	res, err := n.rpc.Call(ctx, method, params...)
+	var re *upstream.RPCError
+	if errors.As(err, &re) {
+		return nil, &CallError{Node: n.Name, Method: method, Code: re.Code, Message: re.Message}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", n.Name, method, err)
+	}
+	return res, nil
+}
+
+// CallError is a JSON-RPC error reply of a node.
+type CallError struct {
+	Node, Method string
+	Code         int
+	Message      string
+}
+
+func (e *CallError) Error() string {
+	return fmt.Sprintf("%s %s: error %d: %s", e.Node, e.Method, e.Code, e.Message)
+}
+
+// nodeConf is what the devnet keeps in a node's twgroupd.conf.
+type nodeConf struct {
+	rpcPort, dhtPort int
+	ip               string // bind: the node's own loopback address
+	registry         string
+	bootstrap        []string // DHT addresses of a few nodes started before
+	htmlDir          string
+}
+
+func (c nodeConf) text() string {
+	var b strings.Builder
+	b.WriteString("# written by twgroupd devnet; re-running it with the same --dir reuses this file\n")
+	// No rpcpassword: the node writes a new cookie at each start.
+	fmt.Fprintf(&b, "rpcport=%d\n", c.rpcPort)
+	fmt.Fprintf(&b, "dhtport=%d\nbind=%s\nregistry=%s\n", c.dhtPort, c.ip, c.registry)
+	for _, a := range c.bootstrap {
+		fmt.Fprintf(&b, "bootstrap=%s\n", a)
+	}
+	if c.htmlDir != "" {
+		fmt.Fprintf(&b, "htmldir=%s\n", c.htmlDir)
+	}
+	return b.String()
+}
+
+func (n *Node) writeConf() error {
+	path := filepath.Join(n.Dir, config.ConfFileName)
+	if err := os.WriteFile(path, []byte(n.conf.text()), 0o600); err != nil {
+		return fmt.Errorf("devnet: %w", err)
+	}
+	return os.Chmod(path, 0o600)
+}
+
+// readConf returns the ports of an earlier run's conf file; ok is false
+// when there is none.
+func readConf(dir string) (rpcPort, dhtPort int, ok bool) {
+	data, err := os.ReadFile(filepath.Join(dir, config.ConfFileName))
+	if err != nil {
+		return 0, 0, false
+	}
+	vals, err := config.ParseFile(data)
+	if err != nil {
+		return 0, 0, false
+	}
+	first := func(k string) string {
+		if v := vals[k]; len(v) > 0 {
+			return v[0]
+		}
+		return ""
+	}
+	rpcPort, _ = strconv.Atoi(first("rpcport"))
+	dhtPort, _ = strconv.Atoi(first("dhtport"))
+	return rpcPort, dhtPort, rpcPort > 0
+}
+
+// portFree reports whether port is free on ip for TCP (and for UDP when
+// udp is set).
+func portFree(ip string, port int, udp bool) bool {
+	l, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(port)))
+	if err != nil {
+		return false
+	}
+	l.Close()
+	if udp {
+		c, err := net.ListenPacket("udp", net.JoinHostPort(ip, strconv.Itoa(port)))
+		if err != nil {
+			return false
+		}
+		c.Close()
+	}
+	return true
 }
 
 // Net is a running devnet.
 type Net struct {
 	Nodes         []*Node
 	out           io.Writer
+	dm            [2]*Node      // sender and receiver of the script's DM
 	blockInterval time.Duration // of the registry file, when the devnet made it
 }
 
@@ -161,8 +289,9 @@ func (o *Options) defaults() {
 	}
 }
 
-// Start launches the nodes and waits until each answers RPC. The first node
-// is every other node's DHT bootstrap.
+// Start launches the nodes, each on its own loopback address (LoopbackIP),
+// and waits until each answers RPC. A node bootstraps its DHT from the first
+// node and up to 3 random other earlier ones.
 func Start(ctx context.Context, o Options) (*Net, error) {
 	o.defaults()
 	if o.Binary == "" {
@@ -172,39 +301,59 @@ func Start(ctx context.Context, o Options) (*Net, error) {
 		return nil, fmt.Errorf("devnet: %w", err)
 	}
 	registry := filepath.Join(o.Dir, "registry.txt")
+	htmlDir := ""
+	if o.HTMLDir != "" {
+		abs, err := filepath.Abs(o.HTMLDir)
+		if err != nil {
+			return nil, fmt.Errorf("devnet: htmldir: %w", err)
+		}
+		htmlDir = abs
+	}
 	if err := initRegistry(ctx, registry, o.BlockInterval); err != nil {
 		return nil, err
 	}
 	nw := &Net{out: o.Out, blockInterval: o.BlockInterval}
 	for i := 0; i < o.Nodes; i++ {
-		rpcPort, err := freePort("tcp")
-		if err != nil {
-			return nil, err
-		}
 		n := &Node{
-			Name:     fmt.Sprintf("node%d", i+1),
-			Dir:      filepath.Join(o.Dir, fmt.Sprintf("node%d", i+1)),
-			IP:       LoopbackIP(i),
-			RPCPort:  rpcPort,
-			User:     o.Users[i%len(o.Users)],
-			Password: randomPassword(),
+			Name: fmt.Sprintf("node%d", i+1),
+			Dir:  filepath.Join(o.Dir, fmt.Sprintf("node%d", i+1)),
+			User: o.Users[i%len(o.Users)],
+			IP:   LoopbackIP(i),
+		}
+		conf := nodeConf{ip: n.IP, registry: registry, htmlDir: htmlDir}
+		if rpcPort, dhtPort, ok := readConf(n.Dir); ok {
+			// An earlier run's node: its ports while free.
+			n.Resumed = true
+			if portFree("127.0.0.1", rpcPort, false) {
+				conf.rpcPort = rpcPort
+			}
+			if dhtPort > 0 && portFree(n.IP, dhtPort, true) {
+				conf.dhtPort = dhtPort
+			}
+		}
+		if conf.rpcPort == 0 {
+			p, err := freePort("tcp")
+			if err != nil {
+				return nil, err
+			}
+			conf.rpcPort = p
+		}
+		for _, prev := range bootstrapPeers(nw.Nodes) {
+			conf.bootstrap = append(conf.bootstrap, net.JoinHostPort(prev.IP, strconv.Itoa(prev.DHTPort)))
+		}
+		n.conf, n.RPCPort = conf, conf.rpcPort
+		n.HTMLDir = htmlDir
+		if n.HTMLDir == "" {
+			n.HTMLDir = config.Config{DataDir: n.Dir}.ResolvedHTMLDir()
 		}
 		if err := os.MkdirAll(n.Dir, 0o700); err != nil {
 			return nil, fmt.Errorf("devnet: %w", err)
 		}
-		args := []string{"serve",
-			"-datadir=" + n.Dir,
-			"-rpcuser=user",
-			"-rpcpassword=" + n.Password,
-			"-rpcport=" + strconv.Itoa(n.RPCPort),
-			"-dhtport=0", // the node picks a number free for TCP and UDP
-			"-registry=" + registry,
-			"-bind=" + n.IP,
+		if err := n.writeConf(); err != nil {
+			return nil, err
 		}
-		for _, prev := range bootstrapPeers(nw.Nodes) {
-			args = append(args, "-bootstrap="+net.JoinHostPort(prev.IP, strconv.Itoa(prev.DHTPort)))
-		}
-		n.binary, n.args = o.Binary, args
+		// Everything else is in the conf file; no password anywhere (cookie).
+		n.binary, n.args = o.Binary, []string{"serve", "-datadir=" + n.Dir}
 		if err := n.start(); err != nil {
 			nw.Stop()
 			return nil, err
@@ -218,7 +367,11 @@ func Start(ctx context.Context, o Options) (*Net, error) {
 			nw.Stop()
 			return nil, err
 		}
-		fmt.Fprintf(o.Out, "started %s: rpc 127.0.0.1:%d, dht/swarm %s:%d, datadir %s\n", n.Name, n.RPCPort, n.IP, n.DHTPort, n.Dir)
+		how := "started"
+		if n.Resumed {
+			how = "resumed"
+		}
+		fmt.Fprintf(o.Out, "%s %s: rpc 127.0.0.1:%d, dht/swarm %s:%d, datadir %s\n", how, n.Name, n.RPCPort, n.IP, n.DHTPort, n.Dir)
 	}
 	return nw, nil
 }
@@ -226,11 +379,14 @@ func Start(ctx context.Context, o Options) (*Net, error) {
 func (n *Node) waitReady(ctx context.Context, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	for {
-		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		_, err := n.Call(cctx, "getinfo")
-		cancel()
+		err := n.connect() // a cookie left by an earlier run fails and is read again
 		if err == nil {
-			return nil
+			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			_, err = n.Call(cctx, "getinfo")
+			cancel()
+			if err == nil {
+				return nil
+			}
 		}
 		select {
 		case <-n.done:
@@ -256,63 +412,96 @@ func (nw *Net) Stop() {
 }
 
 // Script runs the scripted conversation and returns each node's view of the
-// group and of the DM, keyed by node name.
+// group and of the DM, keyed by node name. On a resumed devnet the users
+// are there already and are reused; each run makes a new group.
 func (nw *Net) Script(ctx context.Context, timeout time.Duration) (map[string][]Message, error) {
 	out := nw.out
 	users := make([]string, len(nw.Nodes))
 	for i, n := range nw.Nodes {
 		users[i] = n.User
 	}
-	// Users and registration.
+	// Users and registration, skipped for what an earlier run did.
 	for _, n := range nw.Nodes {
-		if _, err := n.Call(ctx, "createwalletuser", n.User); err != nil {
-			return nil, fmt.Errorf("%s createwalletuser %s: %w", n.Name, n.User, err)
+		var have []string
+		if err := decode(n.Call(ctx, "listwalletusers"))(&have); err != nil {
+			return nil, err
+		}
+		if slices.Contains(have, n.User) {
+			fmt.Fprintf(out, "%s: user %s is in the wallet from an earlier run\n", n.Name, n.User)
+		} else if _, err := n.Call(ctx, "createwalletuser", n.User); err != nil {
+			return nil, err
+		}
+		var pub string
+		if err := decode(n.Call(ctx, "dumppubkey", n.User))(&pub); err != nil {
+			return nil, err
+		}
+		if pub != "" {
+			fmt.Fprintf(out, "%s: user %s is registered\n", n.Name, n.User)
+			continue
 		}
 		if _, err := n.Call(ctx, "sendnewusertransaction", n.User); err != nil {
-			return nil, fmt.Errorf("%s sendnewusertransaction %s: %w", n.Name, n.User, err)
+			return nil, err
 		}
 		fmt.Fprintf(out, "%s: created and registered user %s\n", n.Name, n.User)
 	}
 	for _, n := range nw.Nodes {
 		if _, err := n.Call(ctx, "follow", n.User, users); err != nil {
-			return nil, fmt.Errorf("%s follow: %w", n.Name, err)
+			return nil, err
 		}
 	}
 	// twister-html builds its DM list from the following1 DHT item, not
-	// from getfollowing; publish it as the frontend's Follow button does.
+	// from getfollowing; publish it as the frontend's Follow button does
+	// (seq: the time, so a resumed run's item replaces the earlier one).
+	seq := time.Now().Unix()
 	for _, n := range nw.Nodes {
 		others := slices.DeleteFunc(slices.Clone(users), func(u string) bool { return u == n.User })
-		if _, err := n.Call(ctx, "dhtput", n.User, "following1", "s", others, n.User, 1); err != nil {
+		if _, err := n.Call(ctx, "dhtput", n.User, "following1", "s", others, n.User, seq); err != nil {
 			fmt.Fprintf(out, "%s: dhtput following1: %v (twister-html's DM list starts empty)\n", n.Name, err)
 		}
 	}
-	fmt.Fprintf(out, "every user follows %s\n", strings.Join(users, ", "))
+	fmt.Fprintf(out, "every user follows %s (a DM from someone you do not follow is dropped, as in twister)\n", strings.Join(users, ", "))
 
+	// Groups each node holds already (a resumed devnet): the new one is
+	// the one not among them.
+	before := map[string][]string{}
+	for _, n := range nw.Nodes {
+		var groups []string
+		if err := decode(n.Call(ctx, "listgroups"))(&groups); err != nil {
+			return nil, err
+		}
+		before[n.Name] = groups
+	}
 	creator := nw.Nodes[0]
 	var alias string
 	if err := decode(creator.Call(ctx, "creategroup", "devnet group chat"))(&alias); err != nil || alias == "" {
 		return nil, fmt.Errorf("creategroup: %q %v", alias, err)
 	}
-	fmt.Fprintf(out, "%s: %s created group %s\n", creator.Name, creator.User, alias)
+	fmt.Fprintf(out, "%s: %s created group %s (creategroup makes the group key; nobody is a member yet)\n", creator.Name, creator.User, alias)
 	k, err := creator.NextK(ctx)
 	if err != nil {
 		return nil, err
 	}
 	invitees := append(slices.Clone(users[1:]), creator.User)
 	if _, err := creator.Call(ctx, "newgroupinvite", creator.User, k, alias, invitees); err != nil {
-		return nil, fmt.Errorf("newgroupinvite: %w", err)
+		return nil, err
 	}
-	fmt.Fprintf(out, "%s: invited %s\n", creator.User, strings.Join(invitees, ", "))
+	last, err := creator.NextK(ctx)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(out, "%s: newgroupinvite %s k=%d '%s' %q: posts k=%d..%d, a group_invite DM (the key) to each of %s, then the member list sealed to the group\n",
+		creator.Name, creator.User, k, alias, invitees, k, last-1, strings.Join(invitees, ", "))
+	fmt.Fprintf(out, "    %s invites herself too: only members get the group's messages, and creategroup does not make its creator one (twister-html's New Group does the same)\n", creator.User)
 
 	// Each node learns the group under its own alias.
 	aliases := map[string]string{creator.Name: alias}
 	for _, n := range nw.Nodes[1:] {
-		a, err := n.waitGroup(ctx, timeout, len(users))
+		a, err := n.waitGroup(ctx, timeout, len(users), before[n.Name])
 		if err != nil {
 			return nil, err
 		}
 		aliases[n.Name] = a
-		fmt.Fprintf(out, "%s: %s sees the group as %s\n", n.Name, n.User, a)
+		fmt.Fprintf(out, "%s: %s sees the group as %s (an alias is local to each node)\n", n.Name, n.User, a)
 	}
 	var want []string
 	for _, n := range nw.Nodes {
@@ -322,35 +511,36 @@ func (nw *Net) Script(ctx context.Context, timeout time.Duration) (map[string][]
 		}
 		text := fmt.Sprintf("hello group, %s here", n.User)
 		if _, err := n.Call(ctx, "newdirectmsg", n.User, k, aliases[n.Name], text); err != nil {
-			return nil, fmt.Errorf("%s newdirectmsg: %w", n.Name, err)
+			return nil, err
 		}
 		want = append(want, text)
-		fmt.Fprintf(out, "%s: %s says %q\n", n.Name, n.User, text)
+		fmt.Fprintf(out, "%s: newdirectmsg %s %d %s %q\n", n.Name, n.User, k, aliases[n.Name], text)
 	}
 	k, err = creator.NextK(ctx)
 	if err != nil {
 		return nil, err
 	}
 	if _, err := creator.Call(ctx, "newgroupdescription", creator.User, k, alias, "devnet group, renamed"); err != nil {
-		return nil, fmt.Errorf("newgroupdescription: %w", err)
+		return nil, err
 	}
 	want = append(want, fmt.Sprintf("*** '%s' changed group description to: devnet group, renamed", creator.User))
-	fmt.Fprintf(out, "%s: changed the description\n", creator.User)
+	fmt.Fprintf(out, "%s: newgroupdescription %s %d %s \"devnet group, renamed\"\n", creator.Name, creator.User, k, alias)
 	if len(nw.Nodes) > 1 {
 		peer := nw.Nodes[1]
 		k, err := creator.NextK(ctx)
 		if err != nil {
 			return nil, err
 		}
-		dm := fmt.Sprintf("a private word for %s", peer.User)
+		dm := fmt.Sprintf("a private word for %s (sent %s)", peer.User, time.Now().UTC().Format("15:04:05"))
 		if _, err := creator.Call(ctx, "newdirectmsg", creator.User, k, peer.User, dm, true); err != nil {
-			return nil, fmt.Errorf("newdirectmsg dm: %w", err)
+			return nil, err
 		}
-		fmt.Fprintf(out, "%s: DM to %s %q\n", creator.User, peer.User, dm)
+		fmt.Fprintf(out, "%s: newdirectmsg %s %d %s %q true   (a DM; true: a copy to herself, post k+1)\n", creator.Name, creator.User, k, peer.User, dm)
 		if err := peer.WaitText(ctx, timeout, peer.User, creator.User, dm); err != nil {
 			return nil, err
 		}
 		fmt.Fprintf(out, "%s: %s received the DM\n", peer.Name, peer.User)
+		nw.dm = [2]*Node{creator, peer}
 	}
 	for _, n := range nw.Nodes {
 		n.alias = aliases[n.Name]
@@ -393,7 +583,8 @@ func (n *Node) NextK(ctx context.Context) (int64, error) {
 	return last + 1, nil
 }
 
-func (n *Node) waitGroup(ctx context.Context, timeout time.Duration, members int) (string, error) {
+// waitGroup waits for a group not in old with at least members members.
+func (n *Node) waitGroup(ctx context.Context, timeout time.Duration, members int, old []string) (string, error) {
 	var last string
 	err := poll(ctx, timeout, func() (bool, error) {
 		var groups []string
@@ -401,6 +592,9 @@ func (n *Node) waitGroup(ctx context.Context, timeout time.Duration, members int
 			return false, nil // the user may not be known yet
 		}
 		for _, g := range groups {
+			if slices.Contains(old, g) {
+				continue
+			}
 			var info struct {
 				Members []string `json:"members"`
 			}
@@ -458,22 +652,80 @@ func poll(ctx context.Context, timeout time.Duration, f func() (bool, error)) er
 	}
 }
 
-// PrintViews writes each node's conversation.
+// PrintViews writes each node's view of the group, then the script's DM
+// as its sender and its receiver see it.
 func PrintViews(w io.Writer, nw *Net, views map[string][]Message) {
 	for _, n := range nw.Nodes {
-		fmt.Fprintf(w, "\n== group chat as %s (%s) sees it\n", n.Name, n.User)
-		for _, m := range views[n.Name] {
-			fmt.Fprintf(w, "  [%d] %s %-6s %s\n", m.ID, time.Unix(m.Time, 0).UTC().Format("15:04:05"), m.From+":", m.Text)
+		fmt.Fprintf(w, "\n== group chat %s as %s (%s) sees it\n", n.alias, n.Name, n.User)
+		printThread(w, views[n.Name])
+	}
+	from, to := nw.dm[0], nw.dm[1]
+	if from == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, side := range [][2]*Node{{from, to}, {to, from}} {
+		n, peer := side[0], side[1]
+		msgs, err := n.Thread(ctx, n.User, peer.User)
+		if err != nil {
+			fmt.Fprintf(w, "\n== DMs of %s with %s: %v\n", n.User, peer.User, err)
+			continue
 		}
+		fmt.Fprintf(w, "\n== DMs of %s with %s, as %s sees them (getdirectmsgs %s 10 '[{\"username\":\"%s\"}]')\n", n.User, peer.User, n.Name, n.User, peer.User)
+		printThread(w, msgs)
 	}
 }
 
-// PrintAccess tells a person how to reach each node.
+func printThread(w io.Writer, msgs []Message) {
+	for _, m := range msgs {
+		fmt.Fprintf(w, "  [%d] %s %-6s %s\n", m.ID, time.Unix(m.Time, 0).UTC().Format("15:04:05"), m.From+":", m.Text)
+	}
+}
+
+// TwisterHTMLRepo is where twister-html comes from.
+const TwisterHTMLRepo = "https://github.com/miguelfreitas/twister-html.git"
+
+// ShellFunc is the line to paste into a POSIX shell so that `tw <command>`
+// runs binary as a client of node n (its datadir holds the port and
+// password), the line README.md's "CLI in five lines" starts from.
+func ShellFunc(binary string, n *Node) string {
+	return fmt.Sprintf("tw() { %s -datadir=%s \"$@\"; }", shellQuote(binary), shellQuote(n.Dir))
+}
+
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._-+=:,@") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// PrintAccess tells a person how to reach each node: the twister-html URL
+// and login, the client command, and how to get twister-html when the
+// node's html dir has none.
 func PrintAccess(w io.Writer, nw *Net, binary string) {
-	fmt.Fprintln(w, "\nThe nodes keep running; Ctrl-C stops them. Try:")
+	fmt.Fprintln(w, "\nThe nodes keep running; Ctrl-C stops them.")
+	missing := map[string]bool{}
 	for _, n := range nw.Nodes {
-		fmt.Fprintf(w, "  %s (%s): rpc http://127.0.0.1:%d/ user=user password=%s\n", n.Name, n.User, n.RPCPort, n.Password)
-		fmt.Fprintf(w, "      %s -rpcport=%d -rpcuser=user -rpcpassword=%s listgroups\n", binary, n.RPCPort, n.Password)
+		fmt.Fprintf(w, "\n  %s (%s):\n", n.Name, n.User)
+		fmt.Fprintf(w, "    twister-html: open http://127.0.0.1:%d/ and log in as user \"%s\", password %s\n", n.RPCPort, config.CookieUser, n.Password)
+		fmt.Fprintf(w, "                  (the cookie in %s, new at each start)\n", config.CookiePath(n.Dir))
+		if _, err := os.Stat(filepath.Join(n.HTMLDir, "home.html")); err != nil {
+			fmt.Fprintf(w, "                  (not installed yet in %s, see below)\n", n.HTMLDir)
+			missing[n.HTMLDir] = true
+		}
+		fmt.Fprintf(w, "    CLI:          %s -datadir=%s getdirectmsgs %s 10 '[{\"username\":\"%s\"}]'\n", shellQuote(binary), shellQuote(n.Dir), n.User, n.alias)
+	}
+	if len(missing) > 0 {
+		fmt.Fprintf(w, "\ntwister-html is not installed. Get it once and restart the devnet with --htmldir:\n")
+		fmt.Fprintf(w, "    git clone --depth 1 %s ~/twister-html\n", TwisterHTMLRepo)
+		fmt.Fprintf(w, "    %s devnet --htmldir ~/twister-html   (add --dir DIR to keep the same users)\n", shellQuote(binary))
+		fmt.Fprintf(w, "or clone it into each node's html dir shown above (the devnet's default).\n")
+	}
+	if len(nw.Nodes) > 0 {
+		n := nw.Nodes[0]
+		fmt.Fprintf(w, "\nFor README.md's \"CLI in five lines\" (as %s on %s), paste this line into your shell:\n\n", n.User, n.Name)
+		fmt.Fprintf(w, "%s\n\n", ShellFunc(binary, n))
 	}
 }
 
@@ -487,7 +739,8 @@ func freePort(network string) (int, error) {
 }
 
 // learnDHTPort reads the port the node picked from getinfo (ext_port1) and
-// pins it in the node's arguments, so a restart comes back on it.
+// pins it in the node's conf file, so a restart or a resumed run comes back
+// on it.
 func (n *Node) learnDHTPort(ctx context.Context) error {
 	var info struct {
 		Port int `json:"ext_port1"`
@@ -496,16 +749,9 @@ func (n *Node) learnDHTPort(ctx context.Context) error {
 		return fmt.Errorf("devnet: %s's DHT port from getinfo: %d %v", n.Name, info.Port, err)
 	}
 	n.DHTPort = info.Port
-	for i, a := range n.args {
-		if a == "-dhtport=0" {
-			n.args[i] = "-dhtport=" + strconv.Itoa(n.DHTPort)
-		}
+	if n.conf.dhtPort != n.DHTPort {
+		n.conf.dhtPort = n.DHTPort
+		return n.writeConf()
 	}
 	return nil
-}
-
-func randomPassword() string {
-	b := make([]byte, 12)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }

@@ -5,11 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/twgroupd/twgroupd/internal/config"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -40,7 +42,8 @@ func TestMain(m *testing.M) {
 // cli runs a twgroupd client command against node n and decodes its output.
 func cli(t *testing.T, n *Node, out any, args ...string) {
 	t.Helper()
-	full := append([]string{"-rpcport=" + strconv.Itoa(n.RPCPort), "-rpcuser=user", "-rpcpassword=" + n.Password}, args...)
+	// The node's datadir holds its port and password (no secret in argv).
+	full := append([]string{"-datadir=" + n.Dir}, args...)
 	cmd := exec.Command(binary, full...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -83,6 +86,16 @@ func TestDevnetGroupChat(t *testing.T) {
 	defer nw.Stop()
 	if _, err := nw.Script(ctx, 60*time.Second); err != nil {
 		t.Fatalf("script: %v\n%s", err, log.String())
+	}
+	// Cookie authentication: no node's command line carries a password.
+	for _, n := range nw.Nodes {
+		argv, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", n.cmd.Process.Pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n.Password == "" || bytes.Contains(argv, []byte("rpcpassword")) || bytes.Contains(argv, []byte(n.Password)) {
+			t.Errorf("%s: argv %q", n.Name, bytes.ReplaceAll(argv, []byte{0}, []byte{' '}))
+		}
 	}
 
 	// carol's node goes down; alice and bob keep talking.
@@ -152,7 +165,7 @@ func TestDevnetGroupChat(t *testing.T) {
 	// bob got alice's DM; alice's own copy (copy_self) is in her thread too.
 	var dm map[string][]Message
 	cli(t, nw.Nodes[1], &dm, "getdirectmsgs", "bob", "10", `[{"username":"alice"}]`)
-	if len(dm["alice"]) != 1 || dm["alice"][0].Text != "a private word for bob" || dm["alice"][0].FromMe {
+	if len(dm["alice"]) != 1 || !strings.HasPrefix(dm["alice"][0].Text, "a private word for bob") || dm["alice"][0].FromMe {
 		t.Fatalf("bob's DM thread: %+v", dm)
 	}
 	cli(t, nw.Nodes[0], &dm, "getdirectmsgs", "alice", "10", `[{"username":"bob"}]`)
@@ -169,5 +182,57 @@ func TestStartReportsNodeThatExits(t *testing.T) {
 	_, err := Start(ctx, Options{Binary: "/bin/false", Dir: t.TempDir(), Nodes: 2})
 	if err == nil || !strings.Contains(err.Error(), "exited") {
 		t.Fatalf("Start with a dying node: %v", err)
+	}
+}
+
+// TestHTMLDirServedByEveryNode: --htmldir reaches the nodes, which serve
+// twister-html's home.html from it at the URL PrintAccess gives.
+func TestHTMLDirServedByEveryNode(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	html := t.TempDir()
+	if err := os.WriteFile(filepath.Join(html, "home.html"), []byte("<title>twister</title>"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	nw, err := Start(ctx, Options{Binary: binary, Dir: t.TempDir(), Nodes: 2, HTMLDir: html})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nw.Stop()
+	var access bytes.Buffer
+	PrintAccess(&access, nw, binary)
+	if strings.Contains(access.String(), "not installed") {
+		t.Fatalf("PrintAccess says twister-html is missing:\n%s", access.String())
+	}
+	for _, n := range nw.Nodes {
+		if !strings.Contains(access.String(), fmt.Sprintf("open http://127.0.0.1:%d/", n.RPCPort)) {
+			t.Fatalf("PrintAccess gives no URL for %s:\n%s", n.Name, access.String())
+		}
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/", n.RPCPort), nil)
+		req.SetBasicAuth(config.CookieUser, n.Password)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(body) != "<title>twister</title>" {
+			t.Fatalf("%s GET / = %d %q", n.Name, resp.StatusCode, body)
+		}
+	}
+	// A node's error reply names the node and method, not an "upstream".
+	n := nw.Nodes[0]
+	for range 2 {
+		_, err = n.Call(ctx, "createwalletuser", "alice")
+	}
+	if err == nil || err.Error() != "node1 createwalletuser: error -11: Error: this username exists in wallet" {
+		t.Fatalf("second createwalletuser: %v", err)
+	}
+	// Without --htmldir the access text says how to install twister-html.
+	nw.Nodes[0].HTMLDir = t.TempDir()
+	access.Reset()
+	PrintAccess(&access, nw, binary)
+	if !strings.Contains(access.String(), "git clone --depth 1 "+TwisterHTMLRepo) {
+		t.Fatalf("PrintAccess does not say how to get twister-html:\n%s", access.String())
 	}
 }

@@ -99,6 +99,13 @@ func (nw *Net) Scale(ctx context.Context, so ScaleOptions) (*ScaleReport, error)
 
 	t0 := time.Now()
 	register := func(nd *Node) error {
+		var have []string
+		if err := decode(nd.Call(ctx, "listwalletusers"))(&have); err != nil {
+			return err
+		}
+		if slices.Contains(have, nd.User) {
+			return nil // a resumed devnet (--dir of an earlier run)
+		}
 		if _, err := nd.Call(ctx, "createwalletuser", nd.User); err != nil {
 			return fmt.Errorf("%s createwalletuser: %w", nd.Name, err)
 		}
@@ -490,7 +497,7 @@ func countStat(v []int) Count {
 }
 
 func (n *Node) pid() int {
-	if n.cmd == nil || n.cmd.Process == nil {
+	if n.done == nil {
 		return 0
 	}
 	select {
@@ -498,7 +505,7 @@ func (n *Node) pid() int {
 		return 0
 	default:
 	}
-	return n.cmd.Process.Pid
+	return n.PID()
 }
 
 // procSockets counts the open file descriptors of pid that are sockets.

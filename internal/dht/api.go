@@ -411,14 +411,16 @@ func (n *Node) selfAddr() netip.Addr {
 }
 
 // AddContact pings a node learned elsewhere (a swarm peer's PORT message);
-// if it answers it joins the routing table.
+// if it answers it joins the routing table. A remote controls how often
+// this is called, so the pings go through a bounded queue to a fixed
+// number of pingers, at most one per address (per IP under strict IP
+// rules) per minute; twisterd pings on every PORT message.
 func (n *Node) AddContact(addr netip.AddrPort) {
-	if !validContact(addr) {
+	addr = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
+	if !validContact(addr) || n.ctx.Err() != nil {
 		return
 	}
-	n.goTraverse(func(ctx context.Context) {
-		n.query(ctx, addr, methodPing, &Args{})
-	})
+	n.contacts.offer(addr, n.now())
 }
 
 // Bootstrap runs a bootstrap lookup now and waits for it.

@@ -63,8 +63,11 @@ type Config struct {
 	// ReplyRateLimit caps our replies in bytes/s (default 16000, as
 	// twisterd); negative disables the cap.
 	ReplyRateLimit int
-	// FloodLimit is how many packets one IP may send in 5 s before it is
-	// ignored for 5 minutes (default 1000); negative disables.
+	// FloodLimit is one source IP's packet budget: a token bucket of
+	// FloodLimit packets refilled at FloodLimit per 5 s (default 1000, as
+	// twisterd's 1000 in 5 s, which bans for 5 minutes instead); packets
+	// beyond it are dropped. Answers to our own queries never count.
+	// Negative disables.
 	FloodLimit int
 	// NonDHT, when set, receives the datagrams on our port that are not
 	// DHT packets (twisterd's uTP shares the socket); it must not block or
@@ -92,9 +95,11 @@ type Node struct {
 	peers       *peerStore
 	txns        transactions
 	replyLimit  *rateLimiter
-	flood       floodGuard
+	guard       *sourceGuard
+	contacts    *contactQueue
 	db          *bolt.DB
 	inbound     chan datagram
+	replies     chan datagram
 	softTimeout time.Duration
 	hardTimeout time.Duration
 
@@ -158,10 +163,12 @@ func Open(cfg Config) (*Node, error) {
 		tokens:      newTokens(cfg.Now),
 		items:       newItemStore(cfg.MaxStoreBytes),
 		peers:       newPeerStore(),
-		txns:        transactions{calls: make(map[uint16]*call)},
+		txns:        transactions{calls: make(map[uint16]*call), perIP: make(map[netip.Addr]int)},
 		replyLimit:  newRateLimiter(cfg.ReplyRateLimit, cfg.Now()),
-		flood:       floodGuard{limit: cfg.FloodLimit, m: make(map[netip.Addr]*floodCounter)},
+		guard:       newSourceGuard(cfg.FloodLimit, cfg.ReplyRateLimit, cfg.RelaxIPRules),
+		contacts:    newContactQueue(cfg.RelaxIPRules),
 		inbound:     make(chan datagram, inboundQueue),
+		replies:     make(chan datagram, replyQueue),
 		softTimeout: cfg.SoftTimeout,
 		hardTimeout: cfg.QueryTimeout,
 		users:       make(map[[20]byte]string),
@@ -202,15 +209,21 @@ func Open(cfg Config) (*Node, error) {
 		}
 		return nil, fmt.Errorf("dht: listen on %s: %w", cfg.Listen, err)
 	}
+	// A deeper socket buffer rides out bursts (the kernel caps it).
+	_ = n.conn.SetReadBuffer(socketBuffer)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	if saved != nil {
 		n.loadItems(saved)
 	}
 	workers := max(4, runtime.GOMAXPROCS(0))
-	n.wg.Add(2 + workers)
+	n.wg.Add(3 + workers + contactPingers)
 	go n.readLoop()
+	go n.replyLoop()
 	for range workers {
 		go n.worker()
+	}
+	for range contactPingers {
+		go n.contactPinger()
 	}
 	go n.maintain()
 	seeds := []nodeInfo(nil)
@@ -228,8 +241,19 @@ func (n *Node) LocalAddr() netip.AddrPort {
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
 
-// WriteTo sends a raw datagram from the DHT socket (for NonDHT traffic).
+// ErrRateLimited: WriteTo dropped a datagram over the reply budget.
+var ErrRateLimited = errors.New("dht: reply budget exhausted")
+
+// WriteTo sends a raw datagram from the DHT socket (answers to NonDHT
+// traffic, e.g. uTP resets). It spends the same budgets as our DHT
+// replies (the destination's share and the global rate), so answering
+// uTP cannot amplify a flood past them.
 func (n *Node) WriteTo(pkt []byte, to netip.AddrPort) error {
+	to = netip.AddrPortFrom(to.Addr().Unmap(), to.Port())
+	now := n.now()
+	if !n.guard.allowReply(to, len(pkt), now) || !n.replyLimit.allow(len(pkt), now) {
+		return ErrRateLimited
+	}
 	if _, err := n.conn.WriteToUDPAddrPort(pkt, to); err != nil {
 		return fmt.Errorf("dht: write to %s: %w", to, err)
 	}
@@ -239,10 +263,17 @@ func (n *Node) WriteTo(pkt []byte, to netip.AddrPort) error {
 // ID is our node id.
 func (n *Node) ID() [20]byte { return n.table.ownID() }
 
-// Stats reports routing table size (live, confirmed) and stored items.
+// Stats reports routing table size (live, confirmed), stored items, and
+// what the limits on remotes did.
 type Stats struct {
 	Nodes, ConfirmedNodes int
 	Targets, Items        int
+	// ContactPings: pings sent for AddContact; ContactsDropped: contacts
+	// not pinged (seen within a minute, or the queue full).
+	ContactPings, ContactsDropped int64
+	// FloodDropped: datagrams over their source's budget; RepliesDropped:
+	// replies over the per-source share or the global budget.
+	FloodDropped, RepliesDropped int64
 }
 
 // Stats returns a snapshot of the node's state.
@@ -250,6 +281,8 @@ func (n *Node) Stats() Stats {
 	var s Stats
 	s.Nodes, s.ConfirmedNodes = n.table.size()
 	s.Targets, s.Items = n.items.count()
+	s.ContactPings, s.ContactsDropped = n.contacts.pinged.Load(), n.contacts.dropped.Load()
+	s.FloodDropped, s.RepliesDropped = n.guard.droppedPkts.Load(), n.guard.droppedReplies.Load()+n.replyLimit.dropped.Load()
 	return s
 }
 

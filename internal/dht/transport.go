@@ -1,6 +1,7 @@
 package dht
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -9,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/anacrolix/dht/v2/krpc"
@@ -17,15 +19,14 @@ import (
 // Transport constants (dht-swarm §1, §2.10).
 const (
 	readBufferSize     = 64 << 10 // twisterd's big multi replies can exceed 10 KB
+	socketBuffer       = 1 << 20  // SO_RCVBUF asked for
 	maxReplySize       = 9000     // keep our replies under twisterd's 10000-byte buffer
 	defaultSoftTimeout = 1 * time.Second
 	defaultHardTimeout = 8 * time.Second
-	defaultReplyRate   = 16000 // bytes/s
-	replyBurst         = 3     // seconds of rate allowed as a burst
-	floodWindow        = 5 * time.Second
+	defaultReplyRate   = 16000           // bytes/s
+	replyBurst         = 3               // seconds of rate allowed as a burst
+	floodWindow        = 5 * time.Second // FloodLimit packets per window per source
 	defaultFloodLimit  = 1000
-	floodBan           = 5 * time.Minute
-	maxFloodTracked    = 4096
 	inboundQueue       = 256             // datagrams waiting for a worker
 	handleTimeout      = 5 * time.Second // per datagram (registry lookups)
 )
@@ -46,39 +47,69 @@ type callResult struct {
 }
 
 type call struct {
-	ip netip.Addr
-	ch chan callResult
+	ip     netip.Addr
+	remote bool // started for a remote (a contact ping)
+	ch     chan callResult
 }
 
 // transactions matches replies to queries on (2-byte t, source IP); the
 // port is not compared, as in twisterd's rpc_manager::incoming.
 type transactions struct {
-	mu    sync.Mutex
-	calls map[uint16]*call
+	mu     sync.Mutex
+	calls  map[uint16]*call
+	perIP  map[netip.Addr]int // outstanding queries per destination IP
+	remote int                // outstanding queries with call.remote
 }
 
-func (tx *transactions) register(ip netip.Addr) (uint16, *call, error) {
+// register takes a free transaction id. Queries for remotes may hold at
+// most maxRemoteTxns ids, so our own lookups always find free ones.
+func (tx *transactions) register(ip netip.Addr, remote bool) (uint16, *call, error) {
 	tx.mu.Lock()
 	defer tx.mu.Unlock()
-	c := &call{ip: ip, ch: make(chan callResult, 1)}
+	if remote && tx.remote >= maxRemoteTxns {
+		return 0, nil, errors.New("dht: too many outstanding queries for remotes")
+	}
+	c := &call{ip: ip, remote: remote, ch: make(chan callResult, 1)}
 	for range 64 {
 		var b [2]byte
 		rand.Read(b[:])
 		tid := binary.BigEndian.Uint16(b[:])
 		if _, busy := tx.calls[tid]; !busy {
 			tx.calls[tid] = c
+			tx.perIP[ip]++
+			if remote {
+				tx.remote++
+			}
 			return tid, c, nil
 		}
 	}
 	return 0, nil, errors.New("dht: too many outstanding queries")
 }
 
+// drop removes tid's call; tx.mu is held.
+func (tx *transactions) drop(tid uint16, c *call) {
+	delete(tx.calls, tid)
+	if tx.perIP[c.ip]--; tx.perIP[c.ip] <= 0 {
+		delete(tx.perIP, c.ip)
+	}
+	if c.remote {
+		tx.remote--
+	}
+}
+
 func (tx *transactions) forget(tid uint16, c *call) {
 	tx.mu.Lock()
 	if tx.calls[tid] == c {
-		delete(tx.calls, tid)
+		tx.drop(tid, c)
 	}
 	tx.mu.Unlock()
+}
+
+// expecting reports whether a query of ours to ip is outstanding.
+func (tx *transactions) expecting(ip netip.Addr) bool {
+	tx.mu.Lock()
+	defer tx.mu.Unlock()
+	return tx.perIP[ip] > 0
 }
 
 // resolve hands a reply to its waiting query; false if none matches.
@@ -93,7 +124,7 @@ func (tx *transactions) resolve(t []byte, m *Msg, from netip.AddrPort) bool {
 		tx.mu.Unlock()
 		return false
 	}
-	delete(tx.calls, tid)
+	tx.drop(tid, c)
 	tx.mu.Unlock()
 	c.ch <- callResult{msg: m, from: from}
 	return true
@@ -103,10 +134,11 @@ func (tx *transactions) resolve(t []byte, m *Msg, from netip.AddrPort) bool {
 // excess replies are dropped silently as twisterd's rate_limited_udp_socket
 // does. rate <= 0 disables it.
 type rateLimiter struct {
-	mu     sync.Mutex
-	rate   float64
-	tokens float64
-	last   time.Time
+	mu      sync.Mutex
+	rate    float64
+	tokens  float64
+	last    time.Time
+	dropped atomic.Int64
 }
 
 func newRateLimiter(rate int, now time.Time) *rateLimiter {
@@ -125,58 +157,10 @@ func (r *rateLimiter) allow(n int, now time.Time) bool {
 		r.tokens = max
 	}
 	if r.tokens < float64(n) {
+		r.dropped.Add(1)
 		return false
 	}
 	r.tokens -= float64(n)
-	return true
-}
-
-type floodCounter struct {
-	start, bannedUntil time.Time
-	count              int
-}
-
-// floodGuard ignores a source IP for 5 minutes once it sends 1000 packets
-// within 5 seconds (dht_tracker::incoming_packet). limit <= 0 disables it.
-type floodGuard struct {
-	mu    sync.Mutex
-	limit int
-	m     map[netip.Addr]*floodCounter
-}
-
-func (f *floodGuard) allow(ip netip.Addr, now time.Time) bool {
-	if f.limit <= 0 {
-		return true
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	c := f.m[ip]
-	if c == nil {
-		if len(f.m) >= maxFloodTracked {
-			for k, v := range f.m {
-				if now.After(v.bannedUntil) && now.Sub(v.start) > floodWindow {
-					delete(f.m, k)
-				}
-			}
-			if len(f.m) >= maxFloodTracked {
-				return true // table full of active sources: fail open
-			}
-		}
-		c = &floodCounter{start: now}
-		f.m[ip] = c
-	}
-	if now.Before(c.bannedUntil) {
-		return false
-	}
-	if now.Sub(c.start) > floodWindow {
-		c.start, c.count = now, 0
-	}
-	c.count++
-	if c.count >= f.limit {
-		c.bannedUntil = now.Add(floodBan)
-		c.count = 0
-		return false
-	}
 	return true
 }
 
@@ -200,10 +184,16 @@ func (n *Node) send(m *Msg, addr netip.AddrPort) error {
 // resolves the query with a *KRPCError (twisterd lets it time out; failing
 // fast is kinder to our callers).
 func (n *Node) query(ctx context.Context, addr netip.AddrPort, q string, args *Args) (*Msg, error) {
+	return n.queryAs(ctx, addr, q, args, false)
+}
+
+// queryAs is query; remote marks a query started for a remote (a contact
+// ping), which draws on the limited share of transaction ids.
+func (n *Node) queryAs(ctx context.Context, addr netip.AddrPort, q string, args *Args, remote bool) (*Msg, error) {
 	addr = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
 	own := n.table.ownID()
 	args.ID = own[:]
-	tid, c, err := n.txns.register(addr.Addr())
+	tid, c, err := n.txns.register(addr.Addr(), remote)
 	if err != nil {
 		return nil, err
 	}
@@ -246,32 +236,42 @@ func (n *Node) query(ctx context.Context, addr netip.AddrPort, q string, args *A
 
 // readLoop feeds DHT datagrams to the workers. Datagrams that are not
 // "d...e" of more than 20 bytes belong to uTP: they go to Config.NonDHT.
+// Answers from an address we are waiting on go to replyLoop without
+// touching the source's budget; everything else (uTP included) spends
+// it first.
 func (n *Node) readLoop() {
 	defer n.wg.Done()
+	defer close(n.replies)
+	defer close(n.inbound)
 	buf := make([]byte, readBufferSize)
 	for {
 		sz, src, err := n.conn.ReadFromUDPAddrPort(buf)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) || n.ctx.Err() != nil {
-				close(n.inbound)
 				return
 			}
 			continue
 		}
 		src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
-		if sz <= 20 || buf[0] != 'd' || buf[sz-1] != 'e' {
+		isDHT := sz > 20 && buf[0] == 'd' && buf[sz-1] == 'e'
+		if isDHT && looksLikeReply(buf[:sz]) && n.txns.expecting(src.Addr()) {
+			select {
+			case n.replies <- datagram{pkt: bytes.Clone(buf[:sz]), src: src}:
+			default:
+			}
+			continue
+		}
+		if !n.guard.allowPacket(src, n.now()) {
+			continue
+		}
+		if !isDHT {
 			if n.cfg.NonDHT != nil {
 				n.cfg.NonDHT(buf[:sz], src)
 			}
 			continue
 		}
-		if !n.flood.allow(src.Addr(), n.now()) {
-			continue
-		}
-		pkt := make([]byte, sz)
-		copy(pkt, buf[:sz])
 		select {
-		case n.inbound <- datagram{pkt: pkt, src: src}:
+		case n.inbound <- datagram{pkt: bytes.Clone(buf[:sz]), src: src}:
 		default: // overloaded: drop, as an over-quota twisterd would
 		}
 	}
@@ -291,10 +291,7 @@ func (n *Node) worker() {
 		if reply == nil {
 			continue
 		}
-		if !n.replyLimit.allow(len(reply), n.now()) {
-			continue
-		}
-		n.conn.WriteToUDPAddrPort(reply, d.src)
+		n.sendReply(reply, d.src)
 	}
 }
 

@@ -80,6 +80,8 @@ var (
 	bktGroups  = []byte("groups")
 	bktPosts   = []byte("posts")
 	bktPending = []byte("pending")
+	bktPendQ   = []byte("pendingq")
+	bktRetry   = []byte("retry")
 
 	bktFollow  = []byte("follow")
 	bktIgnore  = []byte("ignore")
@@ -111,12 +113,12 @@ func Open(path string, opts *Options) (*Store, error) {
 		return nil, fmt.Errorf("open message store %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bktUsers, bktGroups, bktPosts, bktPending} {
+		for _, b := range [][]byte{bktUsers, bktGroups, bktPosts, bktPending, bktPendQ, bktRetry} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
 		}
-		return nil
+		return queueLegacyPending(tx, time.Now().Unix())
 	})
 	if err != nil {
 		db.Close()
@@ -138,10 +140,32 @@ type Tx struct {
 	tx *bolt.Tx
 }
 
+// Bolt is the underlying transaction, for a store sharing the file.
+func (t *Tx) Bolt() *bolt.Tx { return t.tx }
+
 // Update runs fn in one read-write transaction, committed (fsynced) before
 // Update returns; an error from fn rolls everything back.
 func (s *Store) Update(fn func(*Tx) error) error {
 	return s.db.Update(func(tx *bolt.Tx) error { return fn(&Tx{tx: tx}) })
+}
+
+// Bolt is the store's bbolt file. Another store may keep its own top-level
+// buckets in it (internal/swarm's "swarm" bucket) so that a post and what it
+// causes commit together: one fsync pair per post (docs/architecture.md,
+// "One commit per post").
+func (s *Store) Bolt() *bolt.DB { return s.db }
+
+// ErrForeignTx is returned by In for a transaction of another file.
+var ErrForeignTx = errors.New("message store: transaction of another file")
+
+// In runs fn on the message store's buckets inside tx, a writable
+// transaction of s.Bolt() opened by another store sharing the file. The
+// caller commits.
+func (s *Store) In(tx *bolt.Tx, fn func(*Tx) error) error {
+	if tx.DB() != s.db || !tx.Writable() {
+		return ErrForeignTx
+	}
+	return fn(&Tx{tx: tx})
 }
 
 // View runs fn in a read-only transaction.
@@ -457,11 +481,16 @@ func (t *Tx) groupBucket(alias string) (*bolt.Bucket, error) {
 	return gb, nil
 }
 
-// SetGroupDescription creates the group if needed and sets its description.
+// SetGroupDescription creates the group if needed and sets its description
+// (creategroup), unless a post's description is set (SetGroupDescriptionAt):
+// any post's is newer than a local one.
 func (t *Tx) SetGroupDescription(alias, desc string) error {
 	gb, err := t.groupBucket(alias)
 	if err != nil {
 		return err
+	}
+	if gb.Get(keyDescRank) != nil {
+		return nil
 	}
 	if err := gb.Put(keyDesc, []byte(desc)); err != nil {
 		return fmt.Errorf("group %q description: %w", alias, err)
@@ -530,10 +559,33 @@ func (t *Tx) PutPost(ref PostRef, raw []byte) (isNew bool, err error) {
 // DeletePost forgets a recorded post (a post we built but failed to
 // publish), so its k is free again.
 func (t *Tx) DeletePost(ref PostRef) error {
-	if err := t.tx.Bucket(bktPending).Delete(postKey(ref)); err != nil {
+	if err := t.unpend(postKey(ref)); err != nil {
 		return err
 	}
 	return t.tx.Bucket(bktPosts).Delete(postKey(ref))
+}
+
+// LastPostK is the highest k recorded for author, and false if none.
+func (t *Tx) LastPostK(author string) (int64, bool) {
+	prefix := postPrefix(author)
+	c := t.tx.Bucket(bktPosts).Cursor()
+	last := postKey(PostRef{Author: author, K: math.MaxInt64})
+	k, _ := c.Seek(last)
+	if k == nil || !bytes.Equal(k, last) {
+		if k == nil {
+			k, _ = c.Last()
+		} else {
+			k, _ = c.Prev()
+		}
+	}
+	if k == nil || !bytes.HasPrefix(k, prefix) {
+		return 0, false
+	}
+	ref, ok := parsePostKey(k)
+	if !ok || ref.Author != author {
+		return 0, false
+	}
+	return ref.K, true
 }
 
 // HasPost reports whether (author, k) was recorded.
@@ -564,26 +616,184 @@ func (t *Tx) PostsBy(author string, fn func(k int64, raw []byte) error) error {
 }
 
 // SetPending marks a recorded post as not decrypted by any wallet key (or
-// clears the mark), so a new key can be tried on just those.
+// clears the mark), so a new key can be tried on just those. A post marked
+// this way has no arrival time and is never evicted; the engine uses
+// MarkPending.
 func (t *Tx) SetPending(ref PostRef, pending bool) error {
-	b := t.tx.Bucket(bktPending)
 	if pending {
-		return b.Put(postKey(ref), nil)
+		return t.MarkPending(ref, PendingLimits{})
 	}
-	return b.Delete(postKey(ref))
+	return t.unpend(postKey(ref))
 }
 
-// Pending lists the posts marked pending (shorter author names first,
-// then by name and k).
-func (t *Tx) Pending() []PostRef {
-	var out []PostRef
-	_ = t.tx.Bucket(bktPending).ForEach(func(k, _ []byte) error {
-		if ref, ok := parsePostKey(k); ok {
-			out = append(out, ref)
+// PendingLimits bound the pending set: entries that arrived before MinTime
+// (unix seconds) are dropped, and beyond Max entries the oldest arrivals
+// go first. Zero values mean no bound.
+type PendingLimits struct {
+	Now     int64 // arrival time of the entry being added
+	MinTime int64
+	Max     int
+}
+
+// Pending entries are indexed twice: pending/<post key> -> seq, and the
+// arrival queue pendingq/<seq> -> arrival time (8 bytes BE) | post key, so
+// the bound is kept from the queue's head and a retry scans it in order.
+var keyPendCount = []byte("count")
+
+// MarkPending marks a recorded post pending and drops from the head of the
+// arrival queue what lim puts out of bounds. A post already pending keeps
+// its place.
+func (t *Tx) MarkPending(ref PostRef, lim PendingLimits) error {
+	pk := postKey(ref)
+	b, q := t.tx.Bucket(bktPending), t.tx.Bucket(bktPendQ)
+	if b.Get(pk) == nil {
+		seq, err := q.NextSequence()
+		if err != nil {
+			return err
+		}
+		sk := binary.BigEndian.AppendUint64(nil, seq)
+		v := binary.BigEndian.AppendUint64(nil, uint64(lim.Now))
+		if err := q.Put(sk, append(v, pk...)); err != nil {
+			return err
+		}
+		if err := b.Put(pk, sk); err != nil {
+			return err
+		}
+		if err := t.addPendCount(1); err != nil {
+			return err
+		}
+	}
+	c := q.Cursor()
+	for k, v := c.First(); k != nil; k, v = c.First() {
+		if len(k) != 8 || len(v) < 8 {
+			break
+		}
+		old := lim.MinTime != 0 && int64(binary.BigEndian.Uint64(v)) < lim.MinTime
+		full := lim.Max > 0 && t.pendCount() > lim.Max
+		if !old && !full {
+			break
+		}
+		if err := t.unpend(v[8:]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (t *Tx) pendCount() int {
+	v := t.tx.Bucket(bktPendQ).Get(keyPendCount)
+	if len(v) != 8 {
+		return 0
+	}
+	return int(binary.BigEndian.Uint64(v))
+}
+
+func (t *Tx) addPendCount(d int) error {
+	n := max(t.pendCount()+d, 0)
+	return t.tx.Bucket(bktPendQ).Put(keyPendCount, binary.BigEndian.AppendUint64(nil, uint64(n)))
+}
+
+// unpend removes a post from both pending indexes.
+func (t *Tx) unpend(pk []byte) error {
+	b := t.tx.Bucket(bktPending)
+	sk := b.Get(pk)
+	if sk == nil {
+		return nil
+	}
+	if len(sk) == 8 {
+		if err := t.tx.Bucket(bktPendQ).Delete(bytes.Clone(sk)); err != nil {
+			return err
+		}
+		if err := t.addPendCount(-1); err != nil {
+			return err
+		}
+	}
+	return b.Delete(bytes.Clone(pk))
+}
+
+// queueLegacyPending gives pending entries of an older store (no queue
+// entry) an arrival time of now.
+func queueLegacyPending(tx *bolt.Tx, now int64) error {
+	var legacy [][]byte
+	_ = tx.Bucket(bktPending).ForEach(func(k, v []byte) error {
+		if len(v) != 8 {
+			legacy = append(legacy, bytes.Clone(k))
 		}
 		return nil
 	})
+	t := &Tx{tx: tx}
+	for _, pk := range legacy {
+		if err := tx.Bucket(bktPending).Delete(pk); err != nil {
+			return err
+		}
+		ref, ok := parsePostKey(pk)
+		if !ok {
+			continue
+		}
+		if err := t.MarkPending(ref, PendingLimits{Now: now}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// PendingCount is the number of pending posts.
+func (t *Tx) PendingCount() int { return t.pendCount() }
+
+// Pending lists the posts marked pending, in arrival order.
+func (t *Tx) Pending() []PostRef {
+	var out []PostRef
+	_ = t.PendingAfter(0, -1, func(_ uint64, ref PostRef) bool {
+		out = append(out, ref)
+		return true
+	})
 	return out
+}
+
+// PendingAfter calls fn for up to n pending posts (n < 0: all) that
+// arrived after queue position seq, in arrival order, until fn returns
+// false. It returns the position of the last one given.
+func (t *Tx) PendingAfter(seq uint64, n int, fn func(seq uint64, ref PostRef) bool) uint64 {
+	c := t.tx.Bucket(bktPendQ).Cursor()
+	for k, v := c.Seek(binary.BigEndian.AppendUint64(nil, seq+1)); k != nil && n != 0; k, v = c.Next() {
+		if len(k) != 8 || len(v) < 8 {
+			continue
+		}
+		ref, ok := parsePostKey(v[8:])
+		if !ok {
+			continue
+		}
+		seq = binary.BigEndian.Uint64(k)
+		n--
+		if !fn(seq, ref) {
+			break
+		}
+	}
+	return seq
+}
+
+// IsPending reports whether a post is marked pending.
+func (t *Tx) IsPending(ref PostRef) bool {
+	return t.tx.Bucket(bktPending).Get(postKey(ref)) != nil
+}
+
+// ---- retry jobs ----------------------------------------------------------
+
+// AddRetry records that the pending posts are to be tried with the wallet
+// key named name; it survives a restart until DeleteRetry.
+func (t *Tx) AddRetry(name string) error {
+	if name == "" {
+		return errors.New("empty retry key name")
+	}
+	return t.tx.Bucket(bktRetry).Put([]byte(name), nil)
+}
+
+// Retries lists the recorded retry jobs, sorted.
+func (t *Tx) Retries() []string { return bucketKeys(t.tx.Bucket(bktRetry)) }
+
+// DeleteRetry forgets a retry job.
+func (t *Tx) DeleteRetry(name string) error {
+	return t.tx.Bucket(bktRetry).Delete([]byte(name))
 }
 
 // post key: uvarint(len(author)) | author | k+2^63 (8 bytes BE, so k sorts).

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 func openTemp(tb testing.TB, opts *Options) (*Store, string) {
@@ -300,4 +302,113 @@ func BenchmarkStoreMessage(b *testing.B) {
 	if st, err := os.Stat(path); err == nil && i > 1000 {
 		b.ReportMetric(float64(st.Size())/float64(i), "file-B/msg")
 	}
+}
+
+// TestPendingBounds: the pending set keeps at most Max entries and none
+// that arrived before MinTime, dropping the oldest arrivals; unmarking or
+// deleting a post removes it from both indexes; a retry scan resumes from
+// a queue position.
+func TestPendingBounds(t *testing.T) {
+	s, path := openTemp(t, nil)
+	lim := PendingLimits{Max: 3}
+	err := s.Update(func(tx *Tx) error {
+		for k := range int64(5) {
+			lim.Now = 100 + k
+			if _, err := tx.PutPost(PostRef{"bob", k}, []byte("x")); err != nil {
+				return err
+			}
+			if err := tx.MarkPending(PostRef{"bob", k}, lim); err != nil {
+				return err
+			}
+		}
+		return tx.MarkPending(PostRef{"bob", 3}, lim) // already pending: stays
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []PostRef{{"bob", 2}, {"bob", 3}, {"bob", 4}}
+	check := func(want []PostRef) {
+		t.Helper()
+		_ = s.View(func(tx *Tx) error {
+			if p := tx.Pending(); !slices.Equal(p, want) || tx.PendingCount() != len(want) {
+				t.Fatalf("pending %v (count %d), want %v", p, tx.PendingCount(), want)
+			}
+			return nil
+		})
+	}
+	check(want)
+	// Age: an entry from time 110 with MinTime 104 evicts those before 104.
+	err = s.Update(func(tx *Tx) error {
+		return tx.MarkPending(PostRef{"carol", 1}, PendingLimits{Now: 110, MinTime: 104, Max: 3})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check([]PostRef{{"bob", 4}, {"carol", 1}})
+	err = s.Update(func(tx *Tx) error {
+		if err := tx.SetPending(PostRef{"bob", 4}, false); err != nil {
+			return err
+		}
+		return tx.DeletePost(PostRef{"carol", 1})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(nil)
+
+	// Resume a scan from a queue position, across a reopen.
+	err = s.Update(func(tx *Tx) error {
+		for k := range int64(4) {
+			if err := tx.MarkPending(PostRef{"dave", k}, PendingLimits{Now: 200}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pos uint64
+	_ = s.View(func(tx *Tx) error {
+		pos = tx.PendingAfter(0, 2, func(uint64, PostRef) bool { return true })
+		return nil
+	})
+	s.Close()
+	s, err = Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var rest []PostRef
+	_ = s.View(func(tx *Tx) error {
+		tx.PendingAfter(pos, -1, func(_ uint64, r PostRef) bool { rest = append(rest, r); return true })
+		return nil
+	})
+	if !slices.Equal(rest, []PostRef{{"dave", 2}, {"dave", 3}}) {
+		t.Fatalf("after %d: %v", pos, rest)
+	}
+}
+
+// TestLegacyPendingQueued: a pending mark written by an older twgroupd (no
+// arrival queue) is queued at Open.
+func TestLegacyPendingQueued(t *testing.T) {
+	s, path := openTemp(t, nil)
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bktPending).Put(postKey(PostRef{"old", 9}), nil)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s, err = Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	_ = s.View(func(tx *Tx) error {
+		if p := tx.Pending(); !slices.Equal(p, []PostRef{{"old", 9}}) || tx.PendingCount() != 1 {
+			t.Fatalf("pending %v", p)
+		}
+		return nil
+	})
 }

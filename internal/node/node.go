@@ -32,8 +32,6 @@ import (
 	"github.com/twgroupd/twgroupd/wallet"
 )
 
-var errNoRegistry = errors.New("no user registry: set -registry=<file> for a private network or -upstream=<twisterd url>")
-
 // Node is one running daemon.
 type Node struct {
 	cfg      config.Config
@@ -42,6 +40,7 @@ type Node struct {
 	store    *msgstore.Store
 	keys     registry.Registry
 	file     *registry.File // nil unless a local registry file is used
+	chain    *chainSource   // nil unless the registry is the blockchain (chain.go)
 	upstream *upstream.Client
 	dht      *dht.Node
 	swarm    *swarm.Swarm
@@ -52,6 +51,9 @@ type Node struct {
 
 	stopOnce sync.Once
 	stop     chan struct{}
+	cookie   string // the password in <datadir>/.cookie, removed at Close
+
+	upstreamSync time.Duration // period of syncUpstream (tests shorten it)
 }
 
 // Run runs the daemon until ctx ends or the stop RPC is called; ready is
@@ -71,13 +73,24 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Node, er
 		log = slog.New(slog.DiscardHandler)
 	}
 	// Refuse a bad configuration before opening files or binding ports.
-	if err := rpc.CheckCredentials(cfg.RPCUser, cfg.RPCPassword); err != nil {
-		return nil, err
+	// No rpcpassword means cookie authentication (written once the
+	// datadir's stores are locked, so a second daemon cannot replace it).
+	useCookie := cfg.RPCPassword == ""
+	if !useCookie {
+		if err := rpc.CheckCredentials(cfg.RPCUser, cfg.RPCPassword); err != nil {
+			return nil, err
+		}
 	}
-	if cfg.Registry == "" && cfg.Upstream == "" {
-		return nil, errNoRegistry
+	if cfg.Upstream != "" {
+		self, err := upstream.PointsAtSelf(ctx, cfg.Upstream, cfg.RPCPort)
+		if err != nil {
+			return nil, err
+		}
+		if self {
+			return nil, fmt.Errorf("-upstream %s is this node's own RPC address (rpcport %d): point it at twisterd's rpcport", config.RedactURL(cfg.Upstream), cfg.RPCPort)
+		}
 	}
-	n := &Node{cfg: cfg, log: log, stop: make(chan struct{})}
+	n := &Node{cfg: cfg, log: log, stop: make(chan struct{}), upstreamSync: defaultUpstreamSync}
 	defer func() {
 		if err != nil {
 			n.Close()
@@ -92,12 +105,24 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Node, er
 	if n.store, err = msgstore.Open(filepath.Join(cfg.DataDir, "messages.db"), nil); err != nil {
 		return nil, err
 	}
+	if useCookie {
+		if cfg.RPCUser, cfg.RPCPassword, err = config.WriteCookie(cfg.DataDir); err != nil {
+			return nil, err
+		}
+		n.cookie = cfg.RPCPassword
+		n.cfg = cfg
+		log.Info("rpc: cookie authentication", "file", config.CookiePath(cfg.DataDir))
+	}
 	if cfg.Upstream != "" {
 		if n.upstream, err = upstream.New(cfg.Upstream, upstream.WithLogger(log)); err != nil {
 			return nil, fmt.Errorf("upstream: %w", err)
 		}
 	}
 	switch {
+	case useChain(n):
+		if err := n.openChain(); err != nil {
+			return nil, fmt.Errorf("chain: %w", err)
+		}
 	case cfg.Registry != "":
 		if _, err := registry.InitFile(ctx, cfg.Registry, time.Now(), registry.DefaultBlockInterval); err != nil {
 			return nil, fmt.Errorf("registry file: %w", err)
@@ -144,9 +169,17 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Node, er
 	}
 	scfg := swarm.Config{
 		DataDir: cfg.DataDir,
+		// Pieces share messages.db with the engine: a post and what it
+		// causes commit together (docs/architecture.md).
+		DB:      n.store.Bolt(),
 		Keys:    n.keys,
 		Logger:  log.With("part", "swarm"),
 		Version: "twgroupd",
+		// Nodes sharing a loopback IP are a devnet, as for RelaxIPRules.
+		MultiConnPerIP: cfg.MultiConnPerIP || loopback,
+		// and dial each other's swarms all at once from that one IP.
+		MaxPendingPerIP: loopbackPendingPerIP(loopback),
+		BanTime:         time.Duration(cfg.BanTime) * time.Second,
 	}
 	// The swarm's TCP port must equal the DHT's UDP port (dht-swarm §7.23).
 	// TCP is bound first and the DHT takes the same number; with
@@ -169,6 +202,9 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Node, er
 		}
 	}
 	udp.Store(n.dht)
+	if n.chain != nil {
+		n.startChain()
+	}
 	if n.swarm, err = swarm.New(scfg); err != nil {
 		scfg.Listener.Close()
 		return nil, fmt.Errorf("swarm: %w", err)
@@ -209,6 +245,10 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Node, er
 		Password: cfg.RPCPassword,
 		Port:     cfg.RPCPort,
 		AllowIP:  cfg.RPCAllowIP,
+
+		AllowedOrigins: cfg.RPCAllowedOrigin,
+		AllowedHosts:   cfg.RPCAllowedHost,
+
 		HTMLDir:  cfg.ResolvedHTMLDir(),
 		Logger:   log.With("part", "rpc"),
 		DM:       n.engine,
@@ -223,6 +263,9 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Node, er
 	}
 	if n.file != nil {
 		rcfg.Registrar = fileRegistrar{file: n.file}
+	}
+	if n.chain != nil {
+		rcfg.Chain = n.chain.chain
 	}
 	if n.upstream != nil {
 		rcfg.Upstream = n.upstream
@@ -240,6 +283,12 @@ func (n *Node) Serve(ctx context.Context, ready func()) error {
 	defer cancel()
 	errc := make(chan error, 1)
 	go func() { errc <- n.rpc.Serve(ctx) }()
+	if n.upstream != nil && n.upstreamSync > 0 {
+		var wg sync.WaitGroup
+		lctx, lcancel := context.WithCancel(ctx)
+		wg.Go(func() { n.upstreamLoop(lctx) })
+		defer func() { lcancel(); wg.Wait() }()
+	}
 	select {
 	case <-n.rpc.Ready():
 		if ready != nil {
@@ -269,17 +318,24 @@ func (n *Node) requestStop() { n.stopOnce.Do(func() { close(n.stop) }) }
 // Close stops the network first, then closes the stores it writes to.
 func (n *Node) Close() error {
 	var errs []error
+	errs = append(errs, n.closeChain())
 	if n.swarm != nil {
 		errs = append(errs, n.swarm.Close())
 	}
 	if n.dht != nil {
 		errs = append(errs, n.dht.Close())
 	}
+	if n.engine != nil {
+		errs = append(errs, n.engine.Close()) // the background retry writes to the store
+	}
 	if n.store != nil {
 		errs = append(errs, n.store.Close())
 	}
 	if n.wallet != nil {
 		errs = append(errs, n.wallet.Close())
+	}
+	if n.cookie != "" {
+		errs = append(errs, config.RemoveCookie(n.cfg.DataDir, n.cookie))
 	}
 	return errors.Join(errs...)
 }
@@ -290,9 +346,13 @@ func (n *Node) NodeStatus(ctx context.Context) (rpc.NodeStatus, error) {
 	st := n.swarm.Status()
 	ds := n.dht.Stats()
 	port := int(n.dht.LocalAddr().Port())
+	conns := st.NumPeers
+	if n.chain != nil {
+		conns = n.chain.sync.PeerCount() // twisterd's: chain P2P peers
+	}
 	return rpc.NodeStatus{
 		Blocks:         best,
-		Connections:    st.NumPeers,
+		Connections:    conns,
 		DHTNodes:       int64(ds.Nodes),
 		DHTGlobalNodes: int64(ds.Nodes),
 		ExtPort1:       port,
@@ -314,6 +374,15 @@ func (s walletSigner) SignAs(user string, msg []byte) ([]byte, error) {
 		return nil, err
 	}
 	return twproto.Sign(k, msg)
+}
+
+// loopbackPendingPerIP: a devnet's nodes share one IP, so they get more
+// handshake slots per IP than a real host's 8 (the swarm's default).
+func loopbackPendingPerIP(loopback bool) int {
+	if loopback {
+		return 64
+	}
+	return 0
 }
 
 func isLoopback(host string) bool {

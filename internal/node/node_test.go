@@ -5,14 +5,17 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/twgroupd/twgroupd/internal/config"
+	"github.com/twgroupd/twgroupd/internal/registry"
 	"github.com/twgroupd/twgroupd/internal/upstream"
 )
 
@@ -38,13 +41,16 @@ func freeTCPPort(t testing.TB) int {
 }
 
 // startNode runs a node until the test ends and returns an RPC client.
-func startNode(t testing.TB, cfg config.Config) (*Node, *upstream.Client, func()) {
+func startNode(t testing.TB, cfg config.Config, mods ...func(*Node)) (*Node, *upstream.Client, func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	n, err := Open(ctx, cfg, nil)
 	if err != nil {
 		cancel()
 		t.Fatal(err)
+	}
+	for _, mod := range mods {
+		mod(n)
 	}
 	ready := make(chan struct{})
 	done := make(chan error, 1)
@@ -193,17 +199,63 @@ func mustCall(t *testing.T, c *upstream.Client, method string, params ...any) js
 func TestBadConfigRefusedBeforeAnything(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "d")
 	for name, mod := range map[string]func(*config.Config){
-		"no password":      func(c *config.Config) { c.RPCPassword = "" },
 		"password == user": func(c *config.Config) { c.RPCPassword = c.RPCUser },
-		"no registry":      func(c *config.Config) { c.Registry = "" },
+		"upstream is self": func(c *config.Config) {
+			c.Upstream = "http://u:p@127.0.0.1:" + itoa(c.RPCPort)
+		},
+		"upstream is self by name": func(c *config.Config) {
+			c.Upstream = "http://u:p@localhost:" + itoa(c.RPCPort) + "/"
+		},
 	} {
 		cfg := testConfig(t, dir, filepath.Join(dir, "registry.txt"))
 		mod(&cfg)
-		if _, err := Open(context.Background(), cfg, nil); err == nil {
+		_, err := Open(context.Background(), cfg, nil)
+		if err == nil {
 			t.Fatalf("%s: accepted", name)
+		}
+		if strings.HasPrefix(name, "upstream is self") && !strings.Contains(err.Error(), "is this node's own RPC address") {
+			t.Errorf("%s: %v", name, err)
 		}
 		if _, err := os.Stat(dir); !os.IsNotExist(err) {
 			t.Fatalf("%s: datadir created before the config was checked", name)
+		}
+	}
+}
+
+// TestCookieAuth: without rpcpassword the node writes a fresh 0600
+// <datadir>/.cookie at each start, serves with it and removes it at stop.
+func TestCookieAuth(t *testing.T) {
+	dir := t.TempDir()
+	var prev string
+	for i := 0; i < 2; i++ {
+		cfg := testConfig(t, dir, filepath.Join(dir, "registry.txt"))
+		cfg.RPCUser, cfg.RPCPassword = "", ""
+		n, _, stop := startNode(t, cfg)
+		path := filepath.Join(dir, ".cookie")
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != 0o600 {
+			t.Errorf("cookie mode %v", fi.Mode().Perm())
+		}
+		data, _ := os.ReadFile(path)
+		user, pass, _ := strings.Cut(string(data), ":")
+		if user != "__cookie__" || len(pass) != 64 || pass == prev {
+			t.Errorf("cookie %q (previous password %q)", data, prev)
+		}
+		prev = pass
+		c, err := upstream.New("http://" + user + ":" + pass + "@127.0.0.1:" + itoa(cfg.RPCPort) + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Call(context.Background(), "getinfo"); err != nil {
+			t.Errorf("getinfo with the cookie: %v", err)
+		}
+		_ = n
+		stop()
+		if _, err := os.Stat(path); !os.IsNotExist(err) {
+			t.Errorf("cookie left after stop: %v", err)
 		}
 	}
 }
@@ -219,5 +271,69 @@ func TestNodesShareNoPort(t *testing.T) {
 		if d, s := n.dht.LocalAddr().Port(), n.swarm.Addr().Port(); d != s {
 			t.Fatalf("node %d: DHT on UDP %d, swarm on TCP %d", i, d, s)
 		}
+	}
+}
+
+// TestFirstPostRightAfterRegistration: on a registry file whose chain has
+// been running for a while (best height 100), a user's first DM sent right
+// after sendnewusertransaction validates (posts are signed at best-1).
+func TestFirstPostRightAfterRegistration(t *testing.T) {
+	dir := t.TempDir()
+	reg := filepath.Join(dir, "registry.txt")
+	if _, err := registry.InitFile(context.Background(), reg, time.Now().Add(-1000*time.Second), 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	_, c, stop := startNode(t, testConfig(t, filepath.Join(dir, "n1"), reg))
+	defer stop()
+	mustCall(t, c, "createwalletuser", "alice")
+	mustCall(t, c, "createwalletuser", "bob")
+	mustCall(t, c, "sendnewusertransaction", "alice")
+	mustCall(t, c, "sendnewusertransaction", "bob")
+	mustCall(t, c, "newdirectmsg", "alice", 0, "bob", "first post")
+}
+
+// TestErrorsNameTheCulprit: through a real node's RPC, the mistakes of the
+// first hour get twisterd's code and message as prefix, then the culprit,
+// and none of them succeeds silently.
+func TestErrorsNameTheCulprit(t *testing.T) {
+	dir := t.TempDir()
+	_, c, stop := startNode(t, testConfig(t, filepath.Join(dir, "n1"), filepath.Join(dir, "registry.txt")))
+	defer stop()
+	mustCall(t, c, "createwalletuser", "alice")
+	mustCall(t, c, "sendnewusertransaction", "alice")
+	var alias string
+	json.Unmarshal(mustCall(t, c, "creategroup", "g"), &alias)
+	for _, tc := range []struct {
+		method string
+		params []any
+		code   int
+		msg    string
+	}{
+		{"newdirectmsg", []any{"alice", 0, "nosuchuser", "hi"}, -32603, "error encrypting to pubkey of destination user: 'nosuchuser' is not a registered user"},
+		{"newdirectmsg", []any{"alice", 0, "*abc", "hi"}, -32603, "error encrypting to pubkey of destination user: unknown group alias '*abc'"},
+		{"newdirectmsg", []any{"bob", 0, "alice", "hi"}, -32603, "error signing post with private key of user: 'bob' is not a user of this wallet"},
+		{"newdirectmsg", []any{"alice", 0, "alice", ""}, -8, "empty message: a DM without text is dropped by every receiver"},
+		{"getgroupinfo", []any{"*abc"}, -32603, "unknown group alias '*abc'"},
+		{"creategroup", []any{"g", "notakey"}, -5, "Invalid private key: groupprivkey is not a WIF private key"},
+		{"newgroupinvite", []any{"alice", 0, alias, []string{}}, -8, "newgroupinvite: no new member given"},
+		{"follow", []any{"alice", []string{"ghost"}}, -8, "follow: 'ghost' is not a registered user (not followed)"},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		_, err := c.Call(ctx, tc.method, tc.params...)
+		cancel()
+		var re *upstream.RPCError
+		if !errors.As(err, &re) || re.Code != tc.code || re.Message != tc.msg {
+			t.Errorf("%s %v = %v; want %d %q", tc.method, tc.params, err, tc.code, tc.msg)
+		}
+	}
+	var groups []string
+	json.Unmarshal(mustCall(t, c, "listgroups"), &groups)
+	if len(groups) != 1 {
+		t.Errorf("groups after the refused creategroup: %v", groups)
+	}
+	var have map[string]int64
+	json.Unmarshal(mustCall(t, c, "getlasthave", "alice", []string{"alice"}), &have)
+	if have["alice"] != -1 {
+		t.Errorf("a refused call published a post: getlasthave %v", have)
 	}
 }

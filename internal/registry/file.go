@@ -265,15 +265,17 @@ func (f *File) Registrations(ctx context.Context) ([]Registration, error) {
 	return append([]Registration(nil), st.order...), nil
 }
 
-// Register records user with pubkey at the current best height, so the user
-// can post at once: this is sendnewusertransaction on a devnet node. A user
+// Register records user with pubkey in the block before the current best
+// one, so the user can post at once: posts are signed at best-1 (twisterd's
+// "be conservative"), and a key registered at best would not yet be in
+// force there. This is sendnewusertransaction on a devnet node. A user
 // already in the file gives ErrAlreadyRegistered, as in twisterd.
 func (f *File) Register(ctx context.Context, user string, pubkey []byte) (Registration, error) {
 	return f.update(ctx, user, pubkey, func(st *fileState, best int64) (int64, error) {
 		if len(st.regs[user]) > 0 {
 			return 0, ErrAlreadyRegistered
 		}
-		return best, nil
+		return max(best-1, 0), nil
 	})
 }
 

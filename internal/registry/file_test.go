@@ -65,19 +65,19 @@ func TestFileRegisterAndLookup(t *testing.T) {
 	}
 	alice := mustHex(t, alicePubHex)
 	reg, err := f.Register(ctx, "alice", alice)
-	if err != nil || reg.Height != 3 {
-		t.Fatalf("Register alice = %+v, %v; want height 3", reg, err)
+	if err != nil || reg.Height != 2 {
+		t.Fatalf("Register alice = %+v, %v; want height 2 (best-1, where posts are signed)", reg, err)
 	}
 	if _, err := f.Register(ctx, "alice", mustHex(t, bobPubHex)); !errors.Is(err, ErrAlreadyRegistered) ||
 		err.Error() != "Error: this username exists in tx database" {
 		t.Fatalf("second Register alice = %v; want twisterd's message", err)
 	}
 	uk, err := f.UserKey(ctx, "alice", -1)
-	if err != nil || !bytes.Equal(uk.PubKey, alice) || uk.RegHeight != 3 {
+	if err != nil || !bytes.Equal(uk.PubKey, alice) || uk.RegHeight != 2 {
 		t.Fatalf("UserKey(alice, -1) = %x %d, %v", uk.PubKey, uk.RegHeight, err)
 	}
-	if _, err := f.UserKey(ctx, "alice", 2); !errors.Is(err, twproto.ErrUnknownUser) {
-		t.Fatalf("UserKey(alice, 2) before registration = %v; want ErrUnknownUser", err)
+	if _, err := f.UserKey(ctx, "alice", 1); !errors.Is(err, twproto.ErrUnknownUser) {
+		t.Fatalf("UserKey(alice, 1) before registration = %v; want ErrUnknownUser", err)
 	}
 	if _, err := f.UserKey(ctx, "carol", -1); !errors.Is(err, twproto.ErrUnknownUser) {
 		t.Fatalf("UserKey(carol) = %v; want ErrUnknownUser", err)
@@ -98,7 +98,7 @@ func TestFileRegisterAndLookup(t *testing.T) {
 	if err != nil || rep.Height != 50 {
 		t.Fatalf("ReplaceKey = %+v, %v", rep, err)
 	}
-	if uk, _ := f.UserKey(ctx, "alice", 49); !bytes.Equal(uk.PubKey, alice) || uk.RegHeight != 3 {
+	if uk, _ := f.UserKey(ctx, "alice", 49); !bytes.Equal(uk.PubKey, alice) || uk.RegHeight != 2 {
 		t.Fatalf("UserKey(alice, 49) = %x %d; want the old key", uk.PubKey, uk.RegHeight)
 	}
 	if uk, _ := f.UserKey(ctx, "alice", 50); !bytes.Equal(uk.PubKey, newKey.PubKey()) || uk.RegHeight != 50 {
@@ -121,7 +121,7 @@ func TestFileRegisterAndLookup(t *testing.T) {
 	if _, err := g.Register(ctx, "bob", mustHex(t, bobPubHex)); err != nil {
 		t.Fatal(err)
 	}
-	if uk, err := f.UserKey(ctx, "bob", -1); err != nil || uk.RegHeight != 50 {
+	if uk, err := f.UserKey(ctx, "bob", -1); err != nil || uk.RegHeight != 49 {
 		t.Fatalf("f.UserKey(bob) after g.Register = %+v, %v", uk, err)
 	}
 }

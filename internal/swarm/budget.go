@@ -208,7 +208,7 @@ func (t *torrent) dialable(now time.Time) []netip.AddrPort {
 	}
 	var fresh, retry []netip.AddrPort
 	for a, c := range t.candidates {
-		if c.self || connected[banKey(a)] || t.banned[banKey(a)] {
+		if c.self || connected[banKey(a)] || t.isBanned(banKey(a), now) || t.ipTaken(a.Addr(), [20]byte{}) {
 			continue
 		}
 		if !c.lastAttempt.IsZero() && now.Sub(c.lastAttempt) < s.retryWait(c) {
@@ -237,7 +237,7 @@ func (t *torrent) dialable(now time.Time) []netip.AddrPort {
 // without building the list.
 func (t *torrent) canDial(now time.Time) bool {
 	for a, c := range t.candidates {
-		if c.self || t.banned[banKey(a)] || t.dialingTo[a] {
+		if c.self || t.dialingTo[a] || t.isBanned(banKey(a), now) || t.ipTaken(a.Addr(), [20]byte{}) {
 			continue
 		}
 		if c.lastAttempt.IsZero() || now.Sub(c.lastAttempt) >= t.s.retryWait(c) {

@@ -153,6 +153,7 @@ func fastConfig(dir string, keys twproto.KeySource, static ...netip.AddrPort) Co
 		KeepAliveInterval: 500 * time.Millisecond,
 		PeerTimeout:       5 * time.Second,
 		HandshakeTimeout:  2 * time.Second,
+		MultiConnPerIP:    true, // every test node is on 127.0.0.1
 	}
 }
 

@@ -45,6 +45,7 @@ type peer struct {
 	reqq           int                 // the peer's request queue size, from its extended handshake
 	pexSent        bool
 	nonceSeen      bool
+	portAt         time.Time // last PORT passed to the finder
 	since          time.Time // registered
 	evicted        bool      // closing for the budget, counted in s.evicting
 }
@@ -118,10 +119,13 @@ func (s *Swarm) register(t *torrent, p *peer) bool {
 		delete(t.dialingTo, p.listen)
 		s.dialing--
 	}
-	if s.closed || t.banned[string(p.hs.PeerID[:])] || t.banned[banKey(p.listen)] {
+	now := time.Now()
+	if s.closed || t.isBanned(string(p.hs.PeerID[:]), now) || t.isBanned(banKey(p.listen), now) {
 		return false
 	}
-	now := time.Now()
+	if t.ipTaken(p.remote.Addr(), p.hs.PeerID) {
+		return false
+	}
 	if !s.admit(t, p.outgoing, now) {
 		s.log.Debug("connection refused by the budget", "user", t.user, "peer", p.remote.String(), "outgoing", p.outgoing, "conns", s.liveConns())
 		return false
@@ -138,6 +142,7 @@ func (s *Swarm) register(t *torrent, p *peer) bool {
 	}
 	t.peers[p] = struct{}{}
 	s.numPeers++
+	s.countConn(p.remote.Addr(), 1)
 	p.since = now
 	s.log.Debug("peer connected", "user", t.user, "peer", p.remote.String(), "outgoing", p.outgoing, "conns", s.liveConns())
 	if c := t.candidates[p.listen]; c != nil && p.outgoing {
@@ -207,6 +212,7 @@ func (s *Swarm) unregister(t *torrent, p *peer) {
 	}
 	delete(t.peers, p)
 	s.numPeers--
+	s.countConn(p.remote.Addr(), -1)
 	if p.evicted {
 		s.evicting--
 	}
@@ -348,8 +354,19 @@ func (p *peer) handle(s *Swarm, t *torrent, m Message) error {
 		t.schedule(p)
 		s.mu.Unlock()
 	case MsgPort:
+		// A remote sets the pace here: pass one PORT a minute on (the
+		// DHT also limits pings per address).
 		if s.cfg.Finder != nil && m.Port != 0 {
-			s.cfg.Finder.AddContact(netip.AddrPortFrom(p.remote.Addr(), m.Port))
+			now := time.Now()
+			s.mu.Lock()
+			due := p.portAt.IsZero() || now.Sub(p.portAt) >= portInterval
+			if due {
+				p.portAt = now
+			}
+			s.mu.Unlock()
+			if due {
+				s.cfg.Finder.AddContact(netip.AddrPortFrom(p.remote.Addr(), m.Port))
+			}
 		}
 	case MsgHashcashNonce:
 		s.mu.Lock()
@@ -562,9 +579,10 @@ func chainViewDependent(pe *twproto.PostError) bool {
 func (s *Swarm) ban(t *torrent, p *peer) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	t.banned[string(p.hs.PeerID[:])] = true
-	t.banned[banKey(p.listen)] = true
-	t.banned[banKey(p.remote)] = true
+	now := time.Now()
+	t.addBan(string(p.hs.PeerID[:]), now)
+	t.addBan(banKey(p.listen), now)
+	t.addBan(banKey(p.remote), now)
 	for k := range p.requests {
 		t.releaseRequest(p, k, false)
 	}
@@ -602,7 +620,7 @@ func (p *peer) onExtended(s *Swarm, t *torrent, m Message) error {
 			// The peer's listen port (§4.5): reconnect and ban by it.
 			p.listen = netip.AddrPortFrom(p.remote.Addr(), uint16(eh.Port))
 			p.listenKnown = true
-			if t.banned[banKey(p.listen)] {
+			if t.isBanned(banKey(p.listen), time.Now()) {
 				return errBanned
 			}
 			if c := t.candidates[p.listen]; c != nil {

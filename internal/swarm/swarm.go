@@ -23,6 +23,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/twgroupd/twgroupd/internal/msgstore"
 	"github.com/twgroupd/twgroupd/internal/twproto"
 )
@@ -42,10 +44,35 @@ type PostSink interface {
 	HandlePost(ctx context.Context, p *twproto.Post) error
 }
 
+// TxSink is a PostSink whose store lives in Config.DB: a received piece is
+// stored and handed to it in one transaction instead of through the
+// delivery queue (one commit per post instead of three). *dm.Engine
+// satisfies it.
+type TxSink interface {
+	PostSink
+	// PreparePost does the work on p that needs no transaction (trial
+	// decryption). apply runs once, inside the transaction that stores the
+	// piece (its error rolls the piece back too); committed runs after that
+	// commit. apply is nil when p needs nothing from the sink.
+	PreparePost(ctx context.Context, p *twproto.Post) (apply func(*bolt.Tx) error, committed func(context.Context), err error)
+}
+
+// stagedPost is a TxSink's work on one piece.
+type stagedPost struct {
+	apply     func(*bolt.Tx) error
+	committed func(context.Context)
+}
+
 // Config configures a Swarm. Zero durations take twisterd's values.
 type Config struct {
-	// DataDir holds swarm.db.
+	// DataDir holds swarm.db (unless DB is set).
 	DataDir string
+	// DB, when set, is a bbolt file shared with the post sink's store (the
+	// node passes messages.db): the swarm keeps its buckets under "swarm"
+	// in it, and a piece commits together with what a TxSink makes of it
+	// (docs/architecture.md, "One commit per post"). The caller closes it.
+	// A swarm.db left in DataDir is moved in once.
+	DB *bolt.DB
 	// ListenAddr is the TCP peer-wire address, e.g. "0.0.0.0:29333" or
 	// "127.0.0.1:0". twisterd expects the DHT on the same port number
 	// (dht-swarm §7.23).
@@ -101,6 +128,20 @@ type Config struct {
 	// MaxConnections bounds peer connections over all swarms, 80
 	// (twisterd's connections_limit is 800; docs/swarm.md says why less).
 	MaxConnections int
+	// MultiConnPerIP allows several connections from one IP in a swarm
+	// (twisterd's -multiconnperip; needed when several nodes share an IP,
+	// e.g. a devnet on 127.0.0.1). Default: one per IP per swarm.
+	MultiConnPerIP bool
+	// MaxPendingPerIP bounds one IP's accepted connections still in the
+	// handshake (default 8 of the 256 slots).
+	MaxPendingPerIP int
+	// MaxConnsPerIP bounds one IP's connections over all swarms unless
+	// MultiConnPerIP (default MaxConnections/8: 10), so one host joining
+	// every swarm cannot take all MaxConnections.
+	MaxConnsPerIP int
+	// BanTime is how long a peer that sent an invalid piece stays banned
+	// (default 24 h, twisterd's -bantime).
+	BanTime time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -118,6 +159,7 @@ func (c *Config) setDefaults() {
 	def(&c.HandshakeTimeout, 10*time.Second)
 	def(&c.RequestTimeout, 20*time.Second)
 	def(&c.DialTimeout, 5*time.Second)
+	def(&c.BanTime, defaultBanTime)
 	if c.TargetPeers <= 0 {
 		c.TargetPeers = 4
 	}
@@ -130,14 +172,16 @@ func (c *Config) setDefaults() {
 	if c.MaxConnections <= 0 {
 		c.MaxConnections = 80
 	}
+	if c.MaxConnsPerIP <= 0 {
+		c.MaxConnsPerIP = max(1, c.MaxConnections/8)
+	}
+	if c.MaxPendingPerIP <= 0 {
+		c.MaxPendingPerIP = defaultMaxPendingPerIP
+	}
 	if c.Version == "" {
 		c.Version = "twgroupd/0.1"
 	}
 }
-
-// maxPendingHandshakes bounds accepted connections still in the
-// handshake, so a connection flood costs a bounded number of goroutines.
-const maxPendingHandshakes = 256
 
 // Swarm is the set of user swarms this node runs.
 type Swarm struct {
@@ -157,16 +201,18 @@ type Swarm struct {
 	// connections leave from it. Set once in Start before any dial.
 	dialFrom *net.TCPAddr
 
-	mu       sync.Mutex
-	started  bool
-	closed   bool
-	sink     PostSink
-	byHash   map[[20]byte]*torrent
-	byUser   map[string]*torrent
-	incoming map[net.Conn]struct{} // accepted, handshake not done
-	numPeers int
-	evicting int // peers closing for the budget, still in numPeers
-	dialing  int // outgoing dials not yet registered
+	mu          sync.Mutex
+	started     bool
+	closed      bool
+	sink        PostSink
+	byHash      map[[20]byte]*torrent
+	byUser      map[string]*torrent
+	incoming    map[net.Conn]struct{} // accepted, handshake not done
+	pendingByIP map[netip.Addr]int    // len(incoming) per remote IP
+	connsByIP   map[netip.Addr]int    // registered peers per remote IP
+	numPeers    int
+	evicting    int // peers closing for the budget, still in numPeers
+	dialing     int // outgoing dials not yet registered
 
 	stats stats
 }
@@ -188,7 +234,13 @@ func New(cfg Config) (*Swarm, error) {
 	if cfg.DataDir == "" {
 		return nil, errors.New("swarm: config needs a data directory")
 	}
-	st, err := openStore(filepath.Join(cfg.DataDir, "swarm.db"))
+	var st *store
+	var err error
+	if cfg.DB != nil {
+		st, err = sharedStore(cfg.DB, filepath.Join(cfg.DataDir, "swarm.db"))
+	} else {
+		st, err = openStore(filepath.Join(cfg.DataDir, "swarm.db"))
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -206,7 +258,7 @@ func New(cfg Config) (*Swarm, error) {
 		cfg: cfg, log: log.With("pkg", "swarm"), store: st, peerID: id,
 		ctx: ctx, cancel: cancel, kick: make(chan struct{}, 1), lookups: make(chan struct{}, maxLookups),
 		byHash: make(map[[20]byte]*torrent), byUser: make(map[string]*torrent),
-		incoming: make(map[net.Conn]struct{}),
+		incoming: make(map[net.Conn]struct{}), pendingByIP: make(map[netip.Addr]int), connsByIP: make(map[netip.Addr]int),
 	}
 	users, err := st.swarms()
 	if err != nil {
@@ -343,6 +395,86 @@ func (s *Swarm) Publish(ctx context.Context, user string, k int64, post []byte) 
 	}
 	_, err = t.addPiece(p, false)
 	return err
+}
+
+// ErrForeignTx is returned by StagePublish for a transaction of a file
+// other than Config.DB.
+var ErrForeignTx = errors.New("swarm: transaction of another file")
+
+// Bolt is the shared file of Config.DB, nil when the swarm has its own.
+func (s *Swarm) Bolt() *bolt.DB {
+	if !s.store.shared {
+		return nil
+	}
+	return s.store.db
+}
+
+// StagePublish stores p, a post the caller built and validated, as piece
+// p.K of p.N's swarm inside tx, a writable transaction of Config.DB (the
+// engine's send transaction: the k reservation, the sender's copy and the
+// piece commit together). announce, run after the commit, joins the swarm
+// if needed and sends HAVE; a crash before it loses nothing, the piece is
+// served from the store after a restart. p is not handed to the sink: the
+// caller processes its own posts in the same transaction.
+func (s *Swarm) StagePublish(tx *bolt.Tx, p *twproto.Post) (announce func(), err error) {
+	if !s.store.shared || tx.DB() != s.store.db || !tx.Writable() {
+		return nil, ErrForeignTx
+	}
+	if p.N == "" || len(p.N) > 64 {
+		return nil, fmt.Errorf("swarm: invalid username %q", p.N)
+	}
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return nil, errors.New("swarm: closed")
+	}
+	if err := s.store.addSwarmTx(tx, p.N); err != nil {
+		return nil, fmt.Errorf("swarm: join %s: %w", p.N, err)
+	}
+	meta := pieceMeta{flags: byte(p.Flags), time: p.Time}
+	added, err := s.store.putPieceTx(tx, p.N, p.K, meta, p.Raw, false)
+	if err != nil {
+		return nil, fmt.Errorf("store piece %s/%d: %w", p.N, p.K, err)
+	}
+	if !added {
+		return func() {}, nil
+	}
+	user, k := p.N, p.K
+	return func() {
+		t, err := s.join(user)
+		if err != nil {
+			s.log.Warn("announce published piece", "user", user, "k", k, "err", err)
+			return
+		}
+		t.announce(k, meta)
+	}, nil
+}
+
+// stage asks a TxSink for its work on p; inline is false when pieces go
+// through the delivery queue instead (no TxSink on a shared file yet).
+func (s *Swarm) stage(p *twproto.Post) (st *stagedPost, inline bool) {
+	if !s.store.shared {
+		return nil, false
+	}
+	s.mu.Lock()
+	sink, _ := s.sink.(TxSink)
+	s.mu.Unlock()
+	if sink == nil {
+		return nil, false
+	}
+	apply, committed, err := sink.PreparePost(s.ctx, p)
+	if err != nil {
+		s.log.Warn("post sink cannot prepare piece, queued", "user", p.N, "k", p.K, "err", err)
+		return nil, false
+	}
+	if apply == nil {
+		return nil, true
+	}
+	if committed == nil {
+		committed = func(context.Context) {}
+	}
+	return &stagedPost{apply, committed}, true
 }
 
 // join returns user's torrent, creating, persisting and starting it.
@@ -577,7 +709,7 @@ func (s *Swarm) Swarms() []SwarmStatus {
 	defer s.mu.Unlock()
 	out := make([]SwarmStatus, 0, len(s.byUser))
 	for u, t := range s.byUser {
-		st := SwarmStatus{User: u, InfoHash: t.ih, LastHave: t.lastHave, NumPieces: len(t.metas), Banned: len(t.banned)}
+		st := SwarmStatus{User: u, InfoHash: t.ih, LastHave: t.lastHave, NumPieces: len(t.metas), Banned: t.liveBans(time.Now())}
 		for p := range t.peers {
 			st.Peers = append(st.Peers, p.remote)
 		}
@@ -729,13 +861,12 @@ func (s *Swarm) acceptLoop() {
 			return
 		}
 		// The connection budget is applied after the handshake names the
-		// swarm (admit); here only the handshakes in flight are bounded.
-		if len(s.incoming) >= maxPendingHandshakes || s.numPeers >= 2*s.cfg.MaxConnections {
+		// swarm (admit); here the handshakes in flight are bounded.
+		if s.numPeers >= 2*s.cfg.MaxConnections || !s.admitPending(c) {
 			s.mu.Unlock()
 			c.Close()
 			continue
 		}
-		s.incoming[c] = struct{}{}
 		s.wg.Add(1)
 		s.mu.Unlock()
 		go func() {

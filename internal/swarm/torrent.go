@@ -8,6 +8,8 @@ import (
 	"net/netip"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/twgroupd/twgroupd/internal/twproto"
 )
 
@@ -48,7 +50,7 @@ type torrent struct {
 
 	peers      map[*peer]struct{}
 	candidates map[netip.AddrPort]*candidate
-	banned     map[string]bool
+	banned     map[string]time.Time // peer id or banKey -> ban end
 	inflight   map[int64]*peer
 	avail      map[int64]int       // connected peers having k
 	servable   map[int64]time.Time // when a stored piece last passed ValidatePost
@@ -70,7 +72,7 @@ func newTorrent(s *Swarm, user string) *torrent {
 		s: s, user: user, ih: twproto.SwarmInfoHash(user),
 		have: newBitset(), metas: map[int64]pieceMeta{}, lastHave: -1,
 		peers: map[*peer]struct{}{}, candidates: map[netip.AddrPort]*candidate{},
-		banned: map[string]bool{}, inflight: map[int64]*peer{}, avail: map[int64]int{},
+		banned: map[string]time.Time{}, inflight: map[int64]*peer{}, avail: map[int64]int{},
 		maxSeen: map[int64]int{}, servable: map[int64]time.Time{},
 		dialingTo: map[netip.AddrPort]bool{},
 	}
@@ -119,32 +121,66 @@ func (t *torrent) postBound(ctx context.Context, k int64) (int64, error) {
 	return b, nil
 }
 
-// addPiece stores a verified post, announces it and queues it for the
-// sink. It reports whether the piece was new.
+// addPiece stores a verified post, announces it and hands it to the sink:
+// in the same transaction for a TxSink on a shared file, else through the
+// delivery queue. It reports whether the piece was new.
 func (t *torrent) addPiece(p *twproto.Post, batch bool) (bool, error) {
+	s := t.s
 	meta := pieceMeta{flags: byte(p.Flags), time: p.Time}
-	added, err := t.s.store.putPiece(t.user, p.K, meta, p.Raw, batch)
+	st, inline := s.stage(p)
+	var added bool
+	var err error
+	switch {
+	case st != nil:
+		added, err = s.store.putPieceWith(t.user, p.K, meta, p.Raw, st.apply)
+		if err != nil && !errors.Is(err, ErrPieceExists) {
+			// The sink's part failed: keep the piece and let the delivery
+			// queue retry the sink (it logs what goes wrong).
+			s.log.Warn("post sink failed in the piece's transaction, queued", "user", t.user, "k", p.K, "err", err)
+			st, inline = nil, false
+			added, err = s.store.putPiece(t.user, p.K, meta, p.Raw, batch)
+		}
+	case inline:
+		// Nothing for the sink (not a DM, or seen): store without queueing.
+		added, err = s.store.putPieceWith(t.user, p.K, meta, p.Raw, func(*bolt.Tx) error { return nil })
+	default:
+		added, err = s.store.putPiece(t.user, p.K, meta, p.Raw, batch)
+	}
 	if err != nil || !added {
 		return false, err
 	}
+	t.announce(p.K, meta)
+	if st != nil {
+		st.committed(s.ctx)
+	} else if !inline {
+		s.kickDelivery()
+	}
+	return true, nil
+}
+
+// announce records a stored piece in memory and sends HAVE to the peers.
+func (t *torrent) announce(k int64, meta pieceMeta) {
 	s := t.s
 	s.mu.Lock()
-	t.metas[p.K] = meta
-	t.have.set(p.K)
-	t.lastHave = max(t.lastHave, p.K)
-	delete(t.inflight, p.K)
+	t.metas[k] = meta
+	t.have.set(k)
+	// Validated just now (received, or built by the engine): serving it
+	// needs no second check within serveCheckTTL.
+	if len(t.servable) < maxServableCache {
+		t.servable[k] = time.Now()
+	}
+	t.lastHave = max(t.lastHave, k)
+	delete(t.inflight, k)
 	for q := range t.peers {
-		delete(q.requests, p.K)
-		delete(q.verifying, p.K)
-		q.send(Message{ID: MsgHave, Index: uint32(p.K)})
+		delete(q.requests, k)
+		delete(q.verifying, k)
+		q.send(Message{ID: MsgHave, Index: uint32(k)})
 	}
 	for q := range t.peers {
 		t.schedule(q)
 	}
 	s.mu.Unlock()
-	s.kickDelivery()
 	t.markHot(time.Now())
-	return true, nil
 }
 
 // schedule updates our interest in p and pipelines requests (s.mu held).
@@ -426,11 +462,7 @@ func (t *torrent) dialFailed(addr netip.AddrPort, self bool) {
 }
 
 func (s *Swarm) handleIncoming(c net.Conn) {
-	defer func() {
-		s.mu.Lock()
-		delete(s.incoming, c)
-		s.mu.Unlock()
-	}()
+	defer s.endPending(c)
 	c.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
 	theirs, err := readHandshake(c)
 	if err != nil {
@@ -456,9 +488,11 @@ func (s *Swarm) handleIncoming(c net.Conn) {
 	}
 	remote, _ := netip.ParseAddrPort(c.RemoteAddr().String())
 	s.mu.Lock()
-	banned := t.banned[banKey(remote)] || t.banned[string(theirs.PeerID[:])]
+	now := time.Now()
+	banned := t.isBanned(banKey(remote), now) || t.isBanned(string(theirs.PeerID[:]), now)
+	taken := t.ipTaken(remote.Addr(), theirs.PeerID)
 	s.mu.Unlock()
-	if banned {
+	if banned || taken {
 		c.Close()
 		return
 	}
@@ -469,9 +503,7 @@ func (s *Swarm) handleIncoming(c net.Conn) {
 	c.SetDeadline(time.Time{})
 	// Handshake done: no longer counts against maxPendingHandshakes
 	// (Close reaches the connection through the swarm's peers now).
-	s.mu.Lock()
-	delete(s.incoming, c)
-	s.mu.Unlock()
+	s.endPending(c)
 	s.runPeer(t, c, theirs, false, remote)
 }
 

@@ -7,9 +7,11 @@ import (
 	"crypto/sha512"
 	"errors"
 	"fmt"
+	"hash"
 
 	"github.com/anacrolix/torrent/bencode"
 	"github.com/btcsuite/btcd/btcec/v2"
+	secp "github.com/decred/dcrd/dcrec/secp256k1/v4"
 )
 
 // ECIES errors. A wrong key shows as ErrMAC, which is what the receive path
@@ -82,43 +84,179 @@ func (e *Envelope) Decrypt(k *PrivateKey) ([]byte, error) {
 
 // DecryptAny tries keys in order and returns the index of the first that
 // opens the envelope, as processReceivedDM's wallet loop does (spec §5.3
-// step 2). The envelope is checked and its ephemeral key parsed once; each
-// failed trial costs one ECDH and one HMAC. ErrMAC when no key fits.
+// step 2). The envelope is checked and its ephemeral key parsed once, and
+// the ECDH work is shared across the keys (ecdh.go); each key then costs
+// one KDF and one HMAC. ErrMAC when no key fits.
 func (e *Envelope) DecryptAny(keys []*PrivateKey) (int, []byte, error) {
-	if len(e.Mac) != sha512.Size {
-		return -1, nil, fmt.Errorf("%w: mac length %d", ErrEnvelope, len(e.Mac))
+	t, err := e.NewTrial(len(keys))
+	if err != nil {
+		return -1, nil, err
 	}
-	if len(e.Body)%aes.BlockSize != 0 {
-		return -1, nil, fmt.Errorf("%w: body length %d not a multiple of 16", ErrEnvelope, len(e.Body))
-	}
-	if e.Orig < 0 || e.Orig > MaxOrig {
-		return -1, nil, fmt.Errorf("%w: orig %d", ErrEnvelope, e.Orig)
+	return t.Open(keys)
+}
+
+// Trial is one envelope prepared for trial decryption by about n keys:
+// checked, its ephemeral point parsed and its table of multiples built.
+// Open is safe for concurrent use, so a caller may split a large key set
+// over goroutines and share the table.
+type Trial struct {
+	env   *Envelope
+	r     secp.JacobianPoint
+	plan  ecdhPlan
+	table *rTable
+}
+
+// NewTrial checks e and prepares it for n keys.
+func (e *Envelope) NewTrial(n int) (*Trial, error) {
+	if err := e.check(); err != nil {
+		return nil, err
 	}
 	pub, err := ParsePubKey(e.Key)
 	if err != nil {
-		return -1, nil, fmt.Errorf("%w: ephemeral key: %v", ErrEnvelope, err)
+		return nil, fmt.Errorf("%w: ephemeral key: %v", ErrEnvelope, err)
 	}
-	sum := make([]byte, 0, sha512.Size)
+	t := &Trial{env: e, plan: planECDH(n)}
+	pub.AsJacobian(&t.r)
+	if t.plan.w > 0 {
+		t.table = newRTable(&t.r, t.plan.w)
+	}
+	return t, nil
+}
+
+// Open returns the index of the first key in keys that opens the envelope
+// and the plaintext; ErrMAC when none does. Nil keys are skipped.
+func (t *Trial) Open(keys []*PrivateKey) (int, []byte, error) {
+	scalars := make([]*secp.ModNScalar, 0, len(keys))
+	idx := make([]int, 0, len(keys))
 	for i, k := range keys {
 		if k == nil || k.Key == nil {
 			continue
 		}
-		aesKey, macKey := eciesKeys(k.Key, pub)
-		m := hmac.New(sha512.New, macKey)
-		m.Write(e.Body)
-		if !hmac.Equal(m.Sum(sum[:0]), e.Mac) {
-			continue
+		scalars = append(scalars, &k.Key.Key)
+		idx = append(idx, i)
+	}
+	secrets := make([][32]byte, len(scalars))
+	switch {
+	case t.table == nil:
+		plainSecrets(&t.r, scalars, secrets)
+	case t.plan.affine:
+		t.table.affineSecrets(&t.r, scalars, secrets)
+	default:
+		t.table.jacobianSecrets(&t.r, scalars, secrets)
+	}
+	var m macer
+	for n, x := range secrets {
+		if aesKey, ok := m.check(&x, t.env.Body, t.env.Mac); ok {
+			plain, err := t.env.open(aesKey)
+			if err != nil {
+				return -1, nil, err
+			}
+			return idx[n], plain, nil
 		}
-		block, err := aes.NewCipher(aesKey)
-		if err != nil {
-			return -1, nil, err
-		}
-		plain := make([]byte, max(len(e.Body), int(e.Orig)))
-		cipher.NewCBCDecrypter(block, make([]byte, aes.BlockSize)).CryptBlocks(plain[:len(e.Body)], e.Body)
-		// orig truncates, or zero-extends as twisterd's pre-zeroed buffer does.
-		return i, plain[:e.Orig], nil
 	}
 	return -1, nil, ErrMAC
+}
+
+// DecryptEach tries one key on many envelopes (a retry of pending posts
+// with a new key): the key's scalar is recoded once and the ECDH work is
+// batched across the envelopes' points (ecdh.go). out[i] is the plaintext
+// of envs[i], or nil where k does not open it or the envelope is malformed.
+func DecryptEach(envs []*Envelope, k *PrivateKey) [][]byte {
+	out := make([][]byte, len(envs))
+	if k == nil || k.Key == nil {
+		return out
+	}
+	idx := make([]int, 0, len(envs))
+	points := make([]secp.JacobianPoint, 0, len(envs))
+	for i, e := range envs {
+		if e == nil || e.check() != nil {
+			continue
+		}
+		pub, err := ParsePubKey(e.Key)
+		if err != nil {
+			continue
+		}
+		var p secp.JacobianPoint
+		pub.AsJacobian(&p)
+		points = append(points, p)
+		idx = append(idx, i)
+	}
+	secrets := make([][32]byte, len(points))
+	sharedSecretsOneKey(&k.Key.Key, points, secrets)
+	var m macer
+	for n, x := range secrets {
+		e := envs[idx[n]]
+		if aesKey, ok := m.check(&x, e.Body, e.Mac); ok {
+			if plain, err := e.open(aesKey); err == nil {
+				out[idx[n]] = plain
+			}
+		}
+	}
+	return out
+}
+
+// check is the envelope's shape, before any key is tried.
+func (e *Envelope) check() error {
+	if len(e.Mac) != sha512.Size {
+		return fmt.Errorf("%w: mac length %d", ErrEnvelope, len(e.Mac))
+	}
+	if len(e.Body)%aes.BlockSize != 0 {
+		return fmt.Errorf("%w: body length %d not a multiple of 16", ErrEnvelope, len(e.Body))
+	}
+	if e.Orig < 0 || e.Orig > MaxOrig {
+		return fmt.Errorf("%w: orig %d", ErrEnvelope, e.Orig)
+	}
+	return nil
+}
+
+// open decrypts the body with a key whose MAC matched.
+func (e *Envelope) open(aesKey []byte) ([]byte, error) {
+	block, err := aes.NewCipher(aesKey)
+	if err != nil {
+		return nil, err
+	}
+	plain := make([]byte, max(len(e.Body), int(e.Orig)))
+	cipher.NewCBCDecrypter(block, make([]byte, aes.BlockSize)).CryptBlocks(plain[:len(e.Body)], e.Body)
+	// orig truncates, or zero-extends as twisterd's pre-zeroed buffer does.
+	return plain[:e.Orig], nil
+}
+
+// macer checks HMAC-SHA512 for many keys with two reused hash states
+// (crypto/hmac allocates both per key).
+type macer struct {
+	inner, outer hash.Hash
+	pad          [sha512.BlockSize]byte
+	sum          [sha512.Size]byte
+	k            [sha512.Size]byte
+}
+
+// check derives the keys from the ECDH x (spec §4.1) and compares the MAC
+// in constant time; it returns the AES key when the MAC matches.
+func (m *macer) check(x *[32]byte, body, mac []byte) ([]byte, bool) {
+	if m.inner == nil {
+		m.inner, m.outer = sha512.New(), sha512.New()
+	}
+	m.k = sha512.Sum512(x[:])
+	macKey := m.k[32:]
+	m.pad = [sha512.BlockSize]byte{}
+	copy(m.pad[:], macKey)
+	for i := range m.pad {
+		m.pad[i] ^= 0x36
+	}
+	m.inner.Reset()
+	m.inner.Write(m.pad[:])
+	m.inner.Write(body)
+	inner := m.inner.Sum(m.sum[:0])
+	for i := range m.pad {
+		m.pad[i] ^= 0x36 ^ 0x5c
+	}
+	m.outer.Reset()
+	m.outer.Write(m.pad[:])
+	m.outer.Write(inner)
+	if !hmac.Equal(m.outer.Sum(m.sum[:0]), mac) {
+		return nil, false
+	}
+	return m.k[:32], true
 }
 
 // MarshalBencode encodes the `dm` dict.

@@ -61,6 +61,8 @@ func FuzzDecodePayload(f *testing.F) {
 	f.Add(EncodeMessage("hi", "bob"))
 	f.Add(EncodeGroupInvite("desc", "KzTAkjGZu9xbVgeFyuWkcR4A3X7U8cvigCsBYdKoZrx6p4Mxc8m8"))
 	f.Add(EncodeGroupMembers([]string{"alice", "bob"}))
+	f.Add(EncodeGroupInviteMoved("desc", "KzTAkjGZu9xbVgeFyuWkcR4A3X7U8cvigCsBYdKoZrx6p4Mxc8m8", GroupMove{Removed: []string{"carol"}}))
+	f.Add([]byte("d12:group_invited4:desc1:d3:key1:k5:movedd4:from3:abc7:removedi1eeee"))
 	f.Add([]byte("plain"))
 	f.Fuzz(func(t *testing.T, plain []byte) {
 		p := DecodePayload(plain)

@@ -31,6 +31,11 @@ type Payload struct {
 	// strings (registerNewGroup runs only then).
 	InviteDesc, InviteKey string
 	InviteValid           bool
+	// Moved is twgroupd's extra "moved" dict of a group_invite: the new
+	// group replaces an old one (removegroupmember). twisterd reads only
+	// desc and key and ignores it (docs/engine.md). Nil when absent or
+	// malformed.
+	Moved *GroupMove
 	// Members of group_members: the non-empty strings, in order.
 	Members []string
 }
@@ -56,6 +61,69 @@ func EncodeGroupInvite(desc, wif string) []byte {
 	b = appendString(b, []byte(wif))
 	b = append(b, 'e')
 	return append(b, 'e')
+}
+
+// GroupMove links a new group key to the group it replaces.
+type GroupMove struct {
+	From    [20]byte // Hash160 of the old group's serialized public key
+	Removed []string // the members left out, non-empty strings
+}
+
+// MaxMovedRemoved bounds the removed list a received "moved" dict may name.
+const MaxMovedRemoved = 64
+
+// EncodeGroupInviteMoved is a group_invite with the extra "moved" dict:
+// {"group_invite":{"desc":desc,"key":wif,"moved":{"from":<20 bytes>,
+// "removed":[...]}}}, keys in bencode order.
+func EncodeGroupInviteMoved(desc, wif string, mv GroupMove) []byte {
+	b := []byte{'d'}
+	b = appendString(b, []byte("group_invite"))
+	b = append(b, 'd')
+	b = appendString(b, []byte("desc"))
+	b = appendString(b, []byte(desc))
+	b = appendString(b, []byte("key"))
+	b = appendString(b, []byte(wif))
+	b = appendString(b, []byte("moved"))
+	b = append(b, 'd')
+	b = appendString(b, []byte("from"))
+	b = appendString(b, mv.From[:])
+	b = appendString(b, []byte("removed"))
+	b = append(b, 'l')
+	for _, m := range mv.Removed {
+		b = appendString(b, []byte(m))
+	}
+	b = append(b, 'e', 'e', 'e')
+	return append(b, 'e')
+}
+
+// decodeMove reads a "moved" dict; nil unless from is 20 bytes and removed
+// a list of at most MaxMovedRemoved strings.
+func decodeMove(raw bencode.Bytes) *GroupMove {
+	if len(raw) == 0 || raw[0] != 'd' {
+		return nil
+	}
+	d, err := rawDict(raw)
+	if err != nil {
+		return nil
+	}
+	from, ok := bstring(d["from"])
+	if !ok || len(from) != 20 {
+		return nil
+	}
+	mv := &GroupMove{}
+	copy(mv.From[:], from)
+	if r := d["removed"]; len(r) > 0 {
+		var list []bencode.Bytes
+		if r[0] != 'l' || bencode.Unmarshal(r, &list) != nil || len(list) > MaxMovedRemoved {
+			return nil
+		}
+		for _, e := range list {
+			if s, ok := bstring(e); ok && s != "" {
+				mv.Removed = append(mv.Removed, s)
+			}
+		}
+	}
+	return mv
 }
 
 // EncodeGroupMembers is {"group_members":[...]}.
@@ -95,6 +163,7 @@ func DecodePayload(plain []byte) Payload {
 			p.InviteDesc, okDesc = bstring(d["desc"])
 			p.InviteKey, okKey = bstring(d["key"])
 			p.InviteValid = okDesc && okKey
+			p.Moved = decodeMove(d["moved"])
 		}
 		return p
 	}

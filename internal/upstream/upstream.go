@@ -266,6 +266,9 @@ func (c *Client) post(ctx context.Context, body []byte, timeout time.Duration) (
 		return 0, nil, nil, fmt.Errorf("build request: %w", err)
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if via := viaFrom(ctx); via != "" {
+		req.Header.Set(ViaHeader, via)
+	}
 	if c.hasAuth {
 		req.SetBasicAuth(c.user, c.pass)
 	}

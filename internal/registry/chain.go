@@ -1,0 +1,68 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/twgroupd/twgroupd/internal/chain"
+	"github.com/twgroupd/twgroupd/internal/twproto"
+)
+
+// ChainView is what the chain source needs from internal/chain; *chain.Chain
+// implements it.
+type ChainView interface {
+	Tip() chain.Tip
+	UserEntries(user string) ([]chain.Entry, error)
+}
+
+// Chain is a Registry read from twister's blockchain itself (-registry=chain,
+// the default with neither -registry nor -upstream): internal/chain keeps
+// every key each user had on the connected chain with the height it became
+// valid, so UserKey answers as twisterd's GetTransaction(username,
+// maxHeight) at any height, key replacements included, and BestHeight is
+// the connected tip (getblockcount). docs/registry.md §3.
+type Chain struct {
+	c ChainView
+}
+
+// NewChain returns the chain source over c.
+func NewChain(c ChainView) *Chain { return &Chain{c: c} }
+
+// BestHeight implements twproto.KeySource: the connected chain's height.
+func (r *Chain) BestHeight(ctx context.Context) (int64, error) {
+	return int64(r.c.Tip().Height), nil
+}
+
+// UserKey implements twproto.KeySource.
+func (r *Chain) UserKey(ctx context.Context, user string, height int64) (twproto.UserKey, error) {
+	regs, err := r.Registrations(user)
+	if err != nil {
+		return twproto.UserKey{}, err
+	}
+	k, ok := keyAt(regs, height)
+	if !ok {
+		return twproto.UserKey{}, fmt.Errorf("%w: %q at height %d", ErrUnknownUser, user, height)
+	}
+	return k, nil
+}
+
+// Registrations lists the user's keys on the chain, ascending height;
+// ErrUnknownUser if the name was never registered.
+func (r *Chain) Registrations(user string) ([]Registration, error) {
+	if CheckUsername(user) != nil {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownUser, user)
+	}
+	es, err := r.c.UserEntries(user)
+	if errors.Is(err, chain.ErrNotFound) {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownUser, user)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("chain registry: %w", err)
+	}
+	regs := make([]Registration, len(es))
+	for i, e := range es {
+		regs[i] = Registration{User: user, PubKey: e.PubKey, Height: int64(e.Height)}
+	}
+	return regs, nil
+}

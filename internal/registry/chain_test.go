@@ -1,0 +1,73 @@
+package registry
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/twgroupd/twgroupd/internal/chain"
+	"github.com/twgroupd/twgroupd/internal/chain/chaintest"
+)
+
+// The chain source answers, at every height of the recorded twisterd chain
+// and beyond, the key twisterd's users.json says was valid then, with the
+// height it was registered (or replaced) at.
+func TestChainSourceEveryHeight(t *testing.T) {
+	blocks := chaintest.LoadBlocks(t, "testdata/chain/blocks.jsonl")
+	now := time.Unix(int64(blocks[len(blocks)-1].Header.Time)+600, 0)
+	c, err := chain.Open(filepath.Join(t.TempDir(), "chain.db"), chain.Mainnet(), chain.Options{Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.AddBlocks(blocks[1:]); err != nil {
+		t.Fatal(err)
+	}
+	var users map[string][]struct {
+		PubKey string `json:"pubkey"`
+		From   int64  `json:"from"`
+		Until  *int64 `json:"until"`
+	}
+	raw, err := os.ReadFile("testdata/chain/users.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(raw, &users); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	r := NewChain(c)
+	if best, _ := r.BestHeight(ctx); best != 70 {
+		t.Fatalf("best %d", best)
+	}
+	for name, keys := range users {
+		for h := int64(-1); h <= 80; h++ {
+			want := -1
+			for i, k := range keys {
+				if h < 0 && k.Until == nil || h >= k.From && (k.Until == nil || h <= *k.Until) {
+					want = i
+				}
+			}
+			got, err := r.UserKey(ctx, name, h)
+			if want < 0 {
+				if !errors.Is(err, ErrUnknownUser) {
+					t.Fatalf("%s@%d: %v, want unknown", name, h, err)
+				}
+				continue
+			}
+			if err != nil || hex.EncodeToString(got.PubKey) != keys[want].PubKey || got.RegHeight != keys[want].From {
+				t.Fatalf("%s@%d: %x reg %d (%v), want %s reg %d", name, h, got.PubKey, got.RegHeight, err, keys[want].PubKey, keys[want].From)
+			}
+		}
+	}
+	for _, bad := range []string{"nosuchuser", "Alice", "", "waytoolongusername17"} {
+		if _, err := r.UserKey(ctx, bad, -1); !errors.Is(err, ErrUnknownUser) {
+			t.Fatalf("%q: %v", bad, err)
+		}
+	}
+}
