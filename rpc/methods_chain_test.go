@@ -12,6 +12,7 @@ import (
 
 	"github.com/twgroupd/twgroupd/internal/chain"
 	"github.com/twgroupd/twgroupd/internal/chain/chaintest"
+	"github.com/twgroupd/twgroupd/internal/registry"
 )
 
 var _ Chain = (*chain.Chain)(nil)
@@ -47,7 +48,7 @@ func recordedChainServer(t *testing.T) (*testServer, []map[string]any) {
 		}
 		verbose = append(verbose, r.Verbose)
 	}
-	return startServer(t, Config{Chain: c, Registry: nil}), verbose
+	return startServer(t, Config{Chain: c, Registry: registry.NewChain(c)}), verbose
 }
 
 func result(t *testing.T, r response) any {
@@ -119,4 +120,14 @@ func TestGetRawTransactionMatchesTwisterd(t *testing.T) {
 			t.Fatalf("%s: non-verbose %v", user, hexOnly)
 		}
 	}
+}
+
+// With the chain source, @-autocomplete lists the chain's names by prefix
+// and dumppubkey answers the current key.
+func TestChainUserLookups(t *testing.T) {
+	ts, _ := recordedChainServer(t)
+	wantReply(t, ts.call(t, req("listusernamespartial", "ca", 10)), 200, okReply(`["carol"]`))
+	wantReply(t, ts.call(t, req("listusernamespartial", "", 3)), 200, okReply(`["alice","bob","carol"]`))
+	wantReply(t, ts.call(t, req("dumppubkey", "bob")), 200, okReply(`"033d30e84f48bfaa260b959f16e21e145069c98397b5f8130a33e742f1a6f5a392"`))
+	wantReply(t, ts.call(t, req("dumppubkey", "nosuchuser")), 200, okReply(`""`))
 }

@@ -736,3 +736,20 @@ func (c *Chain) Block(hash chainwire.Hash) (*BlockInfo, error) {
 	}
 	return bi, nil
 }
+
+// UsersWithPrefix lists up to limit registered usernames starting with
+// prefix, in byte order (twisterd walks its name index the same way).
+func (c *Chain) UsersWithPrefix(prefix string, limit int) ([]string, error) {
+	var out []string
+	err := c.db.View(func(tx *bolt.Tx) error {
+		cur := tx.Bucket(bktUser).Cursor()
+		for k, _ := cur.Seek([]byte(prefix)); k != nil && len(out) < limit && bytes.HasPrefix(k, []byte(prefix)); k, _ = cur.Next() {
+			out = append(out, string(k))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("users with prefix %q: %w", prefix, err)
+	}
+	return out, nil
+}

@@ -14,6 +14,7 @@ import (
 type ChainView interface {
 	Tip() chain.Tip
 	UserEntries(user string) ([]chain.Entry, error)
+	UsersWithPrefix(prefix string, limit int) ([]string, error)
 }
 
 // Chain is a Registry read from twister's blockchain itself (-registry=chain,
@@ -36,7 +37,7 @@ func (r *Chain) BestHeight(ctx context.Context) (int64, error) {
 
 // UserKey implements twproto.KeySource.
 func (r *Chain) UserKey(ctx context.Context, user string, height int64) (twproto.UserKey, error) {
-	regs, err := r.Registrations(user)
+	regs, err := r.UserRegistrations(user)
 	if err != nil {
 		return twproto.UserKey{}, err
 	}
@@ -47,9 +48,15 @@ func (r *Chain) UserKey(ctx context.Context, user string, height int64) (twproto
 	return k, nil
 }
 
-// Registrations lists the user's keys on the chain, ascending height;
+// UsersWithPrefix lists up to limit registered names starting with prefix,
+// sorted (listusernamespartial).
+func (r *Chain) UsersWithPrefix(_ context.Context, prefix string, limit int) ([]string, error) {
+	return r.c.UsersWithPrefix(prefix, limit)
+}
+
+// UserRegistrations lists the user's keys on the chain, ascending height;
 // ErrUnknownUser if the name was never registered.
-func (r *Chain) Registrations(user string) ([]Registration, error) {
+func (r *Chain) UserRegistrations(user string) ([]Registration, error) {
 	if CheckUsername(user) != nil {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownUser, user)
 	}

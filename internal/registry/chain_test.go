@@ -65,6 +65,12 @@ func TestChainSourceEveryHeight(t *testing.T) {
 			}
 		}
 	}
+	if names, err := r.UsersWithPrefix(ctx, "", 100); err != nil || len(names) != 11 || names[0] != "alice" {
+		t.Fatalf("all users: %v %v", names, err)
+	}
+	if names, _ := r.UsersWithPrefix(ctx, "ma", 100); len(names) != 1 || names[0] != "mallory_x9" {
+		t.Fatalf("prefix ma: %v", names)
+	}
 	for _, bad := range []string{"nosuchuser", "Alice", "", "waytoolongusername17"} {
 		if _, err := r.UserKey(ctx, bad, -1); !errors.Is(err, ErrUnknownUser) {
 			t.Fatalf("%q: %v", bad, err)
