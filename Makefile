@@ -4,7 +4,7 @@ PKGS    := ./...
 FUZZTIME ?= 10s
 BIN     := bin/twgroupd
 
-.PHONY: all build test race fuzz bench lint run clean crash
+.PHONY: all build test race fuzz bench lint run clean crash abuse
 
 all: build
 
@@ -41,6 +41,13 @@ lint:
 	$(GO) vet $(PKGS)
 
 # The main job: a local network of nodes doing group chat.
+# Issue #11's attacks at full size against a local victim node (127.0.0.0/8
+# only, bounded, stops by itself within 10 minutes): RSS peak, RPC p99 and
+# legitimate acceptance per row (docs/rpc.md "Limits"). ABUSE_FLAGS=--small
+# for a quick run, --only=port,batch for some rows.
+abuse: build
+	./$(BIN) abuse $(ABUSE_FLAGS)
+
 run: build
 	./$(BIN) devnet
 

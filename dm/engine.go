@@ -34,14 +34,13 @@
 package dm
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"runtime"
-	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -163,7 +162,20 @@ type Config struct {
 	Notify func(Event)      // optional
 	Logger *slog.Logger     // optional
 	Now    func() time.Time // optional, time.Now
+
+	// Bounds of the pending set (posts no wallet key opened, kept for a
+	// retry with a future group key; docs/engine.md): how many, and for
+	// how long after arrival. 0 means DefaultPendingMax and
+	// DefaultPendingMaxAge.
+	PendingMax    int
+	PendingMaxAge time.Duration
 }
+
+// Defaults of Config's pending bounds.
+const (
+	DefaultPendingMax    = 50_000
+	DefaultPendingMaxAge = 30 * 24 * time.Hour
+)
 
 // Engine is the DM engine. Its methods are safe for concurrent use.
 type Engine struct {
@@ -189,6 +201,24 @@ type Engine struct {
 	cacheName []string
 	cacheKeys []*twproto.PrivateKey
 	cachePub  map[string]int // uncompressed public key -> first index
+
+	pendMax int
+	pendAge time.Duration
+
+	// The retry worker (retry.go): started on the first kick, stopped by
+	// Close.
+	retryOnce sync.Once
+	retryKick chan struct{}
+	retryCtx  context.Context
+	retryStop context.CancelFunc
+	retryDone chan struct{}
+	retryBusy chan struct{} // holds a token while a pass runs
+	hotCalls  atomic.Int32  // hot-path calls in progress (retry.go)
+	hotLast   atomic.Int64  // when the last one ended, unix ns
+
+	// Members each group made us follow (at most MaxGroupFollows each).
+	groupMu      sync.Mutex
+	groupFollows map[string]map[string]bool
 }
 
 // New builds an Engine.
@@ -199,7 +229,18 @@ func New(cfg Config) (*Engine, error) {
 	e := &Engine{
 		wallet: cfg.Wallet, store: cfg.Store, keys: cfg.Keys, net: cfg.Net,
 		notify: cfg.Notify, log: cfg.Logger, now: cfg.Now,
+		pendMax: cfg.PendingMax, pendAge: cfg.PendingMaxAge,
+		retryKick: make(chan struct{}, 1), retryDone: make(chan struct{}),
+		retryBusy:    make(chan struct{}, 1),
+		groupFollows: map[string]map[string]bool{},
 	}
+	if e.pendMax <= 0 {
+		e.pendMax = DefaultPendingMax
+	}
+	if e.pendAge <= 0 {
+		e.pendAge = DefaultPendingMaxAge
+	}
+	e.retryCtx, e.retryStop = context.WithCancel(context.Background())
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
 	}
@@ -227,15 +268,11 @@ func (e *Engine) walletKeys() ([]string, []*twproto.PrivateKey, error) {
 	}
 	names := make([]string, len(all))
 	keys := make([]*twproto.PrivateKey, len(all))
-	pubs := make(map[string]int, len(all))
 	for i, nk := range all {
 		names[i], keys[i] = nk.Name, nk.Key
-		pk := string(nk.Key.Key.PubKey().SerializeUncompressed())
-		if _, dup := pubs[pk]; !dup {
-			pubs[pk] = i
-		}
 	}
-	e.cacheOK, e.cacheGen, e.cacheName, e.cacheKeys, e.cachePub = true, gen, names, keys, pubs
+	// cachePub is built on first use (ownerOf): only senders need it.
+	e.cacheOK, e.cacheGen, e.cacheName, e.cacheKeys, e.cachePub = true, gen, names, keys, nil
 	return names, keys, nil
 }
 
@@ -253,6 +290,15 @@ func (e *Engine) ownerOf(pub []byte) (string, error) {
 		return "", err
 	}
 	e.cacheMu.Lock()
+	if e.cachePub == nil && len(names) == len(e.cacheKeys) {
+		e.cachePub = make(map[string]int, len(e.cacheKeys))
+		for j, k := range e.cacheKeys {
+			pk := string(k.Key.PubKey().SerializeUncompressed())
+			if _, dup := e.cachePub[pk]; !dup {
+				e.cachePub[pk] = j
+			}
+		}
+	}
 	i, ok := e.cachePub[string(pt.SerializeUncompressed())]
 	e.cacheMu.Unlock()
 	if !ok || i >= len(names) {
@@ -263,10 +309,17 @@ func (e *Engine) ownerOf(pub []byte) (string, error) {
 
 // effects are what a committed transaction asks for afterwards.
 type effects struct {
-	events  []Event
-	follow  []string
-	newKeys []wallet.NamedKey
+	events []Event
+	follow []groupMember // members announced in a held group
+	retry  bool          // a retry job was recorded
 }
+
+type groupMember struct{ group, user string }
+
+// MaxGroupFollows caps the swarms one group makes this node follow: a
+// member list is written by any member, and each name would cost a swarm
+// (DHT lookups, connections) at every start (issue #11).
+const MaxGroupFollows = 64
 
 // HandlePost is the entry point for every received or locally published
 // piece; p has passed twproto.ValidatePost. A post seen before (same author
@@ -275,6 +328,7 @@ func (e *Engine) HandlePost(ctx context.Context, p *twproto.Post) error {
 	if p == nil || !p.IsDM() {
 		return nil
 	}
+	defer e.hot()()
 	ref := msgstore.PostRef{Author: p.N, K: p.K}
 	var seen bool
 	if err := e.store.View(func(tx *msgstore.Tx) error { seen = tx.HasPost(ref); return nil }); err != nil {
@@ -289,6 +343,7 @@ func (e *Engine) HandlePost(ctx context.Context, p *twproto.Post) error {
 // process trial-decrypts p with every wallet key (spec §5.3 step 2) and
 // applies it. record stores the post as seen in the same transaction.
 func (e *Engine) process(ctx context.Context, p *twproto.Post, record bool) error {
+	gen := e.wallet.Generation()
 	names, keys, err := e.walletKeys()
 	if err != nil {
 		return fmt.Errorf("handle post %s/%d: %w", p.N, p.K, err)
@@ -300,7 +355,15 @@ func (e *Engine) process(ctx context.Context, p *twproto.Post, record bool) erro
 	} else if !errors.Is(derr, twproto.ErrMAC) {
 		e.log.Debug("undecryptable dm envelope", "user", p.N, "k", p.K, "err", derr)
 	}
-	return e.commit(ctx, p, name, plain, derr, record)
+	if err := e.commit(ctx, p, name, plain, derr, record); err != nil {
+		return err
+	}
+	if derr != nil && e.wallet.Generation() != gen {
+		// A key arrived during the trial: its retry may have scanned the
+		// pending set before this post was marked. Once more, with it.
+		return e.process(ctx, p, false)
+	}
+	return nil
 }
 
 // commit applies one post in one store transaction, then runs its effects.
@@ -329,7 +392,13 @@ func (e *Engine) applyPost(tx *msgstore.Tx, p *twproto.Post, keyName string, pla
 	}
 	if derr != nil {
 		// Only a MAC mismatch may turn into a match with a future key.
-		return tx.SetPending(ref, errors.Is(derr, twproto.ErrMAC))
+		if !errors.Is(derr, twproto.ErrMAC) {
+			return tx.SetPending(ref, false)
+		}
+		now := e.now()
+		return tx.MarkPending(ref, msgstore.PendingLimits{
+			Now: now.Unix(), MinTime: now.Add(-e.pendAge).Unix(), Max: e.pendMax,
+		})
 	}
 	if err := tx.SetPending(ref, false); err != nil {
 		return err
@@ -345,6 +414,7 @@ func (e *Engine) PreparePost(ctx context.Context, p *twproto.Post) (apply func(*
 	if p == nil || !p.IsDM() {
 		return nil, nil, nil
 	}
+	defer e.hot()()
 	ref := msgstore.PostRef{Author: p.N, K: p.K}
 	var seen bool
 	if err := e.store.View(func(tx *msgstore.Tx) error { seen = tx.HasPost(ref); return nil }); err != nil {
@@ -384,7 +454,8 @@ func (e *Engine) PreparePost(ctx context.Context, p *twproto.Post) (apply func(*
 }
 
 // after runs a committed transaction's effects: live events, swarms to
-// follow, and a retry of undecrypted posts with new group keys. The post is
+// follow, and waking the background retry of pending posts (retry.go) when
+// a new group key was recorded. The post is
 // handled once its transaction committed, so a failure here is logged, not
 // returned: a member list naming a user whose swarm cannot start must not
 // make the post (or a restart) fail.
@@ -394,64 +465,63 @@ func (e *Engine) after(ctx context.Context, fx effects) {
 			e.notify(ev)
 		}
 	}
-	for _, u := range fx.follow {
-		if err := e.net.Follow(ctx, u); err != nil {
-			e.log.Warn("cannot follow group member", "user", u, "err", err)
-		}
+	for _, m := range fx.follow {
+		e.followGroupMember(ctx, m.group, m.user)
 	}
-	if len(fx.newKeys) > 0 {
-		if err := e.retryPending(ctx, fx.newKeys); err != nil {
-			e.log.Warn("retrying posts with a new group key", "err", err)
-		}
+	if fx.retry {
+		e.kickRetry()
 	}
 }
 
-// retryPending tries newly learned keys on every post that no key opened
-// so far: group members and messages that arrived before the invite are not
-// lost (improvement over twisterd, spec pitfall 17).
-func (e *Engine) retryPending(ctx context.Context, newKeys []wallet.NamedKey) error {
-	var refs []msgstore.PostRef
-	if err := e.store.View(func(tx *msgstore.Tx) error { refs = tx.Pending(); return nil }); err != nil {
-		return fmt.Errorf("retry pending posts: %w", err)
+// followGroupMember starts the swarm of a member announced in group: only
+// for a registered user (a member list may name anyone), and at most
+// MaxGroupFollows members per group. Callers check that the group is held.
+func (e *Engine) followGroupMember(ctx context.Context, group, user string) {
+	e.groupMu.Lock()
+	set := e.groupFollows[group]
+	done, full := set[user], len(set) >= MaxGroupFollows
+	e.groupMu.Unlock()
+	if done {
+		return
 	}
-	keys := make([]*twproto.PrivateKey, len(newKeys))
-	for i, nk := range newKeys {
-		keys[i] = nk.Key
+	if full {
+		e.log.Debug("group member not followed: the group's cap is reached", "group", group, "user", user, "cap", MaxGroupFollows)
+		return
 	}
-	// Trial first, then apply the matches in post time order, so the
-	// recovered messages get their ids in the order they were written.
-	type match struct {
-		p     *twproto.Post
-		name  string
-		plain []byte
+	if _, err := e.keys.UserKey(ctx, user, -1); err != nil {
+		e.log.Debug("group member not followed", "group", group, "user", user, "err", err)
+		return
 	}
-	var matches []match
-	var errs []error
-	for _, ref := range refs {
-		if err := ctx.Err(); err != nil {
-			return err
+	e.groupMu.Lock()
+	set = e.groupFollows[group]
+	if set == nil {
+		set = map[string]bool{}
+		e.groupFollows[group] = set
+	}
+	if set[user] || len(set) >= MaxGroupFollows {
+		e.groupMu.Unlock()
+		return
+	}
+	set[user] = true
+	e.groupMu.Unlock()
+	if err := e.net.Follow(ctx, user); err != nil {
+		e.log.Warn("cannot follow group member", "group", group, "user", user, "err", err)
+	}
+}
+
+// groupHeld reports whether a local user takes part in group: a member
+// that has not left it. Only then do its member lists start swarms.
+func groupHeld(tx *msgstore.Tx, group string) bool {
+	g, ok := tx.Group(group)
+	if !ok {
+		return false
+	}
+	for _, m := range g.Members {
+		if tx.HasUser(m) && !tx.IsIgnored(m, group) {
+			return true
 		}
-		p, err := e.storedPost(ref)
-		if err != nil || p == nil {
-			if err != nil {
-				errs = append(errs, err)
-			}
-			continue
-		}
-		idx, plain, derr := decryptAny(p.DM, keys)
-		if derr == nil {
-			matches = append(matches, match{p, newKeys[idx].Name, plain})
-		}
 	}
-	slices.SortStableFunc(matches, func(a, b match) int {
-		return cmp.Or(cmp.Compare(a.p.Time, b.p.Time), cmp.Compare(a.p.N, b.p.N), cmp.Compare(a.p.K, b.p.K))
-	})
-	for _, m := range matches {
-		if err := e.commit(ctx, m.p, m.name, m.plain, nil, false); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
+	return false
 }
 
 func (e *Engine) storedPost(ref msgstore.PostRef) (*twproto.Post, error) {
@@ -520,8 +590,9 @@ func (e *Engine) rescanAuthor(ctx context.Context, author string) error {
 }
 
 // Resume asks the network for every swarm the engine needs: the users each
-// local user follows, every member of every group, and the local users
-// (twisterd starts the same torrents at startup, spec §6.5).
+// local user follows, the local users, and the members of each group a
+// local user takes part in (twisterd starts every group member's torrent at
+// startup, spec §6.5; here only registered ones, MaxGroupFollows per group).
 func (e *Engine) Resume(ctx context.Context) error {
 	users, err := e.wallet.Users()
 	if err != nil {
@@ -531,6 +602,7 @@ func (e *Engine) Resume(ctx context.Context) error {
 	for _, u := range users {
 		want[u] = true
 	}
+	var members []groupMember
 	err = e.store.View(func(tx *msgstore.Tx) error {
 		for _, u := range tx.Users() {
 			for _, f := range tx.Following(u) {
@@ -538,9 +610,13 @@ func (e *Engine) Resume(ctx context.Context) error {
 			}
 		}
 		for _, a := range tx.Groups() {
+			if !groupHeld(tx, a) {
+				continue
+			}
 			g, _ := tx.Group(a)
-			for _, m := range g.Members {
-				want[m] = true
+			// A bounded look at a list anyone in the group can grow.
+			for _, m := range g.Members[:min(len(g.Members), 4*MaxGroupFollows)] {
+				members = append(members, groupMember{group: a, user: m})
 			}
 		}
 		return nil
@@ -548,6 +624,7 @@ func (e *Engine) Resume(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("resume: %w", err)
 	}
+	e.kickRetry() // retry jobs a restart interrupted
 	// One swarm that cannot start (a bad name in a received member list)
 	// must not keep the daemon from starting: log it and go on.
 	for _, u := range sortedKeys(want) {
@@ -557,6 +634,12 @@ func (e *Engine) Resume(ctx context.Context) error {
 		if err := e.net.Follow(ctx, u); err != nil {
 			e.log.Warn("resume: cannot follow", "user", u, "err", err)
 		}
+	}
+	for _, m := range members {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		e.followGroupMember(ctx, m.group, m.user)
 	}
 	return nil
 }

@@ -3,7 +3,9 @@ package dm
 import (
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/twgroupd/twgroupd/dm/dmtest"
@@ -350,7 +352,9 @@ func TestConcurrentSendsAndDeliveries(t *testing.T) {
 }
 
 // TestRetryInTimeOrder: posts opened by a new group key are applied in the
-// order they were written, whoever wrote them.
+// order they were written, whoever wrote them. The retry runs in the
+// background, so the member list that arrived after the invite may be
+// applied before or after the recovered messages.
 func TestRetryInTimeOrder(t *testing.T) {
 	ctx := context.Background()
 	keys := dmtest.NewKeys(100)
@@ -394,14 +398,21 @@ func TestRetryInTimeOrder(t *testing.T) {
 	for _, m := range d.thread("dave", d.aliasOf(gk)) {
 		got = append(got, m.From+": "+m.Text)
 	}
-	want := []string{
+	var recovered, rest []string
+	for _, m := range got {
+		if strings.Contains(m, "written") {
+			recovered = append(recovered, m)
+		} else {
+			rest = append(rest, m)
+		}
+	}
+	wantRecovered := []string{"alice: written first", "bob: written second"}
+	wantRest := []string{
 		"alice: *** Invited by 'alice' to group: g",
-		"alice: written first",
-		"bob: written second",
 		"alice: *** New member 'alice' invited by 'alice'",
 		"alice: *** New member 'bob' invited by 'alice'",
 	}
-	if !reflect.DeepEqual(got, want) {
+	if !reflect.DeepEqual(recovered, wantRecovered) || !reflect.DeepEqual(rest, wantRest) {
 		t.Fatalf("dave's thread:\n%q", got)
 	}
 }
@@ -473,5 +484,104 @@ func TestBadMemberNameDoesNotBlock(t *testing.T) {
 	}
 	if !b.net.Follows("alice") || !b.net.Follows("bob") {
 		t.Fatal("resume skipped the good swarms")
+	}
+}
+
+// TestGroupMembersFollowed: the members a group_members post announces
+// start swarms only when they are registered users, at most
+// MaxGroupFollows per group, and only while a local user takes part in the
+// group; a restart follows the same, not more (issue #11: one member's list
+// naming 100 unregistered users made every member's node follow them all,
+// at every start).
+func TestGroupMembersFollowed(t *testing.T) {
+	ctx := context.Background()
+	keys := dmtest.NewKeys(100)
+	hub := dmtest.NewHub(keys)
+	c := newClock(1_800_000_000)
+	a := newNode(t, hub, keys, "node-a", c)
+	b := newNode(t, hub, keys, "node-b", c)
+	a.user("alice")
+	b.user("bob")
+	a.follow("alice", "alice", "bob")
+
+	gk, _ := twproto.NewPrivateKey()
+	alias, err := a.e.RegisterGroup(ctx, gk, "g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	aliasB, err := b.e.RegisterGroup(ctx, gk, "g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// alice joins her group: the group is held on node a.
+	if _, err := a.e.Send(ctx, "alice", 1, []Outgoing{
+		{To: "alice", Payload: twproto.EncodeGroupInvite("g", gk.WIF())},
+		{To: alias, Payload: twproto.EncodeGroupMembers([]string{"alice"})},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// bob's member lists: 100 unregistered names, then 80 registered ones.
+	var names []string
+	for i := range 100 {
+		names = append(names, fmt.Sprintf("ghost%03d", i))
+	}
+	for i := range 80 {
+		u := fmt.Sprintf("real%03d", i)
+		pk, _ := twproto.NewPrivateKey()
+		keys.Add(u, pk.PubKey(), 1)
+		names = append(names, u)
+	}
+	bobK := int64(1)
+	announce := func(members []string) {
+		t.Helper()
+		for len(members) > 0 {
+			chunk := members[:min(len(members), 20)]
+			members = members[len(chunk):]
+			if _, err := b.e.Send(ctx, "bob", bobK, []Outgoing{{To: aliasB, Payload: twproto.EncodeGroupMembers(chunk)}}); err != nil {
+				t.Fatal(err)
+			}
+			bobK++
+		}
+	}
+	announce(names)
+	a.checkNoErrs()
+	if got := len(a.group(alias).Members); got != 1+len(names) {
+		t.Fatalf("member list has %d names, want %d (the list itself is kept)", got, 1+len(names))
+	}
+	count := func() (ghosts, real int) {
+		for _, u := range names {
+			if a.net.Follows(u) {
+				if strings.HasPrefix(u, "ghost") {
+					ghosts++
+				} else {
+					real++
+				}
+			}
+		}
+		return
+	}
+	if g, r := count(); g != 0 || r != MaxGroupFollows-1 { // alice is the first of the cap
+		t.Fatalf("node a follows %d unregistered and %d registered members; want 0 and %d", g, r, MaxGroupFollows-1)
+	}
+
+	a.restart(ctx)
+	if g, r := count(); g != 0 || r > MaxGroupFollows {
+		t.Fatalf("after a restart node a follows %d unregistered and %d registered members", g, r)
+	}
+
+	// alice leaves: later member lists start no swarm, nor does a restart.
+	if err := a.s.Update(func(tx *msgstore.Tx) error { return tx.SetIgnored("alice", alias, true) }); err != nil {
+		t.Fatal(err)
+	}
+	pk, _ := twproto.NewPrivateKey()
+	keys.Add("latecomer", pk.PubKey(), 1)
+	announce([]string{"latecomer"})
+	if a.net.Follows("latecomer") {
+		t.Fatal("a member list of a group no local user takes part in started a swarm")
+	}
+	a.restart(ctx)
+	a.follow("alice", "bob") // as twister-html does at login
+	if g, r := count(); g != 0 || r != 0 || a.net.Follows("latecomer") {
+		t.Fatalf("after leaving and a restart node a follows %d+%d members of the group", g, r)
 	}
 }

@@ -84,9 +84,21 @@ func (n *node) close() {
 		return
 	}
 	n.net.SetSink(nil)
+	n.e.Close()
 	n.w.Close()
 	n.s.Close()
 	n.e = nil
+}
+
+// settle waits for the background retry of pending posts, which the reads
+// below expect done.
+func (n *node) settle() {
+	n.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := n.e.WaitRetries(ctx); err != nil {
+		n.t.Fatal(err)
+	}
 }
 
 // restart closes the files and opens them again, as a daemon restart.
@@ -129,6 +141,7 @@ func (n *node) follow(local string, users ...string) {
 
 func (n *node) thread(local, peer string) []msgstore.Message {
 	n.t.Helper()
+	n.settle()
 	th, err := n.e.GetDirectMsgs(local, 1000, []msgstore.Query{msgstore.NewQuery(peer)})
 	if err != nil {
 		n.t.Fatal(err)
@@ -141,6 +154,7 @@ func (n *node) thread(local, peer string) []msgstore.Message {
 
 func (n *node) group(alias string) msgstore.Group {
 	n.t.Helper()
+	n.settle()
 	var g msgstore.Group
 	n.s.View(func(tx *msgstore.Tx) error { g, _ = tx.Group(alias); return nil })
 	return g

@@ -136,6 +136,7 @@ func (e *Engine) Following(localUser string) ([]string, error) {
 // imports keys with the description "whatever"). A key held by a local user
 // gives "" like twisterd.
 func (e *Engine) RegisterGroup(ctx context.Context, key *twproto.PrivateKey, desc string) (string, error) {
+	defer e.hot()()
 	var fx effects
 	err := e.store.Update(func(tx *msgstore.Tx) error {
 		fx = effects{}

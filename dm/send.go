@@ -197,6 +197,7 @@ type ownPost struct {
 // go out after the commit. On a Network without a shared file the pieces
 // are published after the commit and undone on failure, as before.
 func (e *Engine) publish(ctx context.Context, from string, k, now int64, sealed []sealedOut, local *localCopy) ([][]byte, error) {
+	defer e.hot()()
 	key, err := e.wallet.Key(from)
 	if errors.Is(err, wallet.ErrUserNotFound) {
 		return nil, Culprit(ErrSign, "'%s' is not a user of this wallet", from)

@@ -278,11 +278,8 @@ func (s *Service) SetDescription(ctx context.Context, user string, k int64, alia
 	if _, err := s.engine.Send(ctx, user, k, []dm.Outgoing{out}); err != nil {
 		return err
 	}
-	// Processing our own post already did this; say it for a post that
-	// the not-yet-member sender could not process.
-	if err := s.store.Update(func(tx *msgstore.Tx) error { return tx.SetGroupDescription(alias, desc) }); err != nil {
-		return fmt.Errorf("newgroupdescription: %w", err)
-	}
+	// The engine processed our own post in the send's transaction: the
+	// description is set there (the group key is in the wallet).
 	return nil
 }
 

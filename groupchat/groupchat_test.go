@@ -108,6 +108,7 @@ func (n *node) close() {
 	} else {
 		n.sw.Close()
 	}
+	n.e.Close()
 	n.w.Close()
 	n.s.Close()
 	n.e = nil
@@ -132,6 +133,7 @@ func (n *node) follow(users ...string) {
 // alias is this node's alias for the (single) group it knows.
 func (n *node) alias() string {
 	n.t.Helper()
+	n.settle()
 	as, err := n.gc.List("", false)
 	if err != nil || len(as) != 1 {
 		n.t.Fatalf("%s: groups %v %v", n.user, as, err)
@@ -139,9 +141,20 @@ func (n *node) alias() string {
 	return as[0]
 }
 
+// settle waits for the background retry of pending posts.
+func (n *node) settle() {
+	n.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := n.e.WaitRetries(ctx); err != nil {
+		n.t.Fatal(err)
+	}
+}
+
 // texts returns the node user's group thread as "from: text" lines.
 func (n *node) texts(alias string) []string {
 	n.t.Helper()
+	n.settle()
 	th, err := n.e.GetDirectMsgs(n.user, 1000, []msgstore.Query{msgstore.NewQuery(alias)})
 	if err != nil {
 		n.t.Fatal(err)

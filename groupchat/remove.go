@@ -174,10 +174,14 @@ func remainingMembers(members, removed []string) []string {
 // returns the new group's alias. The old group is marked as moved here and
 // wherever a remaining member's twgroupd node processes its invite.
 //
-// Every post is built before the first is published (dm.Engine.Send), so a
-// refused call consumes no k; it may leave an unused, empty group key in
+// k may be dm.AutoK (the next free ks). Every post is built and committed
+// at once (dm.Engine.Send), so a refused call consumes no k; one refused by
+// the engine (encryption, k used) leaves an unused, empty group key in
 // this node's wallet.
 func (s *Service) Remove(ctx context.Context, user string, k int64, alias string, removed []string) (string, error) {
+	if k < 0 && k != dm.AutoK {
+		return "", dm.ErrNegativeK // before a new key is made
+	}
 	oldKey, err := s.groupKey(alias)
 	if err != nil {
 		return "", err

@@ -387,3 +387,33 @@ func TestRemoveInvitesLocalUsers(t *testing.T) {
 		t.Fatalf("bob's node holds %d group keys", len(as))
 	}
 }
+
+// k = dm.AutoK: the removal takes the next free ks (after the invite's
+// 1..4), the same four as with an explicit k.
+func TestRemoveAutoK(t *testing.T) {
+	ctx := context.Background()
+	hub, a, b, _, _, alias := removeSetup(t)
+	aB := b.alias()
+	newA, err := a.gc.Remove(ctx, "alice", dm.AutoK, alias, []string{"carol"})
+	must(t, err)
+	pieces := hub.Pieces("alice")
+	if len(pieces) != 8 || pieces[len(pieces)-1].K != 8 {
+		t.Fatalf("%d pieces, last k %d", len(pieces), pieces[len(pieces)-1].K)
+	}
+	if next, err := a.e.NextK("alice"); err != nil || next != 9 {
+		t.Fatalf("next k %d %v", next, err)
+	}
+	if info, _ := a.gc.Info(alias); info.Moved == nil || info.Moved.To != newA {
+		t.Fatalf("alice's old group %+v", info.Moved)
+	}
+	if info, _ := b.gc.Info(aB); info.Moved == nil {
+		t.Fatal("bob's node did not move")
+	}
+	before, _ := a.w.GroupAliases()
+	if _, err := a.gc.Remove(ctx, "alice", -2, newA, []string{"bob"}); !errors.Is(err, dm.ErrNegativeK) {
+		t.Fatalf("negative k: %v", err)
+	}
+	if after, _ := a.w.GroupAliases(); len(after) != len(before) {
+		t.Fatalf("a refused k made a group key: %v", after)
+	}
+}

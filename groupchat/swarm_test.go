@@ -2,6 +2,8 @@ package groupchat
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/netip"
 	"reflect"
 	"slices"
@@ -9,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twgroupd/twgroupd/dm"
 	"github.com/twgroupd/twgroupd/dm/dmtest"
 	"github.com/twgroupd/twgroupd/internal/msgstore"
 )
@@ -119,4 +122,50 @@ func TestGroupOverRealSwarm(t *testing.T) {
 		"bob: *** 'bob' changed group description to: still tcp",
 		"alice: while you were down",
 	})
+}
+
+// Concurrent sends with k = auto over the real swarm (one transaction per
+// send on the shared file) never collide and use exactly the ks they need:
+// a DM 1, a copy_self DM 2, an invite of one member 1 + 1 list, a
+// description 1; an explicit k already used is still refused.
+func TestAutoKOverRealSwarm(t *testing.T) {
+	ctx := context.Background()
+	keys := dmtest.NewKeys(100)
+	a := newSwarmNode(t, keys, "alice", nil)
+	b := newSwarmNode(t, keys, "bob", []netip.AddrPort{a.sw.Addr()})
+	for _, n := range []*node{a, b} {
+		must(t, n.e.Follow(ctx, n.user, []string{"alice", "bob"}))
+	}
+	alias, err := a.gc.Create(ctx, "auto", "")
+	must(t, err)
+	const dms = 6
+	errs := make(chan error, dms+3)
+	for i := range dms {
+		go func() {
+			_, err := a.e.NewDirectMsg(ctx, "alice", dm.AutoK, "bob", fmt.Sprintf("auto %d", i), i%2 == 0)
+			errs <- err
+		}()
+	}
+	go func() { errs <- a.gc.Invite(ctx, "alice", dm.AutoK, alias, []string{"bob"}) }()
+	go func() { errs <- a.gc.SetDescription(ctx, "alice", dm.AutoK, alias, "auto desc") }()
+	for range dms + 2 {
+		must(t, <-errs)
+	}
+	want := int64(dms/2*2 + dms/2 + 2 + 1) // ks 0..want-1
+	if got := a.sw.LastHave("alice"); got != want-1 {
+		t.Fatalf("last have %d, want %d", got, want-1)
+	}
+	next, err := a.e.NextK("alice")
+	must(t, err)
+	if next != want {
+		t.Fatalf("next k %d, want %d", next, want)
+	}
+	if _, err := a.e.NewDirectMsg(ctx, "alice", want-1, "bob", "taken", false); !errors.Is(err, dm.ErrKUsed) {
+		t.Fatalf("used k: %v", err)
+	}
+	var lines []string
+	for i := range dms {
+		lines = append(lines, fmt.Sprintf("alice: auto %d", i))
+	}
+	waitLines(t, b, "alice", lines)
 }

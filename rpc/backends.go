@@ -114,6 +114,7 @@ func backendErrors() []errorCode {
 		{target: dm.ErrEncryptToSelf, code: CodeInternal},
 		{target: dm.ErrSign, code: CodeInternal},
 		{target: dm.ErrKUsed, code: CodeInvalidParams, wrapped: true},
+		{target: dm.ErrNegativeK, code: CodeInvalidParams},
 		{target: dm.ErrEmptyMessage, code: CodeInvalidParameter},
 		{target: dm.ErrNotRegistered, code: CodeInvalidParameter, wrapped: true},
 		{target: groupchat.ErrNoMembers, code: CodeInvalidParameter},

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -49,6 +50,8 @@ func newFakeTwisterd(t *testing.T) *fakeTwisterd {
 			io.WriteString(w, `{"result":null,"error":{"code":-5,"message":"Block not found"},"id":`+string(req.ID)+"}\n")
 		case "help":
 			io.WriteString(w, `{"result":"getbestblockhash\nReturns the hash of the best (tip) block in the longest block chain.","error":null,"id":`+string(req.ID)+"}\n")
+		case "listwalletusers":
+			io.WriteString(w, `{"result":["alice"],"error":null,"id":`+string(req.ID)+"}\n")
 		case "dhtget", "getinfo":
 			io.WriteString(w, `{"result":"from upstream","error":null,"id":`+string(req.ID)+"}\n")
 		default:
@@ -144,13 +147,18 @@ func TestFollowMirroredUpstream(t *testing.T) {
 	wantReply(t, ts.call(t, req("follow", "alice", []string{"bob", "carol"})), 200, okReply(`null`))
 	wantReply(t, ts.call(t, req("unfollow", "alice", []string{"carol"})), 200, okReply(`null`))
 	wantReply(t, ts.call(t, req("getfollowing", "alice")), 200, okReply(`["bob"]`))
+	// dave is not in twisterd's wallet: his follow is not repeated there
+	// (twisterd would make an entry for him).
+	wantReply(t, ts.call(t, req("follow", "dave", []string{"bob"})), 200, okReply(`null`))
 	up.mu.Lock()
 	defer up.mu.Unlock()
+	ask := `{"id":"twgroupd-mirror","method":"listwalletusers","params":[]}`
 	want := []string{
-		`{"id":"twgroupd-mirror","method":"follow","params":["alice",["bob","carol"]]}`,
-		`{"id":"twgroupd-mirror","method":"unfollow","params":["alice",["carol"]]}`,
+		ask, `{"id":"twgroupd-mirror","method":"follow","params":["alice",["bob","carol"]]}`,
+		ask, `{"id":"twgroupd-mirror","method":"unfollow","params":["alice",["carol"]]}`,
+		ask,
 	}
-	if len(up.bodies) != 2 || up.bodies[0] != want[0] || up.bodies[1] != want[1] {
+	if !slices.Equal(up.bodies, want) {
 		t.Fatalf("upstream saw %q, want %q", up.bodies, want)
 	}
 }

@@ -386,7 +386,7 @@ func TestHelp(t *testing.T) {
 		t.Error("help list ends with a newline")
 	}
 	wantReply(t, ts.call(t, req("help", "getgroupinfo")), 200, okReply(`"getgroupinfo <groupalias>\nget group description and members"`))
-	wantReply(t, ts.call(t, req("help", "newdirectmsgto")), 200, okReply(`"newdirectmsg <from> <k> <to> <msg> [copy_self=false]\nPost a new dm to swarm.\nif copy_self true will increase k twice (two DMs)."`))
+	wantReply(t, ts.call(t, req("help", "newdirectmsgto")), 200, okReply(`"newdirectmsg <from> <k> <to> <msg> [copy_self=false]\nPost a new dm to swarm.\nif copy_self true will increase k twice (two DMs).\nk: null (CLI: auto) takes the next free k; uses 1 k, 2 with copy_self."`))
 	wantReply(t, ts.call(t, req("help", "frobnicate")), 200, okReply(`"help: unknown command: frobnicate"`))
 	wantReply(t, ts.call(t, req("help", "a", "b")), 500, errReply(-1, "help [command]\nList commands, or get help for a command."))
 }

@@ -70,6 +70,7 @@ func realNode(t *testing.T, h *hub, reg KeySource) (*testServer, *Feed) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { engine.Close() }) // its background retry, before the store
 	groups, err := groupchat.New(groupchat.Config{Engine: engine, Wallet: w, Store: store, Logger: discardLogger()})
 	if err != nil {
 		t.Fatal(err)
@@ -165,5 +166,28 @@ func TestWithRealEngine(t *testing.T) {
 	}
 	// A reused k is refused by the engine with our code and message.
 	wantReply(t, node1.call(t, req("newdirectmsg", "alice", 5, "bob", "again")), 500, errReply(-32602, "k 5 already used by user 'alice'"))
+
+	// k null: the next free k (6, then 7 and 8 with copy_self), for the
+	// group methods too; a negative k is refused with its own message.
+	r = node1.call(t, req("newdirectmsg", "alice", nil, "bob", "auto"))
+	if !strings.Contains(r.body, `"k":6,`) {
+		t.Errorf("newdirectmsg with k null: %s", r.body)
+	}
+	r = node1.call(t, req("newdirectmsg", "alice", nil, "bob", "auto twice", true))
+	if !strings.Contains(r.body, `"k":8,`) {
+		t.Errorf("newdirectmsg with k null and copy_self: %s", r.body)
+	}
+	resultOf(t, node1.call(t, req("newgroupdescription", "alice", nil, alias1, "auto desc")), nil) // k=9
+	r = node1.call(t, req("newdirectmsg", "alice", nil, alias1, "after the description"))
+	if !strings.Contains(r.body, `"k":10,`) {
+		t.Errorf("newdirectmsg after newgroupdescription with k null: %s", r.body)
+	}
+	for _, body := range []string{
+		req("newdirectmsg", "alice", -1, "bob", "negative"),
+		req("newgroupinvite", "alice", -2, alias1, []any{"bob"}),
+		req("newgroupdescription", "alice", -3, alias1, "negative"),
+	} {
+		wantReply(t, node1.call(t, body), 500, errReply(-32602, "k must be >= 0"))
+	}
 	ws.Close(websocket.StatusNormalClosure, "")
 }

@@ -168,14 +168,33 @@ func TestSlowBodyDoesNotTakeSlots(t *testing.T) {
 	}
 	defer c.Close()
 	fmt.Fprintf(c, "POST / HTTP/1.1\r\nHost: %s\r\nAuthorization: %s\r\nContent-Length: 1000\r\n\r\n{", addr, auth)
+	trickling := make(chan struct{})
+	defer close(trickling)
+	go func() { // keeps trickling after the 408
+		for {
+			select {
+			case <-trickling:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			if _, err := c.Write([]byte{' '}); err != nil {
+				return
+			}
+		}
+	}()
 	c.SetReadDeadline(time.Now().Add(20 * time.Second))
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	b, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusRequestTimeout || !strings.Contains(string(b), "Request body not received within") {
 		t.Errorf("trickled body: %d %q", resp.StatusCode, b)
+	}
+	// And the connection is closed, not held while the rest trickles in.
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Errorf("after the 408: %v, want EOF", err)
 	}
 }
 
@@ -270,4 +289,48 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// FuzzCountElements: the batch limit's count agrees with the split.
+func FuzzCountElements(f *testing.F) {
+	for _, s := range []string{`[]`, `[ ]`, `[1]`, `[1,2]`, `[[1,2],{"a":[3,4]},"x,y","\"]",null]`, `["\\",","]`, `[{"id":1,"method":"help"},"junk"]`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n, ok := batchCount([]byte(s))
+		if !ok {
+			return
+		}
+		elems, err := arrayElements(trimJSON([]byte(s)))
+		if err != nil {
+			return // the server answers Parse error then
+		}
+		if n != len(elems) {
+			t.Fatalf("%q: counted %d, split %d", s, n, len(elems))
+		}
+	})
+}
+
+// TestWriteTimeout: a client that stops reading a large reply loses the
+// connection after WriteTimeout instead of holding it.
+func TestWriteTimeout(t *testing.T) {
+	html := filepath.Join(t.TempDir(), "html")
+	const size = 16 << 20 // beyond what loopback socket buffers hold
+	mustWrite(t, filepath.Join(html, "big.js"), strings.Repeat("x", size))
+	ts := startServer(t, Config{HTMLDir: html, WriteTimeout: 300 * time.Millisecond})
+	addr := strings.TrimSuffix(strings.TrimPrefix(ts.url, "http://"), "/")
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.(*net.TCPConn).SetReadBuffer(64 << 10)
+	fmt.Fprintf(c, "GET /big.js HTTP/1.1\r\nHost: %s\r\nAuthorization: Basic dXNlcjphLWxvbmctcnBjLXBhc3N3b3JkLTAxMjM0NTY3ODk=\r\n\r\n", addr)
+	time.Sleep(1500 * time.Millisecond) // not reading
+	c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	n, err := io.Copy(io.Discard, c)
+	if n >= size {
+		t.Fatalf("all %d bytes arrived (err %v): the write was not cut", n, err)
+	}
+	t.Logf("%d of %d bytes before the server gave up (%v)", n, size, err)
 }

@@ -16,7 +16,7 @@ import (
 
 func (s *Server) newdirectmsg(ctx context.Context, p params) (any, error) {
 	var from, to, msg string
-	var k int64
+	var k postK
 	copySelf := false
 	if err := p.scan(&from, &k, &to, &msg, &copySelf); err != nil {
 		return nil, err
@@ -24,7 +24,7 @@ func (s *Server) newdirectmsg(ctx context.Context, p params) (any, error) {
 	if s.cfg.DM == nil {
 		return nil, noBackend("newdirectmsg", "DM engine")
 	}
-	post, err := s.cfg.DM.NewDirectMsg(ctx, from, k, to, msg, copySelf)
+	post, err := s.cfg.DM.NewDirectMsg(ctx, from, int64(k), to, msg, copySelf)
 	if err != nil {
 		return nil, err
 	}
@@ -189,7 +189,7 @@ func (s *Server) getgroupinfo(_ context.Context, p params) (any, error) {
 
 func (s *Server) newgroupinvite(ctx context.Context, p params) (any, error) {
 	var user, alias string
-	var k int64
+	var k postK
 	var members []string
 	if err := p.scan(&user, &k, &alias, &members); err != nil {
 		return nil, err
@@ -197,19 +197,19 @@ func (s *Server) newgroupinvite(ctx context.Context, p params) (any, error) {
 	if s.cfg.Groups == nil {
 		return nil, noBackend("newgroupinvite", "group-chat service")
 	}
-	return nil, s.cfg.Groups.Invite(ctx, user, k, alias, members)
+	return nil, s.cfg.Groups.Invite(ctx, user, int64(k), alias, members)
 }
 
 func (s *Server) newgroupdescription(ctx context.Context, p params) (any, error) {
 	var user, alias, desc string
-	var k int64
+	var k postK
 	if err := p.scan(&user, &k, &alias, &desc); err != nil {
 		return nil, err
 	}
 	if s.cfg.Groups == nil {
 		return nil, noBackend("newgroupdescription", "group-chat service")
 	}
-	return nil, s.cfg.Groups.SetDescription(ctx, user, k, alias, desc)
+	return nil, s.cfg.Groups.SetDescription(ctx, user, int64(k), alias, desc)
 }
 
 func (s *Server) leavegroup(ctx context.Context, p params) (any, error) {

@@ -26,7 +26,7 @@ func (s *Server) groupRemover() GroupRemover {
 
 func (s *Server) removegroupmember(ctx context.Context, p params) (any, error) {
 	var user, alias string
-	var k int64
+	var k postK
 	var removed []string
 	if err := p.scan(&user, &k, &alias, &removed); err != nil {
 		return nil, err
@@ -35,7 +35,7 @@ func (s *Server) removegroupmember(ctx context.Context, p params) (any, error) {
 	if r == nil {
 		return nil, noBackend("removegroupmember", "group-chat service")
 	}
-	newAlias, err := r.Remove(ctx, user, k, alias, removed)
+	newAlias, err := r.Remove(ctx, user, int64(k), alias, removed)
 	if err != nil {
 		return nil, removeError(err)
 	}

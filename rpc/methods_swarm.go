@@ -3,9 +3,13 @@ package rpc
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
+	"slices"
 	"sort"
 
+	"github.com/twgroupd/twgroupd/dm"
 	"github.com/twgroupd/twgroupd/internal/tjson"
 	"github.com/twgroupd/twgroupd/internal/twproto"
 )
@@ -20,11 +24,18 @@ func (s *Server) follow(ctx context.Context, p params) (any, error) {
 	if s.cfg.DM == nil {
 		return nil, noBackend("follow", "DM engine")
 	}
-	if err := s.cfg.DM.Follow(ctx, localUser, users); err != nil {
+	err = s.cfg.DM.Follow(ctx, localUser, users)
+	var nr *dm.NotRegisteredError
+	if errors.As(err, &nr) {
+		// The registered names were followed: mirror those.
+		users = slices.DeleteFunc(slices.Clone(users), func(u string) bool { return slices.Contains(nr.Users, u) })
+	} else if err != nil {
 		return nil, err
 	}
-	s.mirrorUpstream(ctx, "follow", localUser, users)
-	return nil, nil
+	if len(users) > 0 {
+		s.mirrorUpstream(ctx, "follow", localUser, users)
+	}
+	return nil, err
 }
 
 func (s *Server) unfollow(ctx context.Context, p params) (any, error) {
@@ -44,10 +55,21 @@ func (s *Server) unfollow(ctx context.Context, p params) (any, error) {
 
 // mirrorUpstream repeats a follow or unfollow on the upstream twisterd, so
 // its public timeline follows the same users as our DMs (twister-html sends
-// follow to us only). Ours is the answer: an upstream failure is logged,
-// never reported, since the local change has been made.
+// follow to us only). It does so only for a localUser twisterd's wallet
+// holds: twisterd's follow takes any name and would make an entry for a
+// user it has no key for. Ours is the answer: an upstream failure is
+// logged, never reported, since the local change has been made.
 func (s *Server) mirrorUpstream(ctx context.Context, method, localUser string, users []string) {
 	if s.cfg.Upstream == nil {
+		return
+	}
+	held, err := s.upstreamHolds(ctx, localUser)
+	if err != nil {
+		s.log.Warn("upstream twisterd: listwalletusers failed, "+method+" not repeated there", "user", localUser, "err", err)
+		return
+	}
+	if !held {
+		s.log.Debug(method+" not repeated on the upstream twisterd: it holds no key for the user", "user", localUser)
 		return
 	}
 	body, err := tjson.Marshal(tjson.Object{
@@ -62,6 +84,21 @@ func (s *Server) mirrorUpstream(ctx context.Context, method, localUser string, u
 	if err != nil || status != http.StatusOK {
 		s.log.Warn("upstream twisterd did not take the "+method, "user", localUser, "status", status, "err", err, "reply_bytes", len(reply))
 	}
+}
+
+// upstreamHolds asks the upstream twisterd whether user is in its wallet.
+func (s *Server) upstreamHolds(ctx context.Context, user string) (bool, error) {
+	status, _, reply, err := s.cfg.Upstream.Forward(ctx, []byte(`{"id":"twgroupd-mirror","method":"listwalletusers","params":[]}`))
+	if err != nil {
+		return false, err
+	}
+	var r struct {
+		Result []string `json:"result"`
+	}
+	if status != http.StatusOK || json.Unmarshal(reply, &r) != nil {
+		return false, fmt.Errorf("listwalletusers: HTTP %d", status)
+	}
+	return slices.Contains(r.Result, user), nil
 }
 
 func userAndList(p params) (user string, list []string, err error) {

@@ -6,6 +6,7 @@ import (
 	"math"
 	"strconv"
 
+	"github.com/twgroupd/twgroupd/dm"
 	"github.com/twgroupd/twgroupd/internal/tjson"
 )
 
@@ -45,6 +46,28 @@ func rawInt(raw json.RawMessage) (int64, error) {
 		return 0, &Error{Code: CodeMisc, Message: "value is out of range, expected int"}
 	}
 	return v, nil
+}
+
+// postK is a post number parameter: an integer >= 0, or null for the next
+// free k of the user, chosen by the engine (dm.AutoK).
+type postK int64
+
+// errNegativeK is a k below 0 (twisterd let it through to "too much
+// posts"); the text is dm.ErrNegativeK's.
+var errNegativeK = &Error{Code: CodeInvalidParams, Message: dm.ErrNegativeK.Error()}
+
+func rawK(raw json.RawMessage) (postK, error) {
+	if typeOf(raw) == tjson.KindNull {
+		return postK(dm.AutoK), nil
+	}
+	v, err := rawInt(raw)
+	if err != nil {
+		return 0, err
+	}
+	if v < 0 {
+		return 0, errNegativeK
+	}
+	return postK(v), nil
 }
 
 func (p params) boolean(i int) (bool, error) {
@@ -126,6 +149,8 @@ func (p params) scan(dst ...any) error {
 			*v, err = p.str(i)
 		case *int64:
 			*v, err = p.integer(i)
+		case *postK:
+			*v, err = rawK(p[i])
 		case *bool:
 			*v, err = p.boolean(i)
 		case *[]string:

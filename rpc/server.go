@@ -1,6 +1,7 @@
 package rpc
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -376,13 +377,15 @@ func (s *Server) serveRPC(w http.ResponseWriter, r *http.Request) {
 	defer s.release()
 	keepAlive := !strings.EqualFold(r.Header.Get("Connection"), "close")
 	ctx := s.viaContext(r)
-	if elems, ok := batchElements(body); ok {
-		if e := s.batchLimit(len(elems)); e != nil {
+	if n, ok := batchCount(body); ok {
+		if e := s.batchLimit(n); e != nil {
 			s.writeJSON(w, e.httpStatus(), errorReply(e, nil), false)
 			return
 		}
-		s.writeBatch(ctx, w, elems, keepAlive)
-		return
+		if elems, err := arrayElements(trimJSON(body)); err == nil {
+			s.writeBatch(ctx, w, elems, keepAlive)
+			return
+		}
 	}
 	reply, status, fwd := s.handleBody(ctx, body)
 	if fwd != nil {
@@ -404,9 +407,13 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool)
 	rc := http.NewResponseController(w)
 	_ = rc.SetReadDeadline(time.Now().Add(s.cfg.BodyTimeout))
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
-	// No deadline while the method runs: net/http's background read would
-	// take its expiry for a closed connection and cancel the call.
-	_ = rc.SetReadDeadline(time.Time{})
+	if err == nil {
+		// No deadline while the method runs: net/http's background read
+		// would take its expiry for a closed connection and cancel the call.
+		// On errors the deadline stays, or net/http's discarding of the
+		// unread body after the reply would wait for the trickler.
+		_ = rc.SetReadDeadline(time.Time{})
+	}
 	if err != nil {
 		var mbe *http.MaxBytesError
 		var ne net.Error
@@ -424,17 +431,49 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool)
 	return body, true
 }
 
-// batchElements returns the elements of a body that is a JSON array.
-func batchElements(body []byte) ([]json.RawMessage, bool) {
+// batchCount counts the elements of a body that is a JSON array, without
+// splitting it (a batch over the limit is refused before any copy).
+func batchCount(body []byte) (int, bool) {
 	trimmed := trimJSON(body)
 	if len(trimmed) == 0 || trimmed[0] != '[' || !jsonValid(trimmed) {
-		return nil, false
+		return 0, false
 	}
-	elems, err := arrayElements(trimmed)
-	if err != nil {
-		return nil, false
+	return countElements(trimmed), true
+}
+
+// countElements counts the top-level elements of a valid JSON array.
+func countElements(arr []byte) int {
+	if len(bytes.TrimSpace(arr[1:len(arr)-1])) == 0 {
+		return 0
 	}
-	return elems, true
+	depth, n := 0, 0
+	inString, escaped := false, false
+	for _, c := range arr {
+		if inString {
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+			continue
+		}
+		switch c {
+		case '"':
+			inString = true
+		case '[', '{':
+			depth++
+		case ']', '}':
+			depth--
+		case ',':
+			if depth == 1 {
+				n++
+			}
+		}
+	}
+	return n + 1
 }
 
 // batchLimit refuses a batch of more than MaxBatch elements before any runs.

@@ -93,7 +93,7 @@ func (s *Server) serveFile(w http.ResponseWriter, r *http.Request, uri string) {
 	s.writeDeadline(w)
 	w.WriteHeader(http.StatusOK)
 	if r.Method != http.MethodHead {
-		io.Copy(w, f)
+		io.Copy(deadlineWriter{w: w, s: s}, f)
 	}
 }
 
@@ -145,4 +145,17 @@ func hiddenPath(rel string) bool {
 		}
 	}
 	return false
+}
+
+// deadlineWriter renews the write deadline before each write of a file,
+// so a slow reader gets WriteTimeout per chunk, and one that stops
+// reading is cut.
+type deadlineWriter struct {
+	w http.ResponseWriter
+	s *Server
+}
+
+func (d deadlineWriter) Write(p []byte) (int, error) {
+	d.s.writeDeadline(d.w)
+	return d.w.Write(p)
 }

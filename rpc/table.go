@@ -34,7 +34,8 @@ func (s *Server) methodTable() (map[string]*method, []string) {
 		{name: "newdirectmsg", minParams: 4, maxParams: 5, handler: s.newdirectmsg,
 			help: "newdirectmsg <from> <k> <to> <msg> [copy_self=false]\n" +
 				"Post a new dm to swarm.\n" +
-				"if copy_self true will increase k twice (two DMs)."},
+				"if copy_self true will increase k twice (two DMs).\n" +
+				"k: null (CLI: auto) takes the next free k; uses 1 k, 2 with copy_self."},
 		{name: "newdirectmsgto", aliasOf: "newdirectmsg"},
 		{name: "getdirectmsgs", minParams: 3, maxParams: 3, handler: s.getdirectmsgs,
 			help: "getdirectmsgs <localuser> <count_per_user> '[{\"username\":username,\"max_id\":max_id,\"since_id\":since_id},...]'\n" +
@@ -60,10 +61,13 @@ func (s *Server) methodTable() (map[string]*method, []string) {
 		{name: "newgroupinvite", minParams: 4, maxParams: 4, handler: s.newgroupinvite,
 			help: "newgroupinvite <username> <k> <groupalias> '[<newmember>,...]'\n" +
 				"Invite some new members for a group chat.\n" +
-				"note: k is increased by at least 2, check getlasthave"},
+				"note: k is increased by at least 2, check getlasthave\n" +
+				"k: null (CLI: auto) takes the next free k; uses one k per new member\n" +
+				"plus one per member list chunk (about 150 bytes of names each)."},
 		{name: "newgroupdescription", minParams: 4, maxParams: 4, handler: s.newgroupdescription,
 			help: "newgroupdescription <username> <k> <groupalias> <description>\n" +
-				"Change group description by sending a new invite DM to group"},
+				"Change group description by sending a new invite DM to group\n" +
+				"k: null (CLI: auto) takes the next free k; uses 1 k."},
 		{name: "removegroupmember", minParams: 4, maxParams: 4, handler: s.removegroupmember,
 			help: "removegroupmember <username> <k> <groupalias> '[<member>,...]'\n" +
 				"Remove members from a group chat by moving it to a new group key (twgroupd).\n" +

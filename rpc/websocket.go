@@ -210,12 +210,12 @@ func (s *Server) wsReply(ctx context.Context, data []byte) []byte {
 	case tjson.KindObject:
 		return append(s.execOne(ctx, trimmed), '\n')
 	case tjson.KindArray:
+		if e := s.batchLimit(countElements(trimmed)); e != nil {
+			return errorReply(e, nil)
+		}
 		elems, err := arrayElements(trimmed)
 		if err != nil {
 			return errorReply(&Error{Code: CodeParse, Message: "Parse error"}, nil)
-		}
-		if e := s.batchLimit(len(elems)); e != nil {
-			return errorReply(e, nil)
 		}
 		return s.execBatch(ctx, elems)
 	}

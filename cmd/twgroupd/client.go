@@ -28,6 +28,7 @@ const (
 	convArray                  // ConvertTo<Array>
 	convObject                 // ConvertTo<Object>
 	convValue                  // ConvertToValue: any JSON value
+	convK                      // a post number: as convInt, or the word auto -> null (the next free k)
 )
 
 // conversions is twisterd's RPCConvertValues table: method -> parameter
@@ -70,8 +71,8 @@ var conversions = map[string]map[int]convKind{
 	"newpostmsg":            {1: convInt, 4: convInt},
 	"newpostcustom":         {1: convInt, 2: convObject},
 	"newpostraw":            {1: convInt},
-	"newdirectmsg":          {1: convInt, 4: convBool},
-	"newdirectmsgto":        {1: convInt, 4: convBool},
+	"newdirectmsg":          {1: convK, 4: convBool},
+	"newdirectmsgto":        {1: convK, 4: convBool},
 	"newrtmsg":              {1: convInt, 2: convObject},
 	"newfavmsg":             {1: convInt, 2: convObject, 3: convBool},
 	"getlasthave":           {1: convArray},
@@ -86,9 +87,9 @@ var conversions = map[string]map[int]convKind{
 	"getspamposts":          {0: convInt, 1: convInt, 2: convInt},
 	"search":                {2: convInt, 3: convObject},
 	"listgroups":            {1: convBool, 2: convBool},
-	"removegroupmember":     {1: convInt, 3: convArray},
-	"newgroupinvite":        {1: convInt, 3: convArray},
-	"newgroupdescription":   {1: convInt},
+	"removegroupmember":     {1: convK, 3: convArray},
+	"newgroupinvite":        {1: convK, 3: convArray},
+	"newgroupdescription":   {1: convK},
 	"getpieceavailability":  {1: convInt},
 	"getpiecemaxseen":       {1: convInt},
 	"peekpost":              {1: convInt, 3: convInt},
@@ -120,6 +121,12 @@ func convertParams(method string, args []string) ([]jvalue, error) {
 // JSON string is reinterpreted again (so '"5"' is 5); ConvertToValue keeps
 // whatever value s holds.
 func convertTo(s string, kind convKind) (jvalue, error) {
+	if kind == convK {
+		if s == "auto" {
+			return parseJSON("null")
+		}
+		kind = convInt
+	}
 	for {
 		v, err := parseJSON(s)
 		if err != nil {

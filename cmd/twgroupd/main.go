@@ -3,7 +3,7 @@
 // client with one command per RPC method, used like twisterd's own client:
 //
 //	twgroupd -rpcuser=u -rpcpassword=p creategroup "my group"
-//	twgroupd newgroupinvite alice 5 '*abcdefgh' '["bob"]'
+//	twgroupd newgroupinvite alice 5 '*abcdefgh' '["alice","bob"]'
 //
 // It owns the command line: flags (bitcoind-style single dash or --),
 // subcommands, output and exit status. Protocol details live in internal/
@@ -175,7 +175,7 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	}
 	decode.Flags().StringArrayVar(&pubkeys, "pubkey", nil, "user=HEX public key to check the signature with (repeatable)")
 	decode.Flags().StringArrayVar(&keys, "key", nil, "name=WIF private key to try on the DM (repeatable)")
-	root.AddCommand(serve, decode, newDevnetCmd(stdout))
+	root.AddCommand(serve, decode, newDevnetCmd(stdout), newAbuseCmd(stdout))
 
 	for _, m := range rpcMethods {
 		name := m.name

@@ -1,6 +1,7 @@
 package abuse
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -115,7 +116,7 @@ type HalfOpenConfig struct {
 // legitimate handshakes were answered.
 type HalfOpenResult struct {
 	Opened                int // attacker connections established (the victim may close them)
-	StillOpen             int // of those, still open when the legit peers tried
+	StillOpen             int // of those, still open after the legit handshakes
 	LegitTried            int
 	LegitAnswered         int
 	RSSStartKB, RSSPeakKB int64
@@ -163,7 +164,20 @@ func HalfOpenFlood(ctx context.Context, cfg HalfOpenConfig) (HalfOpenResult, err
 		conns = append(conns, c)
 	}
 	res.Opened = len(conns)
-	// Connections the victim closed read EOF at once; open ones time out.
+	for _, ip := range legit {
+		if ctx.Err() != nil {
+			break
+		}
+		res.LegitTried++
+		c, err := handshake(ctx, ip, cfg.Target, cfg.User)
+		if err == nil {
+			res.LegitAnswered++
+			c.Close()
+		}
+	}
+	// The victim accepts in order, so once a legit peer was served it has
+	// taken (and kept or closed) every attacker connection: closed ones
+	// read EOF at once, kept ones time out.
 	var open atomic.Int64
 	var wg sync.WaitGroup
 	for _, c := range conns {
@@ -182,18 +196,6 @@ func HalfOpenFlood(ctx context.Context, cfg HalfOpenConfig) (HalfOpenResult, err
 	}
 	wg.Wait()
 	res.StillOpen = int(open.Load())
-
-	for _, ip := range legit {
-		if ctx.Err() != nil {
-			break
-		}
-		res.LegitTried++
-		c, err := handshake(ctx, ip, cfg.Target, cfg.User)
-		if err == nil {
-			res.LegitAnswered++
-			c.Close()
-		}
-	}
 	res.RSSStartKB, res.RSSPeakKB = rss.Stop()
 	res.Elapsed = time.Since(start)
 	return res, nil
@@ -233,9 +235,13 @@ func (r DHTFloodResult) ReplyRate() float64 {
 }
 
 func (r DHTFloodResult) String() string {
-	return fmt.Sprintf("DHT flood: %d sent in %v, %d replies (%d B, %.0f B/s), other host %d/%d answered, source served again after %v, RSS %d -> peak %d KiB",
+	after := "not within 10 s"
+	if r.SourceServedAfter >= 0 {
+		after = "after " + r.SourceServedAfter.Round(time.Millisecond).String()
+	}
+	return fmt.Sprintf("DHT flood: %d sent in %v, %d replies (%d B, %.0f B/s), other host %d/%d answered, source served again %s, RSS %d -> peak %d KiB",
 		r.Sent, r.FloodTime.Round(time.Millisecond), r.Replies, r.ReplyBytes, r.ReplyRate(), r.OtherAnswered, r.OtherSent,
-		r.SourceServedAfter.Round(time.Millisecond), r.RSSStartKB, r.RSSPeakKB)
+		after, r.RSSStartKB, r.RSSPeakKB)
 }
 
 // DHTFlood runs the UDP flood.
@@ -267,6 +273,7 @@ func DHTFlood(ctx context.Context, cfg DHTFloodConfig) (res DHTFloodResult, err 
 	}
 	defer other.Close()
 
+	// Count answers only: the victim may also ping us (table upkeep).
 	var replies, replyBytes atomic.Int64
 	go func() {
 		buf := make([]byte, 65536)
@@ -275,12 +282,25 @@ func DHTFlood(ctx context.Context, cfg DHTFloodConfig) (res DHTFloodResult, err 
 			if err != nil {
 				return
 			}
-			replies.Add(1)
-			replyBytes.Add(int64(n))
+			if isDHTReply(buf[:n]) || (cfg.UTP && swarm.IsUTP(buf[:n])) {
+				replies.Add(1)
+				replyBytes.Add(int64(n))
+			}
 		}
 	}()
 	var otherAnswered atomic.Int64
-	go countDatagrams(other, &otherAnswered)
+	go func() {
+		buf := make([]byte, 65536)
+		for {
+			n, _, err := other.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			if isDHTReply(buf[:n]) {
+				otherAnswered.Add(1)
+			}
+		}
+	}()
 
 	pkt := pingPacket("fl")
 	if cfg.UTP {
@@ -360,6 +380,11 @@ func countDatagrams(c *net.UDPConn, n *atomic.Int64) {
 	}
 }
 
+// isDHTReply: a KRPC answer (twister's type key "z" is "r").
+func isDHTReply(b []byte) bool {
+	return bytes.Contains(b, []byte("1:z1:r"))
+}
+
 // pingPacket is a twister DHT ping query (keys z/x, twister's dialect).
 func pingPacket(tid string) []byte {
 	var id [20]byte
@@ -385,4 +410,47 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	case <-t.C:
 	}
+}
+
+// NetworkTarget is a victim node for RunNetwork.
+type NetworkTarget struct {
+	Swarm     netip.AddrPort // TCP swarm port
+	DHT       netip.AddrPort // UDP DHT port (twgroupd: the same number)
+	User      string         // a user whose swarm the victim runs
+	VictimPID int            // 0: this process
+	// DHTGet, when set, is the victim's own dhtget, run during the PORT
+	// flood (e.g. over its RPC).
+	DHTGet func(ctx context.Context) error
+}
+
+// NetworkReport holds the figures of the network attacks of issue #11.
+type NetworkReport struct {
+	Port     PortFloodResult
+	HalfOpen HalfOpenResult
+	DHT, UTP DHTFloodResult
+}
+
+func (r NetworkReport) String() string {
+	return r.Port.String() + "\n" + r.HalfOpen.String() + "\n" + r.DHT.String() + "\nuTP " + r.UTP.String()
+}
+
+// RunNetwork runs the network attacks at the issue's full size, one after
+// the other, from 127.0.0.2 (other hosts 127.0.0.3..12): 300,000 PORT
+// messages, 1,500 half-open connections, 100,000 DHT pings and 100,000
+// uTP SYNs at 20,000/s. It takes about 20 s.
+func RunNetwork(ctx context.Context, v NetworkTarget) (NetworkReport, error) {
+	var r NetworkReport
+	src := netip.MustParseAddr("127.0.0.2")
+	var err error
+	if r.Port, err = PortFlood(ctx, PortFloodConfig{Target: v.Swarm, Source: src, User: v.User, VictimPID: v.VictimPID, Probe: v.DHTGet}); err != nil {
+		return r, err
+	}
+	if r.HalfOpen, err = HalfOpenFlood(ctx, HalfOpenConfig{Target: v.Swarm, Source: src, User: v.User, VictimPID: v.VictimPID}); err != nil {
+		return r, err
+	}
+	if r.DHT, err = DHTFlood(ctx, DHTFloodConfig{Target: v.DHT, Source: src, VictimPID: v.VictimPID}); err != nil {
+		return r, err
+	}
+	r.UTP, err = DHTFlood(ctx, DHTFloodConfig{Target: v.DHT, Source: src, UTP: true, VictimPID: v.VictimPID})
+	return r, err
 }

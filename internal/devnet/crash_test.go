@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/twgroupd/twgroupd/internal/registry"
 )
 
 // pair starts two nodes, bob's first and alice's bootstrapping from it (so
@@ -21,7 +23,13 @@ import (
 // registered and following each other. It returns alice's node first.
 func pair(t *testing.T, ctx context.Context) (*Node, *Node) {
 	t.Helper()
-	nw, err := Start(ctx, Options{Binary: binary, Dir: t.TempDir(), Nodes: 2, Users: []string{"bob", "alice"}})
+	dir := t.TempDir()
+	// One block a second: each lets a user post 2 more pieces (spec §3.3
+	// rule 5), which the long crash run needs.
+	if _, err := registry.InitFile(ctx, filepath.Join(dir, "registry.txt"), time.Now(), time.Second); err != nil {
+		t.Fatal(err)
+	}
+	nw, err := Start(ctx, Options{Binary: binary, Dir: dir, Nodes: 2, Users: []string{"bob", "alice"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,6 +48,18 @@ func pair(t *testing.T, ctx context.Context) (*Node, *Node) {
 		}
 	}
 	return nw.Nodes[1], nw.Nodes[0]
+}
+
+// blocks is the node's best height (getinfo).
+func blocks(t *testing.T, ctx context.Context, n *Node) int64 {
+	t.Helper()
+	var info struct {
+		Blocks int64 `json:"blocks"`
+	}
+	if err := decode(n.Call(ctx, "getinfo"))(&info); err != nil {
+		t.Fatal(err)
+	}
+	return info.Blocks
 }
 
 // sendDM sends one DM as alice with the k twister-html would use
@@ -79,14 +99,20 @@ func crashIterations(t *testing.T) int {
 // (which includes every call that returned success) exactly once.
 func TestSendSurvivesSIGKILL(t *testing.T) {
 	iterations := crashIterations(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(60+3*iterations)*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(60+5*iterations)*time.Second)
 	defer cancel()
 	a, b := pair(t, ctx)
+	reg := blocks(t, ctx, a) // alice registered at most here
 	sendDM(t, ctx, a, b, "before the crashes")
 
 	succeeded := map[string]bool{}
 	for i := range iterations {
 		k, err := a.NextK(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Stay under the post-number bound 2*(best-reg)+20 for k and k+1.
+		err = poll(ctx, time.Minute, func() (bool, error) { return 2*(blocks(t, ctx, a)-reg)+20 >= k+2, nil })
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -220,6 +220,14 @@ func TestHTMLDirServedByEveryNode(t *testing.T) {
 			t.Fatalf("%s GET / = %d %q", n.Name, resp.StatusCode, body)
 		}
 	}
+	// A node's error reply names the node and method, not an "upstream".
+	n := nw.Nodes[0]
+	for range 2 {
+		_, err = n.Call(ctx, "createwalletuser", "alice")
+	}
+	if err == nil || err.Error() != "node1 createwalletuser: error -11: Error: this username exists in wallet" {
+		t.Fatalf("second createwalletuser: %v", err)
+	}
 	// Without --htmldir the access text says how to install twister-html.
 	nw.Nodes[0].HTMLDir = t.TempDir()
 	access.Reset()

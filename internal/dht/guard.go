@@ -105,12 +105,14 @@ type allowance struct {
 // sourceGuard holds a token bucket per source IP, replacing twisterd's
 // 5-minute ban of a whole IP (dht_tracker::incoming_packet): a flooder
 // loses only its excess, and a spoofed burst cannot cut us off from the
-// address it names. Sources beyond maxSourcesTracked share one bucket.
+// address it names. Sources beyond maxSourcesTracked share one bucket. A
+// source is an IP, or an ip:port under RelaxIPRules (nodes sharing an IP).
 type sourceGuard struct {
 	mu                    sync.Mutex
+	byAddr                bool
 	pktRate, pktBurst     float64 // packets/s; <= 0: unlimited
 	replyRate, replyBurst float64 // bytes/s; <= 0: unlimited
-	m                     map[netip.Addr]*allowance
+	m                     map[netip.AddrPort]*allowance
 	overflow              allowance
 	lastSweep             time.Time
 
@@ -118,23 +120,27 @@ type sourceGuard struct {
 }
 
 // newSourceGuard: floodLimit packets per floodWindow (with that as the
-// burst), and 1/sourceReplyShare of the reply budget per source.
-func newSourceGuard(floodLimit, replyRate int) *sourceGuard {
-	g := &sourceGuard{m: make(map[netip.Addr]*allowance)}
+// burst), and per source 1/sourceReplyShare of the reply rate with half
+// the global burst (a lookup's answers come in bursts).
+func newSourceGuard(floodLimit, replyRate int, byAddr bool) *sourceGuard {
+	g := &sourceGuard{byAddr: byAddr, m: make(map[netip.AddrPort]*allowance)}
 	if floodLimit > 0 {
 		g.pktBurst = float64(floodLimit)
 		g.pktRate = g.pktBurst / floodWindow.Seconds()
 	}
 	if replyRate > 0 {
 		g.replyRate = float64(replyRate) / sourceReplyShare
-		g.replyBurst = g.replyRate * replyBurst
+		g.replyBurst = float64(replyRate) * replyBurst / 2
 	}
 	return g
 }
 
-// get returns ip's bucket, refilled to now; g.mu is held.
-func (g *sourceGuard) get(ip netip.Addr, now time.Time) *allowance {
-	b := g.m[ip]
+// get returns src's bucket, refilled to now; g.mu is held.
+func (g *sourceGuard) get(src netip.AddrPort, now time.Time) *allowance {
+	if !g.byAddr {
+		src = netip.AddrPortFrom(src.Addr(), 0)
+	}
+	b := g.m[src]
 	if b == nil {
 		if len(g.m) >= maxSourcesTracked && now.Sub(g.lastSweep) >= time.Second {
 			g.lastSweep = now
@@ -152,7 +158,7 @@ func (g *sourceGuard) get(ip netip.Addr, now time.Time) *allowance {
 			}
 		} else {
 			b = &allowance{pkts: g.pktBurst, bytes: g.replyBurst, last: now}
-			g.m[ip] = b
+			g.m[src] = b
 		}
 	}
 	g.refill(b, now)
@@ -169,14 +175,14 @@ func (g *sourceGuard) refill(b *allowance, now time.Time) {
 	b.bytes = min(g.replyBurst, b.bytes+el*g.replyRate)
 }
 
-// allowPacket spends one packet of ip's allowance.
-func (g *sourceGuard) allowPacket(ip netip.Addr, now time.Time) bool {
+// allowPacket spends one packet of src's allowance.
+func (g *sourceGuard) allowPacket(src netip.AddrPort, now time.Time) bool {
 	if g.pktRate <= 0 {
 		return true
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	b := g.get(ip, now)
+	b := g.get(src, now)
 	if b.pkts < 1 {
 		g.droppedPkts.Add(1)
 		return false
@@ -185,14 +191,14 @@ func (g *sourceGuard) allowPacket(ip netip.Addr, now time.Time) bool {
 	return true
 }
 
-// allowReply spends n reply bytes of ip's share.
-func (g *sourceGuard) allowReply(ip netip.Addr, n int, now time.Time) bool {
+// allowReply spends n reply bytes of to's share.
+func (g *sourceGuard) allowReply(to netip.AddrPort, n int, now time.Time) bool {
 	if g.replyRate <= 0 {
 		return true
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	b := g.get(ip, now)
+	b := g.get(to, now)
 	if b.bytes < float64(n) {
 		g.droppedReplies.Add(1)
 		return false
@@ -225,7 +231,7 @@ func (n *Node) replyLoop() {
 // reply budget; false when it was dropped.
 func (n *Node) sendReply(b []byte, to netip.AddrPort) bool {
 	now := n.now()
-	if !n.guard.allowReply(to.Addr(), len(b), now) || !n.replyLimit.allow(len(b), now) {
+	if !n.guard.allowReply(to, len(b), now) || !n.replyLimit.allow(len(b), now) {
 		return false
 	}
 	n.conn.WriteToUDPAddrPort(b, to)

@@ -176,7 +176,7 @@ func TestUTPCountsAgainstBudgets(t *testing.T) {
 	reg := newTestRegistry(t)
 	cfg := testConfig(t, reg)
 	cfg.FloodLimit = 100
-	cfg.ReplyRateLimit = 2000 // per source: 500 B/s, 1500 B burst
+	cfg.ReplyRateLimit = 2000 // per source: 500 B/s, 3000 B burst
 	var seen atomic.Int64
 	var v *Node
 	ready := make(chan struct{})
@@ -215,8 +215,8 @@ func TestUTPCountsAgainstBudgets(t *testing.T) {
 	if s := seen.Load(); float64(s) > 100+20*el+5 {
 		t.Fatalf("%d uTP datagrams passed a 100-packet budget in %.1f s", s, el)
 	}
-	if r := resets.Load(); float64(r) > (1500+500*el)/20+5 {
-		t.Fatalf("%d resets (20 B) over a 1500 B share in %.1f s", r, el)
+	if r := resets.Load(); float64(r) > (3000+500*el)/20+5 {
+		t.Fatalf("%d resets (20 B) over a 3000 B share in %.1f s", r, el)
 	}
 	if resets.Load() == 0 {
 		t.Fatal("no reset at all")

@@ -165,7 +165,7 @@ func Open(cfg Config) (*Node, error) {
 		peers:       newPeerStore(),
 		txns:        transactions{calls: make(map[uint16]*call), perIP: make(map[netip.Addr]int)},
 		replyLimit:  newRateLimiter(cfg.ReplyRateLimit, cfg.Now()),
-		guard:       newSourceGuard(cfg.FloodLimit, cfg.ReplyRateLimit),
+		guard:       newSourceGuard(cfg.FloodLimit, cfg.ReplyRateLimit, cfg.RelaxIPRules),
 		contacts:    newContactQueue(cfg.RelaxIPRules),
 		inbound:     make(chan datagram, inboundQueue),
 		replies:     make(chan datagram, replyQueue),
@@ -251,7 +251,7 @@ var ErrRateLimited = errors.New("dht: reply budget exhausted")
 func (n *Node) WriteTo(pkt []byte, to netip.AddrPort) error {
 	to = netip.AddrPortFrom(to.Addr().Unmap(), to.Port())
 	now := n.now()
-	if !n.guard.allowReply(to.Addr(), len(pkt), now) || !n.replyLimit.allow(len(pkt), now) {
+	if !n.guard.allowReply(to, len(pkt), now) || !n.replyLimit.allow(len(pkt), now) {
 		return ErrRateLimited
 	}
 	if _, err := n.conn.WriteToUDPAddrPort(pkt, to); err != nil {

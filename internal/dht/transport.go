@@ -261,7 +261,7 @@ func (n *Node) readLoop() {
 			}
 			continue
 		}
-		if !n.guard.allowPacket(src.Addr(), n.now()) {
+		if !n.guard.allowPacket(src, n.now()) {
 			continue
 		}
 		if !isDHT {

@@ -481,11 +481,16 @@ func (t *Tx) groupBucket(alias string) (*bolt.Bucket, error) {
 	return gb, nil
 }
 
-// SetGroupDescription creates the group if needed and sets its description.
+// SetGroupDescription creates the group if needed and sets its description
+// (creategroup), unless a post's description is set (SetGroupDescriptionAt):
+// any post's is newer than a local one.
 func (t *Tx) SetGroupDescription(alias, desc string) error {
 	gb, err := t.groupBucket(alias)
 	if err != nil {
 		return err
+	}
+	if gb.Get(keyDescRank) != nil {
+		return nil
 	}
 	if err := gb.Put(keyDesc, []byte(desc)); err != nil {
 		return fmt.Errorf("group %q description: %w", alias, err)

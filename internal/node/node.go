@@ -52,6 +52,8 @@ type Node struct {
 	stopOnce sync.Once
 	stop     chan struct{}
 	cookie   string // the password in <datadir>/.cookie, removed at Close
+
+	upstreamSync time.Duration // period of syncUpstream (tests shorten it)
 }
 
 // Run runs the daemon until ctx ends or the stop RPC is called; ready is
@@ -88,7 +90,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Node, er
 			return nil, fmt.Errorf("-upstream %s is this node's own RPC address (rpcport %d): point it at twisterd's rpcport", config.RedactURL(cfg.Upstream), cfg.RPCPort)
 		}
 	}
-	n := &Node{cfg: cfg, log: log, stop: make(chan struct{})}
+	n := &Node{cfg: cfg, log: log, stop: make(chan struct{}), upstreamSync: defaultUpstreamSync}
 	defer func() {
 		if err != nil {
 			n.Close()
@@ -175,7 +177,9 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Node, er
 		Version: "twgroupd",
 		// Nodes sharing a loopback IP are a devnet, as for RelaxIPRules.
 		MultiConnPerIP: cfg.MultiConnPerIP || loopback,
-		BanTime:        time.Duration(cfg.BanTime) * time.Second,
+		// and dial each other's swarms all at once from that one IP.
+		MaxPendingPerIP: loopbackPendingPerIP(loopback),
+		BanTime:         time.Duration(cfg.BanTime) * time.Second,
 	}
 	// The swarm's TCP port must equal the DHT's UDP port (dht-swarm §7.23).
 	// TCP is bound first and the DHT takes the same number; with
@@ -279,6 +283,12 @@ func (n *Node) Serve(ctx context.Context, ready func()) error {
 	defer cancel()
 	errc := make(chan error, 1)
 	go func() { errc <- n.rpc.Serve(ctx) }()
+	if n.upstream != nil && n.upstreamSync > 0 {
+		var wg sync.WaitGroup
+		lctx, lcancel := context.WithCancel(ctx)
+		wg.Go(func() { n.upstreamLoop(lctx) })
+		defer func() { lcancel(); wg.Wait() }()
+	}
 	select {
 	case <-n.rpc.Ready():
 		if ready != nil {
@@ -314,6 +324,9 @@ func (n *Node) Close() error {
 	}
 	if n.dht != nil {
 		errs = append(errs, n.dht.Close())
+	}
+	if n.engine != nil {
+		errs = append(errs, n.engine.Close()) // the background retry writes to the store
 	}
 	if n.store != nil {
 		errs = append(errs, n.store.Close())
@@ -369,6 +382,15 @@ func (s walletSigner) SignAs(user string, msg []byte) ([]byte, error) {
 		return nil, err
 	}
 	return twproto.Sign(k, msg)
+}
+
+// loopbackPendingPerIP: a devnet's nodes share one IP, so they get more
+// handshake slots per IP than a real host's 8 (the swarm's default).
+func loopbackPendingPerIP(loopback bool) int {
+	if loopback {
+		return 64
+	}
+	return 0
 }
 
 func isLoopback(host string) bool {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // recordedTwisterd serves the JSON-RPC replies a live twisterd gave
@@ -20,8 +21,22 @@ type recordedTwisterd struct {
 	url string
 	srv *http.Server
 
-	mu     sync.Mutex
-	called []string
+	mu       sync.Mutex
+	called   []string
+	override map[string]string // canonical call -> result JSON, set while running
+}
+
+// answer makes later calls of method with params (as JSON) give result.
+func (r *recordedTwisterd) answer(method, params, result string) {
+	var v []any
+	json.Unmarshal([]byte(params), &v)
+	p, _ := json.Marshal(v)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.override == nil {
+		r.override = map[string]string{}
+	}
+	r.override[method+string(p)] = result
 }
 
 func startRecordedTwisterd(t *testing.T) *recordedTwisterd {
@@ -67,8 +82,13 @@ func startRecordedTwisterd(t *testing.T) *recordedTwisterd {
 		key := canon(call.Method, call.Params)
 		r.mu.Lock()
 		r.called = append(r.called, key)
+		result, overridden := r.override[key]
 		r.mu.Unlock()
 		w.Header().Set("Content-Type", "application/json")
+		if overridden {
+			io.WriteString(w, `{"result":`+result+`,"error":null,"id":`+string(call.ID)+"}\n")
+			return
+		}
 		i, ok := replies[key]
 		if !ok {
 			w.WriteHeader(http.StatusNotFound)
@@ -149,5 +169,36 @@ func TestUpstreamDownShownInGetinfo(t *testing.T) {
 	})
 	if after.Blocks != before.Blocks || !strings.Contains(after.Errors, "upstream twisterd unavailable") {
 		t.Fatalf("getinfo with twisterd gone: %+v", after)
+	}
+}
+
+// TestUpstreamFollowingKeptInStep: a follow made on twisterd while the
+// node runs reaches the node's following list without a restart (bob
+// followed nobody at start; the not-following rule would drop alice's DMs
+// to him until then), and a name twisterd follows that is not registered
+// is left out.
+func TestUpstreamFollowingKeptInStep(t *testing.T) {
+	tw := startRecordedTwisterd(t)
+	dir := t.TempDir()
+	cfg := testConfig(t, dir, "")
+	cfg.Upstream = tw.url
+	_, c, stop := startNode(t, cfg, func(n *Node) { n.upstreamSync = 50 * time.Millisecond })
+	defer stop()
+	var following []string
+	json.Unmarshal(mustCall(t, c, "getfollowing", "bob"), &following)
+	if len(following) != 0 {
+		t.Fatalf("bob follows %v at start", following)
+	}
+	tw.answer("getfollowing", `["bob"]`, `["alice","bob","dave"]`)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		json.Unmarshal(mustCall(t, c, "getfollowing", "bob"), &following)
+		if slices.Equal(following, []string{"alice", "bob"}) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("bob follows %v; want [alice bob] from twisterd (dave is not registered)", following)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

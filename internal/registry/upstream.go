@@ -44,8 +44,8 @@ type UpstreamOptions struct {
 	// MaxStale: with the upstream unreachable, BestHeight keeps answering
 	// the last height it got for this long; DefaultMaxStale if <= 0.
 	MaxStale time.Duration
-	Now       func() time.Time
-	Logger    *slog.Logger
+	Now      func() time.Time
+	Logger   *slog.Logger
 }
 
 // Upstream is a Registry backed by a twisterd's JSON-RPC. Keys are cached

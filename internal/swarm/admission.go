@@ -55,20 +55,32 @@ func (s *Swarm) endPending(c net.Conn) {
 	}
 }
 
-// ipTaken reports whether, without MultiConnPerIP, ip already holds a
-// connection in t to a peer other than id (twisterd: one connection per
-// IP per torrent unless -multiconnperip). s.mu is held.
+// ipTaken reports whether, without MultiConnPerIP, ip may not have one
+// more connection in t: it holds one to a peer other than id (twisterd:
+// one connection per IP per torrent unless -multiconnperip), or
+// MaxConnsPerIP over all swarms. s.mu is held.
 func (t *torrent) ipTaken(ip netip.Addr, id [20]byte) bool {
 	if t.s.cfg.MultiConnPerIP {
 		return false
 	}
 	ip = ip.Unmap()
+	if t.s.connsByIP[ip] >= t.s.cfg.MaxConnsPerIP {
+		return true
+	}
 	for q := range t.peers {
 		if q.remote.Addr().Unmap() == ip && q.hs.PeerID != id && !q.closing && !q.isClosed() {
 			return true
 		}
 	}
 	return false
+}
+
+// countConn adds d to ip's registered connections; s.mu is held.
+func (s *Swarm) countConn(ip netip.Addr, d int) {
+	ip = ip.Unmap()
+	if s.connsByIP[ip] += d; s.connsByIP[ip] <= 0 {
+		delete(s.connsByIP, ip)
+	}
 }
 
 // isBanned reports a live ban on key (a peer id or a banKey); expired

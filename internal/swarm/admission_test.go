@@ -156,3 +156,26 @@ func TestPortMessagesThrottled(t *testing.T) {
 		t.Fatalf("contacts %v", f.contacts)
 	}
 }
+
+// One IP's connections over all swarms are capped (MaxConnsPerIP), so
+// joining every swarm does not take all MaxConnections.
+func TestConnectionsPerIPOverSwarms(t *testing.T) {
+	n := strictNode(t, func(c *Config) { c.MaxConnsPerIP = 2 })
+	for _, u := range []string{"bob", "carol"} {
+		if err := n.Follow(context.Background(), u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, u := range []string{"alice", "bob"} {
+		if _, ok := handshakeFrom(t, n, "127.0.0.2", u, [20]byte{'-', 'X', byte(i)}); !ok {
+			t.Fatalf("%s refused", u)
+		}
+	}
+	waitFor(t, "two peers", func() bool { return n.Status().NumPeers == 2 })
+	if _, ok := handshakeFrom(t, n, "127.0.0.2", "carol", [20]byte{'-', 'X', 9}); ok {
+		t.Fatal("third connection of 127.0.0.2 answered")
+	}
+	if _, ok := handshakeFrom(t, n, "127.0.0.3", "carol", [20]byte{'-', 'Y'}); !ok {
+		t.Fatal("127.0.0.3 refused")
+	}
+}

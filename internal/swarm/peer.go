@@ -134,6 +134,7 @@ func (s *Swarm) register(t *torrent, p *peer) bool {
 	}
 	t.peers[p] = struct{}{}
 	s.numPeers++
+	s.countConn(p.remote.Addr(), 1)
 	if c := t.candidates[p.listen]; c != nil && p.outgoing {
 		c.failures = 0
 	}
@@ -200,6 +201,7 @@ func (s *Swarm) unregister(t *torrent, p *peer) {
 	}
 	delete(t.peers, p)
 	s.numPeers--
+	s.countConn(p.remote.Addr(), -1)
 	p.closing = true
 	for k := range p.requests {
 		t.releaseRequest(p, k, false)

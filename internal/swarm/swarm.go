@@ -125,6 +125,10 @@ type Config struct {
 	// MaxPendingPerIP bounds one IP's accepted connections still in the
 	// handshake (default 8 of the 256 slots).
 	MaxPendingPerIP int
+	// MaxConnsPerIP bounds one IP's connections over all swarms unless
+	// MultiConnPerIP (default MaxConnections/8: 100), so one host joining
+	// every swarm cannot take all MaxConnections.
+	MaxConnsPerIP int
 	// BanTime is how long a peer that sent an invalid piece stays banned
 	// (default 24 h, twisterd's -bantime).
 	BanTime time.Duration
@@ -144,6 +148,9 @@ func (c *Config) setDefaults() {
 	def(&c.RequestTimeout, 20*time.Second)
 	def(&c.DialTimeout, 5*time.Second)
 	def(&c.BanTime, defaultBanTime)
+	if c.MaxConnsPerIP <= 0 {
+		c.MaxConnsPerIP = max(1, c.MaxConnections/8)
+	}
 	if c.MaxPendingPerIP <= 0 {
 		c.MaxPendingPerIP = defaultMaxPendingPerIP
 	}
@@ -183,6 +190,7 @@ type Swarm struct {
 	byUser      map[string]*torrent
 	incoming    map[net.Conn]struct{} // accepted, handshake not done
 	pendingByIP map[netip.Addr]int    // len(incoming) per remote IP
+	connsByIP   map[netip.Addr]int    // registered peers per remote IP
 	numPeers    int
 
 	stats stats
@@ -229,7 +237,7 @@ func New(cfg Config) (*Swarm, error) {
 		cfg: cfg, log: log.With("pkg", "swarm"), store: st, peerID: id,
 		ctx: ctx, cancel: cancel, kick: make(chan struct{}, 1),
 		byHash: make(map[[20]byte]*torrent), byUser: make(map[string]*torrent),
-		incoming: make(map[net.Conn]struct{}), pendingByIP: make(map[netip.Addr]int),
+		incoming: make(map[net.Conn]struct{}), pendingByIP: make(map[netip.Addr]int), connsByIP: make(map[netip.Addr]int),
 	}
 	users, err := st.swarms()
 	if err != nil {

@@ -148,6 +148,11 @@ func (t *torrent) announce(k int64, meta pieceMeta) {
 	s.mu.Lock()
 	t.metas[k] = meta
 	t.have.set(k)
+	// Validated just now (received, or built by the engine): serving it
+	// needs no second check within serveCheckTTL.
+	if len(t.servable) < maxServableCache {
+		t.servable[k] = time.Now()
+	}
 	t.lastHave = max(t.lastHave, k)
 	delete(t.inflight, k)
 	for q := range t.peers {

@@ -504,3 +504,216 @@ func (b *affineBatch) finish() {
 		a.x.Set(&x3)
 	}
 }
+
+// The mirror case, a retry: one new key tried on many posts' points. The
+// scalar is split and recoded once (GLV halves in wNAF), and all points run
+// the same double-and-add sequence in lockstep in affine coordinates, so
+// each doubling or addition step costs one inversion for all the points.
+
+// retryWindow is the wNAF window of the retry path: tables of 2^(w-2) odd
+// multiples per point.
+const retryWindow = 5
+
+// wnaf writes the width-w NAF of v (below 2^129) into d, least significant
+// digit first, and returns the digits used: each nonzero digit is odd and
+// below 2^(w-1) in magnitude, and of any w consecutive digits at most one
+// is nonzero.
+func wnaf(v limbs, w uint, d []int32) int {
+	var x [5]uint64
+	copy(x[:], v[:])
+	full, half := int64(1)<<w, int64(1)<<(w-1)
+	n := 0
+	for x != [5]uint64{} {
+		if n == len(d) {
+			return -1
+		}
+		var digit int64
+		if x[0]&1 == 1 {
+			digit = int64(x[0] & uint64(full-1))
+			if digit >= half {
+				digit -= full
+			}
+			// x -= digit
+			if digit > 0 {
+				var b uint64
+				x[0], b = bits.Sub64(x[0], uint64(digit), 0)
+				for i := 1; i < 5 && b != 0; i++ {
+					x[i], b = bits.Sub64(x[i], 0, b)
+				}
+			} else {
+				var c uint64
+				x[0], c = bits.Add64(x[0], uint64(-digit), 0)
+				for i := 1; i < 5 && c != 0; i++ {
+					x[i], c = bits.Add64(x[i], 0, c)
+				}
+			}
+		}
+		d[n] = int32(digit)
+		n++
+		for i := range 4 {
+			x[i] = x[i]>>1 | x[i+1]<<63
+		}
+		x[4] >>= 1
+	}
+	return n
+}
+
+// pointBatch is M affine points advanced in lockstep.
+type pointBatch struct {
+	acc     []accum
+	ptrs    []*accum
+	failed  []bool
+	den     []secp.FieldVal
+	scratch []secp.FieldVal
+}
+
+func newPointBatch(m int) *pointBatch {
+	return &pointBatch{
+		acc: make([]accum, m), ptrs: make([]*accum, 0, m), failed: make([]bool, m),
+		den: make([]secp.FieldVal, m), scratch: make([]secp.FieldVal, 3*m),
+	}
+}
+
+// double sets acc[i] = 2·acc[i] for every live point (all non-empty).
+func (b *pointBatch) double() {
+	live := b.den[:0]
+	for i := range b.acc {
+		if b.failed[i] {
+			continue
+		}
+		var d secp.FieldVal
+		d.Set(&b.acc[i].y).MulInt(2).Normalize()
+		if d.IsZero() { // a point of order 2: none on secp256k1
+			b.failed[i] = true
+			continue
+		}
+		live = append(live, d)
+	}
+	batchInverse(live, b.scratch)
+	n := 0
+	for i := range b.acc {
+		if b.failed[i] {
+			continue
+		}
+		a := &b.acc[i]
+		var lambda, t, x3 secp.FieldVal
+		lambda.SquareVal(&a.x).MulInt(3).Mul(&live[n]) // 3x²/2y
+		n++
+		x3.SquareVal(&lambda)
+		t.Set(&a.x).MulInt(2).Negate(2)
+		x3.Add(&t).Normalize() // λ² - 2x
+		t.NegateVal(&x3, 1).Add(&a.x).Mul(&lambda)
+		a.y.Negate(1).Add(&t).Normalize() // λ(x - x3) - y
+		a.x.Set(&x3)
+	}
+}
+
+// add sets acc[i] += pt(i) for every live point; pt fills x, y. Empty
+// accumulators take the point.
+func (b *pointBatch) add(pt func(i int, x, y *secp.FieldVal)) {
+	ab := affineBatch{acc: b.ptrs[:0], px: b.px(), py: b.py(), dx: b.den, tmp: b.scratch[:len(b.acc)]}
+	var x, y secp.FieldVal
+	for i := range b.acc {
+		if b.failed[i] {
+			continue
+		}
+		pt(i, &x, &y)
+		if !ab.add(&b.acc[i], &x, &y) {
+			b.failed[i] = true
+		}
+	}
+	ab.finish()
+}
+
+// px and py are the added points' scratch, beside the inversion's.
+func (b *pointBatch) px() []secp.FieldVal { return b.scratch[len(b.acc) : 2*len(b.acc)] }
+
+func (b *pointBatch) py() []secp.FieldVal { return b.scratch[2*len(b.acc) : 3*len(b.acc)] }
+
+// sharedSecretsOneKey sets out[i] to the x of k·points[i].
+func sharedSecretsOneKey(k *secp.ModNScalar, points []secp.JacobianPoint, out [][32]byte) {
+	m := len(points)
+	if m == 0 {
+		return
+	}
+	const w = retryWindow
+	h := 1 << (w - 2) // odd multiples 1, 3, ..., 2^(w-1)-1
+	g := splitScalar(k)
+	var d1, d2 [glvBits + 2]int32
+	n1, n2 := wnaf(g.k1, w, d1[:]), wnaf(g.k2, w, d2[:])
+	if n1 < 0 || n2 < 0 {
+		for i := range points {
+			plainOne(&points[i], k, &out[i])
+		}
+		return
+	}
+	// Tables: tab[i*h+j] = (2j+1)·P_i, built in lockstep: 2P, then +2P.
+	tab := make([]affinePoint, m*h)
+	b := newPointBatch(m)
+	for i := range points {
+		b.acc[i].x.Set(&points[i].X)
+		b.acc[i].y.Set(&points[i].Y)
+		tab[i*h].x.Set(&points[i].X)
+		tab[i*h].y.Set(&points[i].Y)
+	}
+	b.double()
+	twoP := make([]accum, m)
+	copy(twoP, b.acc)
+	for j := 1; j < h; j++ {
+		for i := range b.acc {
+			b.acc[i] = accum{x: tab[i*h+j-1].x, y: tab[i*h+j-1].y}
+		}
+		b.add(func(i int, x, y *secp.FieldVal) { x.Set(&twoP[i].x); y.Set(&twoP[i].y) })
+		for i := range b.acc {
+			tab[i*h+j].x.Set(&b.acc[i].x)
+			tab[i*h+j].y.Set(&b.acc[i].y)
+		}
+	}
+	for i := range tab {
+		tab[i].xb.Mul2(&tab[i].x, &endoBeta).Normalize()
+	}
+	entry := func(i int, d int32, phi, neg bool, x, y *secp.FieldVal) {
+		if d < 0 {
+			d, neg = -d, !neg
+		}
+		e := &tab[i*h+int(d-1)/2]
+		if phi {
+			x.Set(&e.xb)
+		} else {
+			x.Set(&e.x)
+		}
+		if neg {
+			y.NegateVal(&e.y, 1).Normalize()
+		} else {
+			y.Set(&e.y)
+		}
+	}
+	// Left to right over the digits; until the first addition the sum is
+	// the point at infinity (all accumulators empty together).
+	for i := range b.acc {
+		b.acc[i].empty = true
+	}
+	started := false
+	for bit := max(n1, n2) - 1; bit >= 0; bit-- {
+		if started {
+			b.double()
+		}
+		if bit < n1 && d1[bit] != 0 {
+			dd := d1[bit]
+			b.add(func(i int, x, y *secp.FieldVal) { entry(i, dd, false, g.neg1, x, y) })
+			started = true
+		}
+		if bit < n2 && d2[bit] != 0 {
+			dd := d2[bit]
+			b.add(func(i int, x, y *secp.FieldVal) { entry(i, dd, true, g.neg2, x, y) })
+			started = true
+		}
+	}
+	for i := range points {
+		if b.failed[i] || b.acc[i].empty {
+			plainOne(&points[i], k, &out[i])
+			continue
+		}
+		b.acc[i].x.PutBytes(&out[i])
+	}
+}

@@ -235,3 +235,100 @@ func TestDecryptAnySharedFindsKey(t *testing.T) {
 		}
 	}
 }
+
+// TestSharedSecretsOneKeyMatch: one key on many points (the retry path)
+// gives btcec.GenerateSharedSecret's secret for each, for edge keys too.
+func TestSharedSecretsOneKeyMatch(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	pubs := []*secp.PublicKey{}
+	for range 37 {
+		pubs = append(pubs, secp.NewPrivateKey(randomScalar(r)).PubKey())
+	}
+	pubs = append(pubs, pubs[3]) // the same point twice
+	points := make([]secp.JacobianPoint, len(pubs))
+	for i, p := range pubs {
+		p.AsJacobian(&points[i])
+	}
+	keys := edgeScalars(t)
+	for range 10 {
+		keys = append(keys, randomScalar(r))
+	}
+	for _, k := range keys {
+		out := make([][32]byte, len(points))
+		sharedSecretsOneKey(k, points, out)
+		for i, pub := range pubs {
+			if want := btcec.GenerateSharedSecret(secp.NewPrivateKey(k), pub); !bytes.Equal(out[i][:], want) {
+				t.Fatalf("key %x point %d: got %x want %x", k.Bytes(), i, out[i], want)
+			}
+		}
+	}
+	// One point only, and the key's own public point among the others.
+	out := make([][32]byte, 1)
+	sharedSecretsOneKey(keys[0], points[:1], out)
+	if want := btcec.GenerateSharedSecret(secp.NewPrivateKey(keys[0]), pubs[0]); !bytes.Equal(out[0][:], want) {
+		t.Fatal("single point")
+	}
+}
+
+func TestWNAF(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 12))
+	d := make([]int32, glvBits+2)
+	for range 500 {
+		v := limbs{r.Uint64(), r.Uint64(), r.Uint64() & 1}
+		n := wnaf(v, retryWindow, d)
+		if n < 0 {
+			t.Fatalf("wnaf %x: too long", v)
+		}
+		var acc, pow, two secp.ModNScalar
+		pow.SetInt(1)
+		two.SetInt(2)
+		last := -retryWindow
+		for i, x := range d[:n] {
+			if x != 0 {
+				if x%2 == 0 || x >= 1<<(retryWindow-1) || x <= -(1<<(retryWindow-1)) || i-last < retryWindow {
+					t.Fatalf("wnaf %x: digit %d at %d (last nonzero %d)", v, x, i, last)
+				}
+				last = i
+				var term secp.ModNScalar
+				if x < 0 {
+					term.SetInt(uint32(-x))
+					term.Negate()
+				} else {
+					term.SetInt(uint32(x))
+				}
+				acc.Add(term.Mul(&pow))
+			}
+			pow.Mul(&two)
+		}
+		if want := limbScalar(v); !acc.Equals(&want) {
+			t.Fatalf("wnaf %x does not recombine", v)
+		}
+	}
+}
+
+// TestDecryptEach: one key over many envelopes opens exactly its own,
+// malformed ones included in the batch.
+func TestDecryptEach(t *testing.T) {
+	mine, _ := NewPrivateKey()
+	other, _ := NewPrivateKey()
+	var envs []*Envelope
+	for i := range 40 {
+		to := other
+		if i%7 == 3 {
+			to = mine
+		}
+		env, err := Encrypt(to.PubKey(), []byte{byte(i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		envs = append(envs, env)
+	}
+	envs = append(envs, &Envelope{Key: []byte{2, 1}, Mac: make([]byte, 64)}, nil)
+	out := DecryptEach(envs, mine)
+	for i, p := range out {
+		want := i < 40 && i%7 == 3
+		if want != (p != nil) || (want && !bytes.Equal(p, []byte{byte(i)})) {
+			t.Fatalf("envelope %d: %x", i, p)
+		}
+	}
+}

@@ -108,14 +108,8 @@ type Trial struct {
 
 // NewTrial checks e and prepares it for n keys.
 func (e *Envelope) NewTrial(n int) (*Trial, error) {
-	if len(e.Mac) != sha512.Size {
-		return nil, fmt.Errorf("%w: mac length %d", ErrEnvelope, len(e.Mac))
-	}
-	if len(e.Body)%aes.BlockSize != 0 {
-		return nil, fmt.Errorf("%w: body length %d not a multiple of 16", ErrEnvelope, len(e.Body))
-	}
-	if e.Orig < 0 || e.Orig > MaxOrig {
-		return nil, fmt.Errorf("%w: orig %d", ErrEnvelope, e.Orig)
+	if err := e.check(); err != nil {
+		return nil, err
 	}
 	pub, err := ParsePubKey(e.Key)
 	if err != nil {
@@ -161,6 +155,58 @@ func (t *Trial) Open(keys []*PrivateKey) (int, []byte, error) {
 		}
 	}
 	return -1, nil, ErrMAC
+}
+
+// DecryptEach tries one key on many envelopes (a retry of pending posts
+// with a new key): the key's scalar is recoded once and the ECDH work is
+// batched across the envelopes' points (ecdh.go). out[i] is the plaintext
+// of envs[i], or nil where k does not open it or the envelope is malformed.
+func DecryptEach(envs []*Envelope, k *PrivateKey) [][]byte {
+	out := make([][]byte, len(envs))
+	if k == nil || k.Key == nil {
+		return out
+	}
+	idx := make([]int, 0, len(envs))
+	points := make([]secp.JacobianPoint, 0, len(envs))
+	for i, e := range envs {
+		if e == nil || e.check() != nil {
+			continue
+		}
+		pub, err := ParsePubKey(e.Key)
+		if err != nil {
+			continue
+		}
+		var p secp.JacobianPoint
+		pub.AsJacobian(&p)
+		points = append(points, p)
+		idx = append(idx, i)
+	}
+	secrets := make([][32]byte, len(points))
+	sharedSecretsOneKey(&k.Key.Key, points, secrets)
+	var m macer
+	for n, x := range secrets {
+		e := envs[idx[n]]
+		if aesKey, ok := m.check(&x, e.Body, e.Mac); ok {
+			if plain, err := e.open(aesKey); err == nil {
+				out[idx[n]] = plain
+			}
+		}
+	}
+	return out
+}
+
+// check is the envelope's shape, before any key is tried.
+func (e *Envelope) check() error {
+	if len(e.Mac) != sha512.Size {
+		return fmt.Errorf("%w: mac length %d", ErrEnvelope, len(e.Mac))
+	}
+	if len(e.Body)%aes.BlockSize != 0 {
+		return fmt.Errorf("%w: body length %d not a multiple of 16", ErrEnvelope, len(e.Body))
+	}
+	if e.Orig < 0 || e.Orig > MaxOrig {
+		return fmt.Errorf("%w: orig %d", ErrEnvelope, e.Orig)
+	}
+	return nil
 }
 
 // open decrypts the body with a key whose MAC matched.

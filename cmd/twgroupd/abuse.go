@@ -1,0 +1,402 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/twgroupd/twgroupd/internal/abuse"
+	"github.com/twgroupd/twgroupd/internal/config"
+	"github.com/twgroupd/twgroupd/internal/upstream"
+)
+
+// abuseRows are the attacks of issue #11's table that `twgroupd abuse`
+// reproduces, in the order they run (wrong passwords with 500 guessers
+// last among the RPC rows: their abandoned waiters queue for minutes).
+var abuseRows = []string{"port", "halfopen", "dht", "utp", "slowbody", "passwords", "origin", "batch", "passwords500"}
+
+// abuseTotal bounds a whole run; every driver is bounded too.
+const abuseTotal = 10 * time.Minute
+
+// newAbuseCmd is `twgroupd abuse` (`make abuse`): a bounded load tool. It
+// starts a victim node and one honest peer (this binary as `serve`, on
+// 127.0.0.1 and 127.0.0.4), runs internal/abuse's drivers against them
+// from other loopback addresses, prints each result and a summary table
+// (RSS peak, RPC p99 of a legitimate caller, legitimate acceptance), stops
+// both nodes and removes its directory.
+func newAbuseCmd(stdout io.Writer) *cobra.Command {
+	var o abuseOptions
+	c := &cobra.Command{
+		Use:   "abuse",
+		Short: "reproduce issue #11's attacks against a local victim node (127.0.0.0/8 only) and print RSS peak, RPC p99, legit acceptance",
+		Long: "abuse starts a victim twgroupd and an honest peer on loopback addresses, runs each attack\n" +
+			"(bounded in size and time; the whole run stops within 10 minutes) and prints the figures.\n" +
+			"Rows: " + strings.Join(abuseRows, ", ") + ".",
+		GroupID: "daemon",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runAbuse(cmd.Context(), o, stdout)
+		},
+	}
+	c.Flags().StringSliceVar(&o.only, "only", nil, "run only these rows (comma separated)")
+	c.Flags().BoolVar(&o.small, "small", false, "a tenth of the full size (a quick check)")
+	c.Flags().BoolVar(&o.keep, "keep", false, "keep the nodes' directory (logs) instead of removing it")
+	return c
+}
+
+type abuseOptions struct {
+	only  []string
+	small bool
+	keep  bool
+}
+
+// abuseNode is one `serve` process of the run.
+type abuseNode struct {
+	name    string
+	dir     string
+	rpcPort int
+	dhtPort int
+	cmd     *exec.Cmd
+	done    chan struct{}
+	rpc     *upstream.Client
+	pass    string
+}
+
+func startAbuseNode(ctx context.Context, bin, name, dir, bind, registry string, bootstrap ...string) (*abuseNode, error) {
+	l, err := net.Listen("tcp", bind+":0")
+	if err != nil {
+		return nil, fmt.Errorf("abuse: free port: %w", err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	n := &abuseNode{name: name, dir: dir, rpcPort: port, done: make(chan struct{})}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("abuse: %w", err)
+	}
+	// No rpcpassword: cookie authentication; the RPC listens on loopback.
+	args := []string{"-datadir=" + dir, "-rpcport=" + strconv.Itoa(port), "-dhtport=0", "-bind=" + bind, "-registry=" + registry}
+	for _, b := range bootstrap {
+		args = append(args, "-bootstrap="+b)
+	}
+	logf, err := os.Create(filepath.Join(dir, "twgroupd.log"))
+	if err != nil {
+		return nil, fmt.Errorf("abuse: %w", err)
+	}
+	n.cmd = exec.Command(bin, append(args, "serve")...)
+	n.cmd.Stdout, n.cmd.Stderr = logf, logf
+	n.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := n.cmd.Start(); err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("abuse: start %s: %w", name, err)
+	}
+	go func() { n.cmd.Wait(); logf.Close(); close(n.done) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, pass, err := config.ReadCookie(dir); err == nil {
+			n.pass = pass
+			n.rpc, _ = upstream.New(fmt.Sprintf("http://%s:%s@127.0.0.1:%d/", config.CookieUser, pass, port), upstream.WithTimeout(30*time.Second))
+			var info struct {
+				Port int `json:"ext_port1"`
+			}
+			if raw, err := n.call(ctx, "getinfo"); err == nil && json.Unmarshal(raw, &info) == nil && info.Port != 0 {
+				n.dhtPort = info.Port
+				return n, nil
+			}
+		}
+		select {
+		case <-n.done:
+			return nil, fmt.Errorf("abuse: %s exited (see %s)", name, filepath.Join(dir, "twgroupd.log"))
+		case <-ctx.Done():
+			n.stop()
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			n.stop()
+			return nil, fmt.Errorf("abuse: %s not answering RPC", name)
+		}
+	}
+}
+
+func (n *abuseNode) call(ctx context.Context, method string, params ...any) (json.RawMessage, error) {
+	return n.rpc.Call(ctx, method, params...)
+}
+
+func (n *abuseNode) stop() {
+	if n == nil || n.cmd.Process == nil {
+		return
+	}
+	_ = n.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-n.done:
+	case <-time.After(15 * time.Second):
+		_ = n.cmd.Process.Kill()
+		<-n.done
+	}
+}
+
+func (n *abuseNode) target() abuse.RPCTarget {
+	return abuse.RPCTarget{
+		Addr: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(n.rpcPort)),
+		User: config.CookieUser, Password: n.pass, VictimPID: n.cmd.Process.Pid,
+	}
+}
+
+// logCount counts lines of the node's log containing s.
+func (n *abuseNode) logCount(s string) int {
+	b, _ := os.ReadFile(filepath.Join(n.dir, "twgroupd.log"))
+	return strings.Count(string(b), s)
+}
+
+// abuseRow is one line of the summary table.
+type abuseRow struct {
+	attack, outcome string
+	rssPeakKB       int64
+	p99             time.Duration
+	legit           string
+}
+
+func runAbuse(ctx context.Context, o abuseOptions, out io.Writer) error {
+	for _, r := range o.only {
+		if !slices.Contains(abuseRows, r) {
+			return fmt.Errorf("abuse: unknown row %q (rows: %s)", r, strings.Join(abuseRows, ", "))
+		}
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, abuseTotal)
+	defer cancel()
+	bin, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("abuse: find own binary: %w", err)
+	}
+	dir, err := os.MkdirTemp("", "twgroupd-abuse-")
+	if err != nil {
+		return fmt.Errorf("abuse: %w", err)
+	}
+	if o.keep {
+		fmt.Fprintf(out, "abuse: nodes in %s (kept)\n", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
+	scale := func(full int) int {
+		if o.small {
+			return max(1, full/10)
+		}
+		return full
+	}
+	registry := filepath.Join(dir, "registry.txt")
+	peer, err := startAbuseNode(ctx, bin, "peer", filepath.Join(dir, "peer"), "127.0.0.4", registry)
+	if err != nil {
+		return err
+	}
+	defer peer.stop()
+	victim, err := startAbuseNode(ctx, bin, "victim", filepath.Join(dir, "victim"), "127.0.0.1", registry,
+		"127.0.0.4:"+strconv.Itoa(peer.dhtPort))
+	if err != nil {
+		return err
+	}
+	defer victim.stop()
+	fmt.Fprintf(out, "victim: pid %d, rpc 127.0.0.1:%d, dht/swarm 127.0.0.1:%d; honest peer on 127.0.0.4:%d\n",
+		victim.cmd.Process.Pid, victim.rpcPort, victim.dhtPort, peer.dhtPort)
+	if err := abuseSetup(ctx, victim, peer); err != nil {
+		return err
+	}
+
+	var rows []abuseRow
+	ran40 := false
+	want := func(r string) bool { return len(o.only) == 0 || slices.Contains(o.only, r) }
+	target := victim.target()
+	swarmAddr := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(victim.dhtPort))
+	report := func(row abuseRow, detail fmt.Stringer) {
+		fmt.Fprintf(out, "%s\n", detail)
+		rows = append(rows, row)
+	}
+	for _, r := range abuseRows {
+		if !want(r) || ctx.Err() != nil {
+			continue
+		}
+		switch r {
+		case "port":
+			legit := abuse.StartLegit(ctx, target, 200*time.Millisecond)
+			res, err := abuse.PortFlood(ctx, abuse.PortFloodConfig{
+				Target: swarmAddr, Source: netip.MustParseAddr("127.0.0.2"), User: "alice",
+				Messages: scale(300_000), VictimPID: target.VictimPID,
+				Probe: func(ctx context.Context) error { return dhtHasStatus(ctx, victim) },
+			})
+			lat := legit.Stop()
+			if err != nil {
+				return err
+			}
+			probe := "own dhtget works"
+			if res.ProbeErr != nil {
+				probe = "own dhtget failed: " + res.ProbeErr.Error()
+			}
+			report(abuseRow{fmt.Sprintf("%d PORT messages from one peer", res.Sent), fmt.Sprintf("%d pings sent, %s", res.Pings, probe),
+				res.RSSPeakKB, lat.P99, lat.String()}, res)
+		case "halfopen":
+			legit := abuse.StartLegit(ctx, target, 200*time.Millisecond)
+			res, err := abuse.HalfOpenFlood(ctx, abuse.HalfOpenConfig{
+				Target: swarmAddr, Source: netip.MustParseAddr("127.0.0.2"), User: "alice",
+				Conns: scale(1500), VictimPID: target.VictimPID,
+			})
+			lat := legit.Stop()
+			if err != nil {
+				return err
+			}
+			report(abuseRow{fmt.Sprintf("%d half-open TCP connections from one address", res.Opened),
+				fmt.Sprintf("%d still open; %d of %d handshakes from other addresses answered", res.StillOpen, res.LegitAnswered, res.LegitTried),
+				res.RSSPeakKB, lat.P99, fmt.Sprintf("peers %d/%d; rpc %s", res.LegitAnswered, res.LegitTried, lat)}, res)
+		case "dht", "utp":
+			legit := abuse.StartLegit(ctx, target, 200*time.Millisecond)
+			res, err := abuse.DHTFlood(ctx, abuse.DHTFloodConfig{
+				Target: swarmAddr, Source: netip.MustParseAddr("127.0.0.5"), Other: netip.MustParseAddr("127.0.0.6"),
+				Packets: scale(100_000), UTP: r == "utp", VictimPID: target.VictimPID,
+			})
+			lat := legit.Stop()
+			if err != nil {
+				return err
+			}
+			kind := "DHT pings"
+			if r == "utp" {
+				kind = "uTP SYNs"
+			}
+			again := "flooder served again after " + res.SourceServedAfter.Round(time.Millisecond).String()
+			if res.SourceServedAfter < 0 {
+				again = "flooder NOT served again within 10 s"
+			}
+			report(abuseRow{fmt.Sprintf("%d %s from one source", res.Sent, kind),
+				fmt.Sprintf("%.0f B/s of replies to it; %s", res.ReplyRate(), again),
+				res.RSSPeakKB, lat.P99, fmt.Sprintf("other host %d/%d; rpc %s", res.OtherAnswered, res.OtherSent, lat)}, res)
+		case "slowbody":
+			res, err := abuse.SlowBody(ctx, abuse.SlowBodyConfig{Target: target, Clients: 24, Duration: 15 * time.Second})
+			if err != nil {
+				return err
+			}
+			report(abuseRow{fmt.Sprintf("%d authenticated clients trickle a 1,000-byte body", res.Clients),
+				fmt.Sprintf("%d cut by the body timeout and reopened", res.Reconnects), res.RSSPeakKB, res.Legit.P99, res.Legit.String()}, res)
+		case "passwords", "passwords500":
+			par := 40
+			if r == "passwords500" {
+				par = 500
+			}
+			if r == "passwords500" && ran40 {
+				// The 40-guesser row left up to 40 guesses queued (10 s of turns).
+				fmt.Fprintln(out, "(waiting 11 s for the previous row's abandoned guesses to be answered)")
+				sleepCtx(ctx, 11*time.Second)
+			}
+			before := victim.logCount("incorrect password attempt")
+			res, err := abuse.WrongPasswords(ctx, abuse.WrongPasswordConfig{Target: target, Parallel: par, Duration: 10 * time.Second})
+			if err != nil {
+				return err
+			}
+			logged := victim.logCount("incorrect password attempt") - before
+			ran40 = ran40 || par == 40
+			report(abuseRow{fmt.Sprintf("%d wrong passwords in parallel", par),
+				fmt.Sprintf("%.1f guesses/s answered; %d WARN lines", res.Rate(), logged), res.RSSPeakKB, res.Legit.P99, res.Legit.String()}, res)
+		case "origin":
+			res, err := abuse.CrossOrigin(ctx, target)
+			if err != nil {
+				return err
+			}
+			report(abuseRow{"a page on another origin POSTs text/plain with cached basic auth",
+				fmt.Sprintf("HTTP %d (null origin %d, rebound Host %d; own origin %d)", res.OtherOrigin, res.NullOrigin, res.Rebound, res.SameOrigin),
+				0, 0, "own origin " + strconv.Itoa(res.SameOrigin)}, res)
+		case "batch":
+			legit := abuse.StartLegit(ctx, target, 200*time.Millisecond)
+			res, err := abuse.HugeBatch(ctx, abuse.HugeBatchConfig{Target: target, Elements: scale(50_000)})
+			lat := legit.Stop()
+			if err != nil {
+				return err
+			}
+			report(abuseRow{fmt.Sprintf("one %d-element batch", res.Elements),
+				fmt.Sprintf("HTTP %d, %d-byte reply in %v, RSS +%d KiB", res.Status, res.ReplyBytes, res.Took.Round(time.Millisecond), max(0, res.RSSPeakKB-res.RSSStartKB)),
+				res.RSSPeakKB, lat.P99, lat.String()}, res)
+		}
+	}
+	if err := ctx.Err(); err != nil && !errors.Is(err, context.Canceled) {
+		fmt.Fprintf(out, "abuse: stopped: %v\n", err)
+	}
+	fmt.Fprintln(out, "\n| attack | outcome | victim RSS peak | RPC p99 | legitimate |")
+	fmt.Fprintln(out, "|---|---|---|---|---|")
+	for _, r := range rows {
+		rss, p99 := "-", "-"
+		if r.rssPeakKB > 0 {
+			rss = fmt.Sprintf("%.1f MB", float64(r.rssPeakKB)/1024)
+		}
+		if r.p99 > 0 {
+			p99 = r.p99.Round(time.Millisecond).String()
+		}
+		fmt.Fprintf(out, "| %s | %s | %s | %s | %s |\n", r.attack, r.outcome, rss, p99, r.legit)
+	}
+	return nil
+}
+
+// abuseSetup registers alice on the victim and stores her status in the
+// DHT, so that the victim runs alice's swarm and its own dhtget has an
+// answer to find on the honest peer.
+func abuseSetup(ctx context.Context, victim, peer *abuseNode) error {
+	if _, err := victim.call(ctx, "createwalletuser", "alice"); err != nil {
+		return fmt.Errorf("abuse: createwalletuser: %w", err)
+	}
+	if _, err := victim.call(ctx, "sendnewusertransaction", "alice"); err != nil {
+		return fmt.Errorf("abuse: sendnewusertransaction: %w", err)
+	}
+	// Following alice runs her swarm, which the swarm attacks handshake for.
+	if _, err := victim.call(ctx, "follow", "alice", []string{"alice"}); err != nil {
+		return fmt.Errorf("abuse: follow: %w", err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, err := victim.call(ctx, "dhtput", "alice", "status", "s", "here", "alice", 1)
+		if err == nil && dhtHasStatus(ctx, peer) == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("abuse: alice's status never reached the peer: %v", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// dhtHasStatus is a node's own dhtget of alice's status: it must find it.
+func dhtHasStatus(ctx context.Context, n *abuseNode) error {
+	raw, err := n.call(ctx, "dhtget", "alice", "status", "s")
+	if err != nil {
+		return err
+	}
+	var items []json.RawMessage
+	if err := json.Unmarshal(raw, &items); err != nil {
+		return err
+	}
+	if len(items) == 0 {
+		return errors.New("dhtget returned []")
+	}
+	return nil
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
