@@ -365,6 +365,12 @@ func (c *Chain) addHeaderLocked(tx *bolt.Tx, h *chainwire.BlockHeader, pow chain
 		if cp, ok := c.p.Checkpoints[height]; ok && cp != hash {
 			return false, fmt.Errorf("%w: header %s rejected by checkpoint lock-in at %d", ErrInvalid, hash, height)
 		}
+		// A new header at or below a checkpoint we have connected forks
+		// the chain below it: never followed, so not worth storing (bitcoin
+		// 0.8 refuses such forks in ProcessBlock too).
+		if last := c.lastCheckpointLocked(); height <= last {
+			return false, fmt.Errorf("%w: header %s at %d forks below the checkpoint at %d", ErrInvalid, hash, height, last)
+		}
 	}
 	hb := h.Bytes()
 	if err := tx.Bucket(bktHdr).Put(hash[:], append(hb[:], 0)); err != nil {
@@ -376,6 +382,19 @@ func (c *Chain) addHeaderLocked(tx *bolt.Tx, h *chainwire.BlockHeader, pow chain
 		c.best = n
 	}
 	return true, nil
+}
+
+// lastCheckpointLocked is the highest checkpoint height on the connected
+// chain (-1: none).
+func (c *Chain) lastCheckpointLocked() int32 {
+	last := int32(-1)
+	tip := int32(len(c.main) - 1)
+	for h := range c.p.Checkpoints {
+		if h <= tip && h > last {
+			last = h
+		}
+	}
+	return last
 }
 
 func medianTimePast(n *node) int64 {
