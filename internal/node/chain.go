@@ -81,9 +81,10 @@ func (n *Node) startChain() {
 	}()
 }
 
-// dhtFromChainPeers is twister.cpp ThreadMaintainDHTNodes' first half:
-// while the DHT knows few nodes, every chain P2P address becomes a DHT
-// contact at port + 1000, so a standalone node needs no -bootstrap.
+// dhtFromChainPeers is twister.cpp ThreadMaintainDHTNodes: while the DHT
+// knows few nodes, every chain P2P address becomes a DHT contact at port +
+// 1000, so a standalone node needs no -bootstrap; and while the chain has
+// no peer, DHT nodes become chain peer candidates at port - 1000.
 func (n *Node) dhtFromChainPeers(ctx context.Context) {
 	t := time.NewTimer(2 * time.Second)
 	defer t.Stop()
@@ -100,6 +101,13 @@ func (n *Node) dhtFromChainPeers(ctx context.Context) {
 				}
 				if p := int(ap.Port()) + dhtPortOffset; p <= 65535 {
 					n.dht.AddContact(netip.AddrPortFrom(ap.Addr(), uint16(p)))
+				}
+			}
+		}
+		if n.chain.sync.PeerCount() == 0 {
+			for _, ap := range n.dht.KnownNodes(16) {
+				if p := int(ap.Port()) - dhtPortOffset; p > 0 {
+					n.chain.sync.AddAddr(netip.AddrPortFrom(ap.Addr(), uint16(p)))
 				}
 			}
 		}

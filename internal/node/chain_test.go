@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -135,4 +136,41 @@ func TestChainRegistryDMs(t *testing.T) {
 	}
 	send(alice, bob, "alice", "bob", "hi bob, from the chain registry")
 	send(bob, alice, "bob", "alice", "hi alice, signed with my replaced key")
+}
+
+// TestDHTBootstrapFromChainPeers: a node given only a chain peer (no
+// -bootstrap) finds the DHT at that peer's port + 1000, as twisterd does.
+func TestDHTBootstrapFromChainPeers(t *testing.T) {
+	blocks := chaintest.LoadBlocks(t, "testdata/chain/blocks.jsonl")
+	dir := t.TempDir()
+	var peer *chaintest.Peer
+	var n1 *Node
+	for attempt := 0; peer == nil; attempt++ {
+		if attempt == 10 {
+			t.Fatal("no free port pair")
+		}
+		cfg := testConfig(t, filepath.Join(dir, "n1", strconv.Itoa(attempt)), "")
+		cfg.Connect = []string{"127.0.0.1:1"} // never answers; n1 only hosts the DHT
+		cfg.NoDNSSeed = true
+		n, _, stop := startNode(t, cfg)
+		port := int(n.dht.LocalAddr().Port())
+		if port > 1024 {
+			peer = chaintest.NewPeerOn(t, "127.0.0.1:"+strconv.Itoa(port-1000), blocks, chaintest.Serve)
+		}
+		if peer == nil {
+			stop()
+			continue
+		}
+		n1 = n
+		t.Cleanup(stop)
+	}
+	cfg := testConfig(t, filepath.Join(dir, "n2"), "")
+	cfg.Connect = []string{peer.Addr()}
+	cfg.NoDNSSeed = true
+	n2, _, stop2 := startNode(t, cfg)
+	defer stop2()
+	waitUntil(t, "a DHT node learned from the chain peer", func() bool { return n2.dht.Stats().Nodes > 0 })
+	if n1.dht.Stats().Nodes == 0 {
+		waitUntil(t, "n1 hears n2", func() bool { return n1.dht.Stats().Nodes > 0 })
+	}
 }
