@@ -2,6 +2,7 @@ package chain
 
 import (
 	"bytes"
+	"math/big"
 	"testing"
 
 	"github.com/twgroupd/twgroupd/internal/chainwire"
@@ -38,4 +39,18 @@ func FuzzDecodeEntries(f *testing.F) {
 			t.Fatalf("unstable entries: %v", err)
 		}
 	})
+}
+
+func TestUint256MatchesBig(t *testing.T) {
+	for _, bits := range []uint32{0x1f03ffff, 0x207fffff, 0x1d00ffff, 0x1b0404cb, 0x03123456} {
+		w := blockWork(bits)
+		sum := new(big.Int).Add(w, w)
+		u := workOf(bits).add(workOf(bits))
+		if uint256FromBig(sum) != u {
+			t.Fatalf("%08x: sum differs", bits)
+		}
+		if workOf(bits).cmp(u) >= 0 || u.cmp(workOf(bits)) <= 0 || u.cmp(u) != 0 {
+			t.Fatalf("%08x: cmp", bits)
+		}
+	}
 }
