@@ -56,9 +56,21 @@ func (n *Node) openChain() error {
 		return err
 	}
 	n.chain = &chainSource{chain: c, sync: s}
-	n.keys = registry.NewChain(c)
+	n.keys = registry.NewChain(c).WithSyncing(n.chainSyncing)
 	tip := c.Tip()
 	n.log.Info("chain: opened", "height", tip.Height, "hash", tip.Hash.String(), "best_header", c.BestHeader().Height)
+	return nil
+}
+
+// chainSyncing reports the initial sync: the tip more than a block behind
+// the best header or a peer's announced height.
+func (n *Node) chainSyncing() error {
+	c := n.chain.chain
+	tip := c.Tip().Height
+	target := max(c.BestHeader().Height, n.chain.sync.PeerHeight())
+	if target > tip+1 {
+		return fmt.Errorf("%w: block %d of %d", registry.ErrChainSyncing, tip, target)
+	}
 	return nil
 }
 

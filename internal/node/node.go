@@ -343,6 +343,9 @@ func (n *Node) Close() error {
 // NodeStatus feeds getinfo.
 func (n *Node) NodeStatus(ctx context.Context) (rpc.NodeStatus, error) {
 	best, _ := n.keys.BestHeight(ctx)
+	if n.chain != nil {
+		best = int64(n.chain.chain.Tip().Height) // also while syncing
+	}
 	st := n.swarm.Status()
 	ds := n.dht.Stats()
 	port := int(n.dht.LocalAddr().Port())

@@ -24,14 +24,34 @@ type ChainView interface {
 // maxHeight) at any height, key replacements included, and BestHeight is
 // the connected tip (getblockcount). docs/registry.md §3.
 type Chain struct {
-	c ChainView
+	c       ChainView
+	syncing func() error
 }
+
+// ErrChainSyncing is returned (wrapped) while the initial sync runs: a
+// retryable answer, not a verdict on a post (docs/registry.md).
+var ErrChainSyncing = errors.New("blockchain still syncing")
 
 // NewChain returns the chain source over c.
 func NewChain(c ChainView) *Chain { return &Chain{c: c} }
 
-// BestHeight implements twproto.KeySource: the connected chain's height.
+// WithSyncing sets the check for "the initial sync is still running"; f
+// returns an error wrapping ErrChainSyncing then, nil once caught up.
+func (r *Chain) WithSyncing(f func() error) *Chain {
+	r.syncing = f
+	return r
+}
+
+// BestHeight implements twproto.KeySource: the connected chain's height,
+// or ErrChainSyncing while far behind the network (a post from a height we
+// have not reached is not "from the future", and one from a user
+// registered there is not from an unknown user: both wait).
 func (r *Chain) BestHeight(ctx context.Context) (int64, error) {
+	if r.syncing != nil {
+		if err := r.syncing(); err != nil {
+			return 0, fmt.Errorf("chain registry: %w", err)
+		}
+	}
 	return int64(r.c.Tip().Height), nil
 }
 
@@ -43,9 +63,20 @@ func (r *Chain) UserKey(ctx context.Context, user string, height int64) (twproto
 	}
 	k, ok := keyAt(regs, height)
 	if !ok {
-		return twproto.UserKey{}, fmt.Errorf("%w: %q at height %d", ErrUnknownUser, user, height)
+		return twproto.UserKey{}, r.unknown(user, height)
 	}
 	return k, nil
+}
+
+// unknown is ErrUnknownUser, or ErrChainSyncing while the sync may still
+// bring the registration.
+func (r *Chain) unknown(user string, height int64) error {
+	if r.syncing != nil {
+		if err := r.syncing(); err != nil {
+			return fmt.Errorf("chain registry: key of %q: %w", user, err)
+		}
+	}
+	return fmt.Errorf("%w: %q at height %d", ErrUnknownUser, user, height)
 }
 
 // UsersWithPrefix lists up to limit registered names starting with prefix,
@@ -62,7 +93,7 @@ func (r *Chain) UserRegistrations(user string) ([]Registration, error) {
 	}
 	es, err := r.c.UserEntries(user)
 	if errors.Is(err, chain.ErrNotFound) {
-		return nil, fmt.Errorf("%w: %q", ErrUnknownUser, user)
+		return nil, r.unknown(user, -1)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("chain registry: %w", err)
