@@ -4,7 +4,7 @@ PKGS    := ./...
 FUZZTIME ?= 10s
 BIN     := bin/twgroupd
 
-.PHONY: all build test race fuzz bench lint run clean crash abuse
+.PHONY: all build test race fuzz bench lint run clean crash abuse net
 
 all: build
 
@@ -50,6 +50,14 @@ abuse: build
 
 run: build
 	./$(BIN) devnet
+
+# The scale scenario: NODES nodes on 127.0.0.10.., everyone follows everyone, a
+# group of all, a message, churn; prints timings, sockets and RSS per node
+# (docs/swarm.md "Scale"). Bounded: each phase stops after NET_TIMEOUT.
+NODES ?= 100
+NET_TIMEOUT ?= 120s
+net: build
+	./$(BIN) devnet --nodes $(NODES) --scenario scale --timeout $(NET_TIMEOUT)
 
 clean:
 	rm -rf bin

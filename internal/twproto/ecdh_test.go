@@ -11,7 +11,7 @@ import (
 
 // allPlans is every way sharedSecretsPlan can run.
 func allPlans() []ecdhPlan {
-	plans := []ecdhPlan{{}}
+	plans := []ecdhPlan{{}, {wnaf: true}}
 	for w := 2; w <= 10; w++ {
 		plans = append(plans, ecdhPlan{w: w}, ecdhPlan{w: w, affine: true})
 	}

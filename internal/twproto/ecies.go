@@ -1,6 +1,7 @@
 package twproto
 
 import (
+	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hmac"
@@ -104,6 +105,7 @@ type Trial struct {
 	r     secp.JacobianPoint
 	plan  ecdhPlan
 	table *rTable
+	odd   *oddTable
 }
 
 // NewTrial checks e and prepares it for n keys.
@@ -117,7 +119,10 @@ func (e *Envelope) NewTrial(n int) (*Trial, error) {
 	}
 	t := &Trial{env: e, plan: planECDH(n)}
 	pub.AsJacobian(&t.r)
-	if t.plan.w > 0 {
+	switch {
+	case t.plan.wnaf:
+		t.odd = newOddTable(&t.r)
+	case t.plan.w > 0:
 		t.table = newRTable(&t.r, t.plan.w)
 	}
 	return t, nil
@@ -137,6 +142,8 @@ func (t *Trial) Open(keys []*PrivateKey) (int, []byte, error) {
 	}
 	secrets := make([][32]byte, len(scalars))
 	switch {
+	case t.odd != nil:
+		t.odd.secrets(&t.r, scalars, secrets)
 	case t.table == nil:
 		plainSecrets(&t.r, scalars, secrets)
 	case t.plan.affine:
@@ -287,6 +294,34 @@ func DecodeEnvelope(raw []byte) (*Envelope, error) {
 	mac, _ := bstring(m["mac"])
 	orig, _ := bint(m["orig"])
 	return &Envelope{Body: []byte(body), Key: []byte(key), Mac: []byte(mac), Orig: orig}, nil
+}
+
+// envelopeFromSpan is DecodeEnvelope for a dict validated by scanEntry.
+func envelopeFromSpan(d []byte) *Envelope {
+	e := &Envelope{Body: []byte{}, Key: []byte{}, Mac: []byte{}}
+	_, _ = scanDict(d, 0, 0, func(k, v []byte) {
+		var dst *[]byte
+		switch string(k) {
+		case "body":
+			dst = &e.Body
+		case "key":
+			dst = &e.Key
+		case "mac":
+			dst = &e.Mac
+		case "orig":
+			e.Orig, _ = spanInt(v)
+			return
+		default:
+			return
+		}
+		if v[0] >= '0' && v[0] <= '9' {
+			s, _, _ := scanString(v, 0)
+			*dst = bytes.Clone(s)
+		} else {
+			*dst = []byte{}
+		}
+	})
+	return e
 }
 
 var _ bencode.Marshaler = (*Envelope)(nil)

@@ -79,38 +79,38 @@ func DecodePost(raw []byte) (*Post, error) {
 	if len(raw) == 0 || len(raw) > MaxPostSize {
 		return nil, postErrorf("bad bencoded post size")
 	}
-	top, err := rawDict(raw)
-	if err != nil {
+	// The whole tree is validated once (as decodeEntry would), so that a
+	// malformed value anywhere (an empty integer "ie", say) refuses the post
+	// instead of surfacing when it is rendered; then only spans are read.
+	if raw[0] != 'd' || scanEntry(raw) != nil {
 		return nil, postErrorf("missing post or signature.")
 	}
-	// Raw spans are captured without parsing what is inside them; decode the
-	// whole tree once so that a malformed value anywhere (an empty integer
-	// "ie", say) refuses the post instead of surfacing when it is rendered.
-	if _, err := decodeEntry(raw); err != nil {
-		return nil, postErrorf("missing post or signature.")
-	}
-	upRaw, ok := top["userpost"]
-	sig, sigOK := bstring(top["sig_userpost"])
+	var upRaw, sigRaw []byte
+	ok := false
+	_, _ = scanDict(raw, 0, 0, func(k, v []byte) {
+		switch string(k) {
+		case "userpost":
+			upRaw, ok = v, true
+		case "sig_userpost":
+			sigRaw = v
+		}
+	})
+	sig, sigOK := spanString(sigRaw)
 	if !ok || len(upRaw) == 0 || upRaw[0] != 'd' || !sigOK || sig == "" {
 		return nil, postErrorf("missing post or signature.")
 	}
-	up, err := rawDict(upRaw)
-	if err != nil {
-		return nil, postErrorf("missing post or signature.")
-	}
+	up := spanDict(upRaw)
 	p := &Post{Raw: raw, UserpostRaw: upRaw, Sig: []byte(sig), Fields: up, K: -1}
-	p.N, _ = bstring(up["n"])
-	if k, ok := bint(up["k"]); ok {
+	p.N, _ = spanString(up["n"])
+	if k, ok := spanInt(up["k"]); ok {
 		p.K = k
 	}
-	p.Height, _ = bint(up["height"])
-	p.Time, _ = bint(up["time"])
-	p.Msg, p.HasMsg = bstring(up["msg"])
-	p.Msg2, _ = bstring(up["msg2"])
+	p.Height, _ = spanInt(up["height"])
+	p.Time, _ = spanInt(up["time"])
+	p.Msg, p.HasMsg = spanString(up["msg"])
+	p.Msg2, _ = spanString(up["msg2"])
 	if d, ok := up["dm"]; ok && len(d) > 0 && d[0] == 'd' {
-		if p.DM, err = DecodeEnvelope(d); err != nil {
-			return nil, postErrorf("malformed dm: %v", err)
-		}
+		p.DM = envelopeFromSpan(d)
 		p.Flags = FlagDM
 	} else if pf, ok := up["pfav"]; ok && len(pf) > 0 && pf[0] == 'd' {
 		p.Flags = FlagPFav
