@@ -3,6 +3,8 @@ package devnet
 import (
 	"bytes"
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -25,7 +27,8 @@ func TestScaleScenario(t *testing.T) {
 	}
 	defer nw.Stop()
 	for i, nd := range nw.Nodes {
-		if want := LoopbackIP(i); nd.IP != want || !strings.Contains(strings.Join(nd.args, " "), "-bind="+want) {
+		conf, _ := os.ReadFile(filepath.Join(nd.Dir, "twgroupd.conf")) // the node's settings (devnet.go)
+		if want := LoopbackIP(i); nd.IP != want || !strings.Contains(string(conf), "\nbind="+want+"\n") {
 			t.Fatalf("%s on %s, want its own address %s", nd.Name, nd.IP, want)
 		}
 	}
