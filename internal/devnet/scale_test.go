@@ -3,8 +3,6 @@ package devnet
 import (
 	"bytes"
 	"context"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -27,9 +25,8 @@ func TestScaleScenario(t *testing.T) {
 	}
 	defer nw.Stop()
 	for i, nd := range nw.Nodes {
-		conf, _ := os.ReadFile(filepath.Join(nd.Dir, "twgroupd.conf")) // the node's settings (devnet.go)
-		if want := LoopbackIP(i); nd.IP != want || !strings.Contains(string(conf), "\nbind="+want+"\n") {
-			t.Fatalf("%s on %s, want its own address %s", nd.Name, nd.IP, want)
+		if want := LoopbackIP(i); nd.IP != want || !strings.Contains(nd.conf.text(), "\nbind="+want+"\n") {
+			t.Fatalf("%s on %s (conf %q), want its own address %s", nd.Name, nd.IP, nd.conf.text(), want)
 		}
 	}
 	rep, err := nw.Scale(ctx, ScaleOptions{Phase: 90 * time.Second, Settle: time.Second})
