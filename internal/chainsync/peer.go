@@ -46,7 +46,7 @@ type peer struct {
 	isReady     atomic.Bool
 	wasReady    bool
 	startHeight atomic.Int32 // the peer's height from its version message
-	kickCh   chan struct{}
+	kickCh      chan struct{}
 
 	// Owned by run's goroutine.
 	headersSent time.Time // outstanding getheaders

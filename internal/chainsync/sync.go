@@ -76,12 +76,13 @@ type Syncer struct {
 	book  *addrBook
 	fixed []netip.AddrPort // Connect or AddNodes
 
-	mu       sync.Mutex
-	peers    map[netip.AddrPort]*peer
-	inflight map[chainwire.Hash]*peer // block bodies asked for
-	wake     chan struct{}
-	lastLog  time.Time
-	seededAt time.Time
+	mu        sync.Mutex
+	peers     map[netip.AddrPort]*peer
+	inflight  map[chainwire.Hash]*peer // block bodies asked for
+	wake      chan struct{}
+	lastLog   time.Time
+	loggedTip int32
+	seededAt  time.Time
 }
 
 // New checks cfg and returns a Syncer; Run starts it.
@@ -411,28 +412,32 @@ func (s *Syncer) releaseBlock(h chainwire.Hash) {
 	s.mu.Unlock()
 }
 
-// progress logs the sync state at most every 10 s while behind.
+// progress logs the sync state at most every 10 s while behind, and once
+// per new tip when caught up.
 func (s *Syncer) progress(rate float64) {
+	tip, best := s.c.Tip(), s.c.BestHeader()
+	target := max(best.Height, s.PeerHeight())
 	s.mu.Lock()
 	now := s.cfg.Now()
+	if tip.Height >= target {
+		first := tip.Height != s.loggedTip
+		s.loggedTip = tip.Height
+		s.mu.Unlock()
+		if first {
+			s.log.Info("chainsync: synced", "height", tip.Height, "hash", tip.Hash.String())
+		}
+		return
+	}
 	due := now.Sub(s.lastLog) >= 10*time.Second
 	if due {
 		s.lastLog = now
 	}
 	s.mu.Unlock()
-	tip, best := s.c.Tip(), s.c.BestHeader()
-	if !due && tip.Height != best.Height {
+	if !due {
 		return
 	}
-	if tip.Height == best.Height && !due {
-		s.log.Info("chainsync: synced", "height", tip.Height, "hash", tip.Hash.String())
-		return
-	}
-	pct := 100.0
-	if best.Height > 0 {
-		pct = 100 * float64(tip.Height) / float64(best.Height)
-	}
-	s.log.Info("chainsync: sync progress", "height", tip.Height, "best_header", best.Height,
+	pct := 100 * float64(tip.Height) / float64(target)
+	s.log.Info("chainsync: sync progress", "height", tip.Height, "target", target, "best_header", best.Height,
 		"percent", fmt.Sprintf("%.1f", pct), "blocks_per_s", fmt.Sprintf("%.1f", rate))
 }
 

@@ -167,11 +167,14 @@ func TestSyncBadPeers(t *testing.T) {
 	c := openChain(t, t.TempDir(), p, time.Unix(chaintest.GenesisTime+1e6, 0))
 	defer c.Close()
 	s, _ := startSync(t, Config{Chain: c, Connect: []string{pPoW.Addr(), pDiff.Addr(), pBig.Addr(), pStall.Addr()},
-		StallTimeout: 500 * time.Millisecond, RetryInterval: 100 * time.Millisecond})
+		StallTimeout: time.Second, RetryInterval: 100 * time.Millisecond})
 	for _, bad := range []*chaintest.Peer{pPoW, pDiff, pBig} {
 		ap := mustAddr(t, bad.Addr())
 		waitFor(t, "ban of "+bad.Addr(), func() bool { return s.book.banned(ap) })
 	}
+	// (Under heavy load a slow bad peer may first be dropped as stalling
+	// and redialled; once banned it is never dialled again.)
+	acceptedAtBan := []int{pPoW.Accepted(), pDiff.Accepted(), pBig.Accepted()}
 	// Only the staller is left: it gives headers but no block.
 	waitFor(t, "headers from the staller", func() bool { return c.BestHeader().Height == 6 })
 	if c.Tip().Height > 3 {
@@ -184,8 +187,10 @@ func TestSyncBadPeers(t *testing.T) {
 	pGood := chaintest.NewPeer(t, good.Blocks, chaintest.Serve)
 	s.AddNode(mustAddr(t, pGood.Addr()))
 	waitFor(t, "sync from the honest peer", func() bool { return c.Tip().Hash == good.Tip().Header.Hash() })
-	if pPoW.Accepted() != 1 || pBig.Accepted() != 1 {
-		t.Fatalf("banned peers redialled: %d %d", pPoW.Accepted(), pBig.Accepted())
+	for i, bad := range []*chaintest.Peer{pPoW, pDiff, pBig} {
+		if bad.Accepted() != acceptedAtBan[i] {
+			t.Fatalf("banned peer %s redialled", bad.Addr())
+		}
 	}
 }
 
