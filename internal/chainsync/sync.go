@@ -310,7 +310,8 @@ func (s *Syncer) wanted(ctx context.Context) []netip.AddrPort {
 	connected := func(ap netip.AddrPort) bool { return s.peers[ap] != nil }
 	var out []netip.AddrPort
 	retryOK := func(ap netip.AddrPort) bool {
-		c := s.book.candidates(func(x netip.AddrPort) bool { return x != ap }, s.cfg.RetryInterval, 1)
+		// -connect/-addnode peers back off to at most 4 retry intervals.
+		c := s.book.candidates(func(x netip.AddrPort) bool { return x != ap }, s.cfg.RetryInterval, 2, 1)
 		return len(c) == 1
 	}
 	for _, ap := range s.fixed {
@@ -336,7 +337,7 @@ func (s *Syncer) wanted(ctx context.Context) []netip.AddrPort {
 		return false
 	}
 	s.mu.Lock()
-	cands := s.book.candidates(func(ap netip.AddrPort) bool { return connected(ap) || isFixed(ap) }, s.cfg.RetryInterval, free)
+	cands := s.book.candidates(func(ap netip.AddrPort) bool { return connected(ap) || isFixed(ap) }, s.cfg.RetryInterval, 6, free)
 	s.mu.Unlock()
 	out = append(out, cands...)
 	if len(cands) == 0 && s.cfg.DNSSeed && s.PeerCount() == 0 && s.cfg.Now().Sub(s.seededAt) > 5*time.Minute {

@@ -222,7 +222,7 @@ func TestAddrBookPersists(t *testing.T) {
 	if !b2.banned(bad) || b2.banned(good) {
 		t.Fatal("bans not kept")
 	}
-	if c := b2.candidates(func(netip.AddrPort) bool { return false }, time.Second, 5000); len(c) != maxBookSize-1 {
+	if c := b2.candidates(func(netip.AddrPort) bool { return false }, time.Second, 6, 5000); len(c) != maxBookSize-1 {
 		t.Fatalf("%d candidates", len(c))
 	}
 }
