@@ -25,8 +25,8 @@ func TestScaleScenario(t *testing.T) {
 	}
 	defer nw.Stop()
 	for i, nd := range nw.Nodes {
-		if want := LoopbackIP(i); nd.IP != want || !strings.Contains(strings.Join(nd.args, " "), "-bind="+want) {
-			t.Fatalf("%s on %s, want its own address %s", nd.Name, nd.IP, want)
+		if want := LoopbackIP(i); nd.IP != want || !strings.Contains(nd.conf.text(), "\nbind="+want+"\n") {
+			t.Fatalf("%s on %s (conf %q), want its own address %s", nd.Name, nd.IP, nd.conf.text(), want)
 		}
 	}
 	rep, err := nw.Scale(ctx, ScaleOptions{Phase: 90 * time.Second, Settle: time.Second})
