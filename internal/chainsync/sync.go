@@ -82,7 +82,8 @@ type Syncer struct {
 	wake      chan struct{}
 	lastLog   time.Time
 	loggedTip int32
-	seededAt  time.Time
+	seededAt  time.Time // of the last DNS seed round (Run's goroutine only)
+	seedWG    sync.WaitGroup
 }
 
 // New checks cfg and returns a Syncer; Run starts it.
@@ -269,6 +270,7 @@ func (s *Syncer) Run(ctx context.Context) error {
 	defer func() {
 		cancel()
 		wg.Wait()
+		s.seedWG.Wait()
 		if err := s.book.save(); err != nil {
 			s.log.Warn("chainsync: save address book", "err", err)
 		}
@@ -342,7 +344,12 @@ func (s *Syncer) wanted(ctx context.Context) []netip.AddrPort {
 	out = append(out, cands...)
 	if len(cands) == 0 && s.cfg.DNSSeed && s.PeerCount() == 0 && s.cfg.Now().Sub(s.seededAt) > 5*time.Minute {
 		s.seededAt = s.cfg.Now()
-		s.dnsSeed(ctx)
+		s.seedWG.Add(1)
+		go func() { // lookups may take seconds; dialing goes on meanwhile
+			defer s.seedWG.Done()
+			s.dnsSeed(ctx)
+			s.poke()
+		}()
 	}
 	return out
 }

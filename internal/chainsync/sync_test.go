@@ -247,3 +247,35 @@ func TestSyncParallelPeers(t *testing.T) {
 	}
 	waitFor(t, "both peers connected", func() bool { return s.PeerCount() == 2 })
 }
+
+// With no peer given, the DNS seeds (resolved through LookupHost) are
+// tried at the network's default port; -dnsseed=0 means none.
+func TestDNSSeeds(t *testing.T) {
+	p := chaintest.Params(0)
+	b := chaintest.NewBuilder(p)
+	b.Extend(3)
+	peer := chaintest.NewPeer(t, b.Blocks, chaintest.Serve)
+	p.DefaultPort = mustAddr(t, peer.Addr()).Port()
+	p.DNSSeeds = []string{"seed.chaintest.invalid"}
+	lookups := make(chan string, 10)
+	lookup := func(_ context.Context, host string) ([]string, error) {
+		lookups <- host
+		return []string{"127.0.0.1"}, nil
+	}
+	c := openChain(t, t.TempDir(), p, time.Unix(chaintest.GenesisTime+1e6, 0))
+	defer c.Close()
+	startSync(t, Config{Chain: c, DNSSeed: true, LookupHost: lookup, DataDir: t.TempDir()})
+	waitFor(t, "sync through the DNS seed", func() bool { return c.Tip().Height == 3 })
+	if h := <-lookups; h != "seed.chaintest.invalid" {
+		t.Fatalf("looked up %q", h)
+	}
+
+	c2 := openChain(t, t.TempDir(), p, time.Unix(chaintest.GenesisTime+1e6, 0))
+	defer c2.Close()
+	none := func(_ context.Context, host string) ([]string, error) {
+		t.Errorf("DNS seed %s looked up with DNSSeed off", host)
+		return nil, nil
+	}
+	startSync(t, Config{Chain: c2, DNSSeed: false, LookupHost: none})
+	time.Sleep(300 * time.Millisecond)
+}
