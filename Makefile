@@ -4,7 +4,7 @@ PKGS    := ./...
 FUZZTIME ?= 10s
 BIN     := bin/twgroupd
 
-.PHONY: all build test race fuzz bench lint run clean crash abuse
+.PHONY: all build test race fuzz bench bench-chain lint run clean crash abuse net
 
 all: build
 
@@ -36,6 +36,11 @@ fuzz:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
 
+# The chain sync figure of docs/chain.md: 10 000 blocks from one local peer
+# (building the chain takes about a minute).
+bench-chain:
+	CHAIN_BENCH_BLOCKS=10000 $(GO) test -run '^$$' -bench SyncFromOnePeer -benchtime 1x -timeout 15m ./internal/chainsync
+
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
@@ -50,6 +55,14 @@ abuse: build
 
 run: build
 	./$(BIN) devnet
+
+# The scale scenario: NODES nodes on 127.0.0.10.., everyone follows everyone, a
+# group of all, a message, churn; prints timings, sockets and RSS per node
+# (docs/swarm.md "Scale"). Bounded: each phase stops after NET_TIMEOUT.
+NODES ?= 100
+NET_TIMEOUT ?= 120s
+net: build
+	./$(BIN) devnet --nodes $(NODES) --scenario scale --timeout $(NET_TIMEOUT)
 
 clean:
 	rm -rf bin

@@ -25,7 +25,7 @@ import (
 // in-memory hub (net), or the real swarm over TCP on 127.0.0.1 (sw) when made
 // by newSwarmNode.
 type node struct {
-	t    *testing.T
+	t    testing.TB
 	dir  string
 	user string
 	keys *dmtest.Keys
@@ -34,6 +34,11 @@ type node struct {
 	net   *dmtest.Node     // hub network, nil over the swarm
 	peers []netip.AddrPort // swarm peers, when over the swarm
 	sw    *swarm.Swarm
+	// separate: the swarm keeps its own swarm.db (not messages.db's file)
+	separate bool
+	// ks, when set, is the key source of the engine and swarm (keys still
+	// registers the users)
+	ks twproto.KeySource
 
 	w  *wallet.Wallet
 	s  *msgstore.Store
@@ -41,14 +46,21 @@ type node struct {
 	gc *Service
 }
 
-func newNode(t *testing.T, hub *dmtest.Hub, keys *dmtest.Keys, user string, now func() time.Time) *node {
+func newNode(t testing.TB, hub *dmtest.Hub, keys *dmtest.Keys, user string, now func() time.Time) *node {
 	return startNode(&node{t: t, dir: t.TempDir(), user: user, keys: keys, net: hub.Node(user), now: now})
 }
 
 // newSwarmNode is a node whose network is internal/swarm on 127.0.0.1,
 // dialing peers.
-func newSwarmNode(t *testing.T, keys *dmtest.Keys, user string, peers []netip.AddrPort) *node {
+func newSwarmNode(t testing.TB, keys *dmtest.Keys, user string, peers []netip.AddrPort) *node {
 	return startNode(&node{t: t, dir: t.TempDir(), user: user, keys: keys, peers: peers, now: time.Now})
+}
+
+// newSeparateSwarmNode is a swarm node whose pieces are in their own
+// swarm.db: the send path of a Network apart from the message store
+// (commit, publish, delivery queue), for comparison in benchmarks.
+func newSeparateSwarmNode(t testing.TB, keys *dmtest.Keys, user string, peers []netip.AddrPort) *node {
+	return startNode(&node{t: t, dir: t.TempDir(), user: user, keys: keys, peers: peers, now: time.Now, separate: true})
 }
 
 func startNode(n *node) *node {
@@ -74,16 +86,20 @@ func (n *node) open() {
 	}
 	var network dm.Network = n.net
 	if n.net == nil {
-		n.sw, err = swarm.New(swarm.Config{
-			DataDir: n.dir, DB: n.s.Bolt(), ListenAddr: "127.0.0.1:0", DHTPort: -1, Keys: n.keys,
+		cfg := swarm.Config{
+			DataDir: n.dir, DB: n.s.Bolt(), ListenAddr: "127.0.0.1:0", DHTPort: -1, Keys: n.keySource(),
 			StaticPeers: n.peers, ReconnectInterval: 100 * time.Millisecond, MultiConnPerIP: true,
-		})
+		}
+		if n.separate {
+			cfg.DB = nil
+		}
+		n.sw, err = swarm.New(cfg)
 		if err != nil {
 			n.t.Fatal(err)
 		}
 		network = n.sw
 	}
-	if n.e, err = dm.New(dm.Config{Wallet: n.w, Store: n.s, Keys: n.keys, Net: network, Now: n.now}); err != nil {
+	if n.e, err = dm.New(dm.Config{Wallet: n.w, Store: n.s, Keys: n.keySource(), Net: network, Now: n.now}); err != nil {
 		n.t.Fatal(err)
 	}
 	if n.gc, err = New(Config{Engine: n.e, Wallet: n.w, Store: n.s}); err != nil {
@@ -97,6 +113,13 @@ func (n *node) open() {
 	if err := n.sw.Start(); err != nil {
 		n.t.Fatal(err)
 	}
+}
+
+func (n *node) keySource() twproto.KeySource {
+	if n.ks != nil {
+		return n.ks
+	}
+	return n.keys
 }
 
 func (n *node) close() {

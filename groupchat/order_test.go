@@ -112,6 +112,7 @@ func (f *factory) template(authors []string) string {
 		must(f.t, e.Follow(ctx, u, authors))
 	}
 	net.SetSink(nil)
+	must(f.t, e.Close())
 	must(f.t, w.Close())
 	must(f.t, s.Close())
 	f.tmpl = dir
@@ -141,15 +142,17 @@ func (f *factory) receive(posts []*twproto.Post, order []int, authors []string) 
 	net := dmtest.NewHub(f.keys).Node("receiver")
 	e, err := dm.New(dm.Config{Wallet: w, Store: s, Keys: f.keys, Net: net})
 	must(f.t, err)
+	defer e.Close() // stops the retry worker before the store and wallet close
 	net.SetSink(e)
 	defer net.SetSink(nil)
-	defer e.Close()
 	for _, i := range order {
 		must(f.t, e.HandlePost(ctx, posts[i]))
 	}
+	// The retry of pending posts with a new key runs in the background,
+	// interleaved with the posts above: only its end is waited for.
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	must(f.t, e.WaitRetries(wctx)) // the background retry of pending posts
+	must(f.t, e.WaitRetries(wctx))
 	aliases, err := w.GroupAliases()
 	must(f.t, err)
 	st := groupState{convs: map[string][]string{}}

@@ -34,9 +34,17 @@ func removeSetup(t *testing.T) (hub *dmtest.Hub, a, b, c, d *node, alias string)
 	return hub, a, b, c, d, alias
 }
 
+// info is getgroupinfo once the background retry has settled.
+func (n *node) info(alias string) (Info, error) {
+	n.t.Helper()
+	n.settle()
+	return n.gc.Info(alias)
+}
+
 // groups is listgroups for the node's user.
 func (n *node) groups() []string {
 	n.t.Helper()
+	n.settle()
 	l, err := n.gc.List(n.user, false)
 	if err != nil {
 		n.t.Fatal(err)
@@ -110,12 +118,12 @@ func TestRemoveMember(t *testing.T) {
 		n        *node
 		old, new string
 	}{{a, alias, newA}, {b, aB, newB}} {
-		info, err := n.n.gc.Info(n.old)
+		info, err := n.n.info(n.old)
 		if err != nil || info.Moved == nil || info.Moved.To != n.new || info.Moved.By != "alice" ||
 			!slices.Equal(info.Moved.Removed, []string{"carol"}) || len(info.Moved.LeftBehind) != 0 {
 			t.Fatalf("%s: old group info %+v %+v %v", n.n.user, info, info.Moved, err)
 		}
-		ni, err := n.n.gc.Info(n.new)
+		ni, err := n.n.info(n.new)
 		if err != nil || ni.Description != "trio" || ni.MovedFrom != n.old || ni.Moved != nil ||
 			!slices.Equal(ni.Members, []string{"alice", "bob"}) {
 			t.Fatalf("%s: new group info %+v %v", n.n.user, ni, err)
@@ -127,7 +135,7 @@ func TestRemoveMember(t *testing.T) {
 			t.Fatalf("%s: listgroups %v", n.n.user, all)
 		}
 	}
-	if info, _ := c.gc.Info(aC); info.Moved != nil {
+	if info, _ := c.info(aC); info.Moved != nil {
 		t.Fatalf("carol's old group marked moved: %+v", info.Moved)
 	}
 	notice := "*** 'alice' removed 'carol' from the group. The group moved to a new group key"
@@ -173,7 +181,7 @@ func TestRemoveMember(t *testing.T) {
 	a.restart()
 	b.restart()
 	c.restart()
-	if info, _ := b.gc.Info(aB); info.Moved == nil || info.Moved.To != newB {
+	if info, _ := b.info(aB); info.Moved == nil || info.Moved.To != newB {
 		t.Fatalf("bob's move lost on restart: %+v", info)
 	}
 	if got := b.newGroupOf(aB); got != newB {
@@ -220,7 +228,7 @@ func TestRemoveRacesInvite(t *testing.T) {
 		n   *node
 		old string
 	}{{a, alias}, {b, aB}} {
-		info, err := n.n.gc.Info(n.old)
+		info, err := n.n.info(n.old)
 		if err != nil || info.Moved == nil || !slices.Equal(info.Moved.LeftBehind, []string{"dave"}) {
 			t.Fatalf("%s: old group %+v %+v %v", n.n.user, info, info.Moved, err)
 		}
@@ -229,29 +237,29 @@ func TestRemoveRacesInvite(t *testing.T) {
 	if !hasText(d.texts(aD), "*** 'alice' removed 'carol' from the group") {
 		t.Errorf("dave's old thread: %q", d.texts(aD))
 	}
-	if info, _ := d.gc.Info(aD); info.Moved != nil {
+	if info, _ := d.info(aD); info.Moved != nil {
 		t.Errorf("dave's node moved without an invite: %+v", info.Moved)
 	}
 	// carol's node saw the member list naming dave, and nothing new.
-	if info, _ := c.gc.Info(aC); !slices.Contains(info.Members, "dave") || info.Moved != nil {
+	if info, _ := c.info(aC); !slices.Contains(info.Members, "dave") || info.Moved != nil {
 		t.Errorf("carol's view: %+v", info)
 	}
 
 	// The invite to the new group carries the move: dave's node moves too.
 	must(t, b.gc.Invite(ctx, "bob", 3, newB, []string{"dave"}))
 	newD := d.newGroupOf(aD)
-	if info, _ := d.gc.Info(aD); info.Moved == nil || info.Moved.To != newD || info.Moved.By != "bob" {
+	if info, _ := d.info(aD); info.Moved == nil || info.Moved.To != newD || info.Moved.By != "bob" {
 		t.Fatalf("dave's old group after the new invite: %+v", info.Moved)
 	}
 	for _, n := range []struct {
 		n        *node
 		old, new string
 	}{{a, alias, newA}, {b, aB, newB}} {
-		info, _ := n.n.gc.Info(n.old)
+		info, _ := n.n.info(n.old)
 		if len(info.Moved.LeftBehind) != 0 {
 			t.Errorf("%s: still left behind %v", n.n.user, info.Moved.LeftBehind)
 		}
-		if ni, _ := n.n.gc.Info(n.new); !slices.Equal(ni.Members, []string{"alice", "bob", "dave"}) {
+		if ni, _ := n.n.info(n.new); !slices.Equal(ni.Members, []string{"alice", "bob", "dave"}) {
 			t.Errorf("%s: new members %v", n.n.user, ni.Members)
 		}
 	}
@@ -307,7 +315,7 @@ func TestMoveByNonMemberIgnored(t *testing.T) {
 	if l := b.groups(); len(l) != 2 {
 		t.Fatalf("bob's groups %v: the invite did not register", l)
 	}
-	if info, _ := b.gc.Info(aB); info.Moved != nil {
+	if info, _ := b.info(aB); info.Moved != nil {
 		t.Fatalf("a non-member moved bob's group: %+v", info.Moved)
 	}
 }
@@ -330,7 +338,7 @@ func TestRemoveChunksMemberList(t *testing.T) {
 	must(t, err)
 	must(t, a.gc.Invite(ctx, "alice", 1, alias, append(slices.Clone(names), "alice"))) // ks 1..23
 	removed := []string{"member0003", "member0017"}
-	info, _ := a.gc.Info(alias)
+	info, _ := a.info(alias)
 	if got := RemoveKs(info.Members, removed); got != 19+2+1 {
 		t.Fatalf("RemoveKs %d", got)
 	}
@@ -340,7 +348,7 @@ func TestRemoveChunksMemberList(t *testing.T) {
 	if len(pieces) != 23+22 || pieces[len(pieces)-1].K != 45 {
 		t.Fatalf("%d pieces, last k %d", len(pieces), pieces[len(pieces)-1].K)
 	}
-	ni, _ := a.gc.Info(newA)
+	ni, _ := a.info(newA)
 	want := remainingMembers(info.Members, removed)
 	if !slices.Equal(ni.Members, want) || len(want) != 19 {
 		t.Fatalf("new members %v", ni.Members)
@@ -377,7 +385,7 @@ func TestRemoveInvitesLocalUsers(t *testing.T) {
 	}) {
 		t.Fatalf("erin's new thread %+v", th)
 	}
-	if ni, _ := a.gc.Info(newA); !slices.Equal(ni.Members, []string{"alice", "erin"}) {
+	if ni, _ := a.info(newA); !slices.Equal(ni.Members, []string{"alice", "erin"}) {
 		t.Fatalf("new members %v", ni.Members)
 	}
 	if l := b.groups(); len(l) != 1 || l[0] == "" {
@@ -403,10 +411,10 @@ func TestRemoveAutoK(t *testing.T) {
 	if next, err := a.e.NextK("alice"); err != nil || next != 9 {
 		t.Fatalf("next k %d %v", next, err)
 	}
-	if info, _ := a.gc.Info(alias); info.Moved == nil || info.Moved.To != newA {
+	if info, _ := a.info(alias); info.Moved == nil || info.Moved.To != newA {
 		t.Fatalf("alice's old group %+v", info.Moved)
 	}
-	if info, _ := b.gc.Info(aB); info.Moved == nil {
+	if info, _ := b.info(aB); info.Moved == nil {
 		t.Fatal("bob's node did not move")
 	}
 	before, _ := a.w.GroupAliases()

@@ -36,7 +36,8 @@ const (
 	authLogEvery = 10 * time.Second
 )
 
-// limitListener caps the connections open at once.
+// limitListener caps the connections open at once; the listeners of one
+// server share slots.
 type limitListener struct {
 	net.Listener
 	slots chan struct{}
@@ -44,8 +45,8 @@ type limitListener struct {
 	once  sync.Once
 }
 
-func newLimitListener(l net.Listener, n int) *limitListener {
-	return &limitListener{Listener: l, slots: make(chan struct{}, n), done: make(chan struct{})}
+func newLimitListener(l net.Listener, slots chan struct{}) *limitListener {
+	return &limitListener{Listener: l, slots: slots, done: make(chan struct{})}
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {

@@ -2,16 +2,22 @@ package rpc
 
 import (
 	"bufio"
+	"context"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"math"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/twgroupd/twgroupd/internal/chain"
 	"github.com/twgroupd/twgroupd/internal/chain/chaintest"
+	"github.com/twgroupd/twgroupd/internal/registry"
+	"github.com/twgroupd/twgroupd/internal/upstream"
 )
 
 var _ Chain = (*chain.Chain)(nil)
@@ -47,7 +53,7 @@ func recordedChainServer(t *testing.T) (*testServer, []map[string]any) {
 		}
 		verbose = append(verbose, r.Verbose)
 	}
-	return startServer(t, Config{Chain: c, Registry: nil}), verbose
+	return startServer(t, Config{Chain: c, Registry: registry.NewChain(c)}), verbose
 }
 
 func result(t *testing.T, r response) any {
@@ -118,5 +124,41 @@ func TestGetRawTransactionMatchesTwisterd(t *testing.T) {
 		if hexOnly != w.Result.(map[string]any)["hex"] {
 			t.Fatalf("%s: non-verbose %v", user, hexOnly)
 		}
+	}
+}
+
+// With the chain source, @-autocomplete lists the chain's names by prefix
+// and dumppubkey answers the current key.
+func TestChainUserLookups(t *testing.T) {
+	ts, _ := recordedChainServer(t)
+	wantReply(t, ts.call(t, req("listusernamespartial", "ca", 10)), 200, okReply(`["carol"]`))
+	wantReply(t, ts.call(t, req("listusernamespartial", "", 3)), 200, okReply(`["alice","bob","carol"]`))
+	wantReply(t, ts.call(t, req("dumppubkey", "bob")), 200, okReply(`"033d30e84f48bfaa260b959f16e21e145069c98397b5f8130a33e742f1a6f5a392"`))
+	wantReply(t, ts.call(t, req("dumppubkey", "nosuchuser")), 200, okReply(`""`))
+}
+
+// A twgroupd with the chain source can be another twgroupd's -upstream:
+// the upstream registry reads its keys, bob's replaced one included.
+func TestChainServerAsUpstreamRegistry(t *testing.T) {
+	ts, _ := recordedChainServer(t)
+	u, err := upstream.New(strings.Replace(ts.url, "http://", "http://"+ts.user+":"+ts.pass+"@", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := registry.NewUpstream(u, nil)
+	ctx := context.Background()
+	if best, err := reg.BestHeight(ctx); err != nil || best != 70 {
+		t.Fatalf("best %d %v", best, err)
+	}
+	now, err := reg.UserKey(ctx, "bob", -1)
+	if err != nil || hex.EncodeToString(now.PubKey) != "033d30e84f48bfaa260b959f16e21e145069c98397b5f8130a33e742f1a6f5a392" || now.RegHeight != 23 {
+		t.Fatalf("bob now: %x %d %v", now.PubKey, now.RegHeight, err)
+	}
+	old, err := reg.UserKey(ctx, "bob", 10)
+	if err != nil || hex.EncodeToString(old.PubKey) != "02c40a3985caf1768d9efa1a725d583e7f1892ea777505e22a0b11fadda0620673" {
+		t.Fatalf("bob at 10: %x %v", old.PubKey, err)
+	}
+	if _, err := reg.UserKey(ctx, "nosuchuser", -1); !errors.Is(err, registry.ErrUnknownUser) {
+		t.Fatalf("nosuchuser: %v", err)
 	}
 }

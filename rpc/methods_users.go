@@ -19,6 +19,12 @@ type UserLister interface {
 	Registrations(ctx context.Context) ([]registry.Registration, error)
 }
 
+// PrefixLister is the optional part of the registry that lists names by
+// prefix itself (the chain source, whose user index is sorted).
+type PrefixLister interface {
+	UsersWithPrefix(ctx context.Context, prefix string, limit int) ([]string, error)
+}
+
 // listusernamespartial is twister-html's @-autocomplete (new group, invite
 // peers, search box). As twisterd (src/twister.cpp): the users that local
 // users follow come first (exact_match asks for the whole name there), then
@@ -31,7 +37,8 @@ func (s *Server) listusernamespartial(ctx context.Context, p params) (any, error
 		return nil, err
 	}
 	lister, _ := s.cfg.Registry.(UserLister)
-	if lister == nil && s.cfg.Upstream != nil {
+	prefixer, _ := s.cfg.Registry.(PrefixLister)
+	if lister == nil && prefixer == nil && s.cfg.Upstream != nil {
 		return nil, noBackend("listusernamespartial", "user list")
 	}
 	// twisterd reads count into a size_t: a negative count has no limit.
@@ -61,6 +68,18 @@ func (s *Server) listusernamespartial(ctx context.Context, p params) (any, error
 					break // as twisterd: this ends one user's list only
 				}
 			}
+		}
+	}
+	if prefixer != nil && len(found) < limit {
+		names, err := prefixer.UsersWithPrefix(ctx, prefix, limit)
+		if err != nil {
+			return nil, fmt.Errorf("listusernamespartial: %w", err)
+		}
+		for _, u := range names {
+			if len(found) >= limit {
+				break
+			}
+			found[u] = true
 		}
 	}
 	if lister != nil {

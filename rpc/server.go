@@ -105,9 +105,11 @@ type Server struct {
 	http     *http.Server
 	slots    chan struct{}
 	authHash [32]byte
-	gate     authGate
-	authLog  rateLog
-	stopCh   chan struct{}
+	// connSlots bounds open connections over all listeners.
+	connSlots chan struct{}
+	gate      authGate
+	authLog   rateLog
+	stopCh    chan struct{}
 
 	id             string   // in upstream.ViaHeader, to detect forwarding loops
 	allowedOrigins []string // normalized
@@ -188,14 +190,15 @@ func New(cfg Config) (*Server, error) {
 		log = slog.Default()
 	}
 	s := &Server{
-		cfg:      cfg,
-		log:      log.With("component", "rpc"),
-		slots:    make(chan struct{}, cfg.MaxInFlight),
-		authHash: credentialHash(cfg.User + ":" + cfg.Password),
-		ready:    make(chan struct{}),
-		stopCh:   make(chan struct{}),
-		gate:     authGate{interval: cfg.AuthFailInterval},
-		authLog:  rateLog{every: authLogEvery},
+		cfg:       cfg,
+		log:       log.With("component", "rpc"),
+		slots:     make(chan struct{}, cfg.MaxInFlight),
+		authHash:  credentialHash(cfg.User + ":" + cfg.Password),
+		ready:     make(chan struct{}),
+		stopCh:    make(chan struct{}),
+		connSlots: make(chan struct{}, cfg.MaxConns),
+		gate:      authGate{interval: cfg.AuthFailInterval},
+		authLog:   rateLog{every: authLogEvery},
 
 		id:             newServerID(),
 		allowedOrigins: origins,
@@ -254,7 +257,7 @@ func (s *Server) Serve(ctx context.Context) error {
 			closeAll()
 			return fmt.Errorf("rpc: listen on %s: %w", a, err)
 		}
-		lns = append(lns, newLimitListener(l, s.cfg.MaxConns))
+		lns = append(lns, newLimitListener(l, s.connSlots))
 	}
 	for _, a := range optional {
 		l, err := lc.Listen(ctx, "tcp", a)
@@ -262,7 +265,7 @@ func (s *Server) Serve(ctx context.Context) error {
 			s.log.Info("rpc: optional listen address unavailable", "addr", a, "err", err)
 			continue
 		}
-		lns = append(lns, newLimitListener(l, s.cfg.MaxConns))
+		lns = append(lns, newLimitListener(l, s.connSlots))
 	}
 	s.mu.Lock()
 	for _, l := range lns {

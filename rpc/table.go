@@ -73,7 +73,8 @@ func (s *Server) methodTable() (map[string]*method, []string) {
 				"Remove members from a group chat by moving it to a new group key (twgroupd).\n" +
 				"The remaining members get an invite to the new group, which also gets the member list;\n" +
 				"the old group gets one notice and stays readable, marked as moved in getgroupinfo.\n" +
-				"k is increased by (remaining members) + (member list posts) + 1.\n" +
+				"k is increased by (remaining members) + (member list posts) + 1;\n" +
+				"k: null (CLI: auto) takes the next free k.\n" +
 				"Returns the new group alias"},
 		{name: "leavegroup", minParams: 2, maxParams: 2, handler: s.leavegroup,
 			help: "leavegroup <username> <groupalias>\nStop receiving chats from group"},

@@ -28,7 +28,7 @@ import (
 // abuseRows are the attacks of issue #11's table that `twgroupd abuse`
 // reproduces, in the order they run (wrong passwords with 500 guessers
 // last among the RPC rows: their abandoned waiters queue for minutes).
-var abuseRows = []string{"port", "halfopen", "dht", "utp", "slowbody", "passwords", "origin", "batch", "passwords500"}
+var abuseRows = []string{"port", "halfopen", "dht", "utp", "slowbody", "passwords", "origin", "batch", "passwords500", "restart"}
 
 // abuseTotal bounds a whole run; every driver is bounded too.
 const abuseTotal = 10 * time.Minute
@@ -67,14 +67,14 @@ type abuseOptions struct {
 
 // abuseNode is one `serve` process of the run.
 type abuseNode struct {
-	name    string
-	dir     string
-	rpcPort int
-	dhtPort int
-	cmd     *exec.Cmd
-	done    chan struct{}
-	rpc     *upstream.Client
-	pass    string
+	name, dir, bin, bind, registry string
+	bootstrap                      []string
+	rpcPort                        int
+	dhtPort                        int // 0 until the first start picked one; kept across restarts
+	cmd                            *exec.Cmd
+	done                           chan struct{}
+	rpc                            *upstream.Client
+	pass                           string
 }
 
 func startAbuseNode(ctx context.Context, bin, name, dir, bind, registry string, bootstrap ...string) (*abuseNode, error) {
@@ -84,53 +84,75 @@ func startAbuseNode(ctx context.Context, bin, name, dir, bind, registry string, 
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
-	n := &abuseNode{name: name, dir: dir, rpcPort: port, done: make(chan struct{})}
+	n := &abuseNode{name: name, dir: dir, bin: bin, bind: bind, registry: registry, bootstrap: bootstrap, rpcPort: port}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("abuse: %w", err)
 	}
+	return n, n.start(ctx)
+}
+
+// start runs the process and waits until its RPC answers with the cookie
+// it wrote (a new one at each start).
+func (n *abuseNode) start(ctx context.Context) error {
 	// No rpcpassword: cookie authentication; the RPC listens on loopback.
-	args := []string{"-datadir=" + dir, "-rpcport=" + strconv.Itoa(port), "-dhtport=0", "-bind=" + bind, "-registry=" + registry}
-	for _, b := range bootstrap {
+	args := []string{"-datadir=" + n.dir, "-rpcport=" + strconv.Itoa(n.rpcPort), "-dhtport=" + strconv.Itoa(n.dhtPort),
+		"-bind=" + n.bind, "-registry=" + n.registry}
+	for _, b := range n.bootstrap {
 		args = append(args, "-bootstrap="+b)
 	}
-	logf, err := os.Create(filepath.Join(dir, "twgroupd.log"))
+	logf, err := os.OpenFile(filepath.Join(n.dir, "twgroupd.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("abuse: %w", err)
+		return fmt.Errorf("abuse: %w", err)
 	}
-	n.cmd = exec.Command(bin, append(args, "serve")...)
+	n.cmd = exec.Command(n.bin, append(args, "serve")...)
 	n.cmd.Stdout, n.cmd.Stderr = logf, logf
 	n.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := n.cmd.Start(); err != nil {
 		logf.Close()
-		return nil, fmt.Errorf("abuse: start %s: %w", name, err)
+		return fmt.Errorf("abuse: start %s: %w", n.name, err)
 	}
-	go func() { n.cmd.Wait(); logf.Close(); close(n.done) }()
+	done := make(chan struct{})
+	n.done = done
+	cmd := n.cmd
+	go func() { cmd.Wait(); logf.Close(); close(done) }()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if _, pass, err := config.ReadCookie(dir); err == nil {
+		if _, pass, err := config.ReadCookie(n.dir); err == nil {
 			n.pass = pass
-			n.rpc, _ = upstream.New(fmt.Sprintf("http://%s:%s@127.0.0.1:%d/", config.CookieUser, pass, port), upstream.WithTimeout(30*time.Second))
+			n.rpc, _ = upstream.New(fmt.Sprintf("http://%s:%s@127.0.0.1:%d/", config.CookieUser, pass, n.rpcPort), upstream.WithTimeout(30*time.Second))
 			var info struct {
 				Port int `json:"ext_port1"`
 			}
 			if raw, err := n.call(ctx, "getinfo"); err == nil && json.Unmarshal(raw, &info) == nil && info.Port != 0 {
 				n.dhtPort = info.Port
-				return n, nil
+				return nil
 			}
 		}
 		select {
-		case <-n.done:
-			return nil, fmt.Errorf("abuse: %s exited (see %s)", name, filepath.Join(dir, "twgroupd.log"))
+		case <-done:
+			return fmt.Errorf("abuse: %s exited (see %s)", n.name, filepath.Join(n.dir, "twgroupd.log"))
 		case <-ctx.Done():
 			n.stop()
-			return nil, ctx.Err()
+			return ctx.Err()
 		case <-time.After(100 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
 			n.stop()
-			return nil, fmt.Errorf("abuse: %s not answering RPC", name)
+			return fmt.Errorf("abuse: %s not answering RPC", n.name)
 		}
 	}
+}
+
+// connections is getinfo's count of swarm peer connections.
+func (n *abuseNode) connections(ctx context.Context) int {
+	var info struct {
+		Connections int `json:"connections"`
+	}
+	raw, err := n.call(ctx, "getinfo")
+	if err != nil || json.Unmarshal(raw, &info) != nil {
+		return 0
+	}
+	return info.Connections
 }
 
 func (n *abuseNode) call(ctx context.Context, method string, params ...any) (json.RawMessage, error) {
@@ -138,8 +160,13 @@ func (n *abuseNode) call(ctx context.Context, method string, params ...any) (jso
 }
 
 func (n *abuseNode) stop() {
-	if n == nil || n.cmd.Process == nil {
+	if n == nil || n.cmd == nil || n.cmd.Process == nil {
 		return
+	}
+	select {
+	case <-n.done:
+		return
+	default:
 	}
 	_ = n.cmd.Process.Signal(syscall.SIGTERM)
 	select {
@@ -327,6 +354,15 @@ func runAbuse(ctx context.Context, o abuseOptions, out io.Writer) error {
 			report(abuseRow{fmt.Sprintf("one %d-element batch", res.Elements),
 				fmt.Sprintf("HTTP %d, %d-byte reply in %v, RSS +%d KiB", res.Status, res.ReplyBytes, res.Took.Round(time.Millisecond), max(0, res.RSSPeakKB-res.RSSStartKB)),
 				res.RSSPeakKB, lat.P99, lat.String()}, res)
+		case "restart":
+			res, err := restartPair(ctx, victim, peer, scale(20))
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(out, res)
+			rows = append(rows, abuseRow{fmt.Sprintf("the 2-node pair restarted %d times", res.restarts),
+				fmt.Sprintf("reconnected within 10 s %d of %d times, slowest %v", res.within10s, res.restarts, res.slowest.Round(time.Millisecond)),
+				0, 0, fmt.Sprintf("%d/%d", res.within10s, res.restarts)})
 		}
 	}
 	if err := ctx.Err(); err != nil && !errors.Is(err, context.Canceled) {
@@ -399,4 +435,73 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	case <-time.After(d):
 	}
+}
+
+type restartResult struct {
+	restarts, within10s int
+	slowest             time.Duration
+	never               int // not reconnected within 30 s
+}
+
+func (r restartResult) String() string {
+	return fmt.Sprintf("restarted pair: %d restarts, reconnected within 10 s %d times, %d not within 30 s, slowest %v",
+		r.restarts, r.within10s, r.never, r.slowest.Round(time.Millisecond))
+}
+
+// restartPair stops both nodes and starts them again (same datadirs and
+// ports) n times, timing how long until both see a swarm connection.
+func restartPair(ctx context.Context, victim, peer *abuseNode, n int) (restartResult, error) {
+	res := restartResult{restarts: n}
+	// Both must hold a swarm in common: the peer follows alice too.
+	if _, err := peer.call(ctx, "follow", "alice", []string{"alice"}); err != nil {
+		// The peer has no wallet user alice: follow as its own user.
+		if _, err := peer.call(ctx, "createwalletuser", "peer"); err != nil {
+			return res, fmt.Errorf("abuse: createwalletuser peer: %w", err)
+		}
+		if _, err := peer.call(ctx, "sendnewusertransaction", "peer"); err != nil {
+			return res, fmt.Errorf("abuse: register peer: %w", err)
+		}
+		if _, err := peer.call(ctx, "follow", "peer", []string{"alice"}); err != nil {
+			return res, fmt.Errorf("abuse: follow: %w", err)
+		}
+	}
+	// They have found each other once before the first restart.
+	deadline := time.Now().Add(30 * time.Second)
+	for victim.connections(ctx) == 0 || peer.connections(ctx) == 0 {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return res, errors.New("abuse: victim and peer never connected their swarms")
+		}
+		sleepCtx(ctx, 100*time.Millisecond)
+	}
+	for i := 0; i < n && ctx.Err() == nil; i++ {
+		victim.stop()
+		peer.stop()
+		start := time.Now() // the time counted includes both start-ups
+		if err := peer.start(ctx); err != nil {
+			return res, err
+		}
+		if err := victim.start(ctx); err != nil {
+			return res, err
+		}
+		for {
+			if victim.connections(ctx) > 0 && peer.connections(ctx) > 0 {
+				took := time.Since(start)
+				res.slowest = max(res.slowest, took)
+				if took <= 10*time.Second {
+					res.within10s++
+				}
+				break
+			}
+			if time.Since(start) > 30*time.Second {
+				res.never++
+				res.slowest = max(res.slowest, time.Since(start))
+				break
+			}
+			sleepCtx(ctx, 100*time.Millisecond)
+			if ctx.Err() != nil {
+				return res, ctx.Err()
+			}
+		}
+	}
+	return res, nil
 }

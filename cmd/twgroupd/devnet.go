@@ -21,10 +21,12 @@ import (
 func newDevnetCmd(stdout io.Writer) *cobra.Command {
 	var o devnet.Options
 	var exitAfter, keep bool
+	var scenario string
 	c := &cobra.Command{
 		Use:   "devnet",
-		Short: "run a local network of nodes on 127.0.0.1 and script a group chat through their RPC",
-		Long: "devnet starts --nodes twgroupd processes on 127.0.0.1 with a shared user registry,\n" +
+		Short: "run a local network of nodes on 127.0.0.10.. and script a group chat (or --scenario scale) through their RPC",
+		Long: "devnet starts --nodes twgroupd processes, each on its own loopback address (127.0.0.10,\n" +
+			".11, ...; RPC on 127.0.0.1) with a shared user registry,\n" +
 			"scripts a group chat and a DM through their RPC, prints what each node shows and\n" +
 			"keeps them running until Ctrl-C. With --dir DIR a later run on the same DIR resumes\n" +
 			"the same network (users, keys, groups); without it a temporary directory is used and\n" +
@@ -37,7 +39,13 @@ func newDevnetCmd(stdout io.Writer) *cobra.Command {
 			if f := cmd.Flags().Lookup("htmldir"); f != nil {
 				o.HTMLDir = f.Value.String()
 			}
-			return runDevnet(cmd.Context(), o, keep, stdout)
+			switch scenario {
+			case "chat":
+				return runDevnet(cmd.Context(), o, keep, stdout)
+			case "scale":
+				return runScale(cmd.Context(), o, keep, stdout)
+			}
+			return fmt.Errorf("devnet: unknown scenario %q (chat, scale)", scenario)
 		},
 	}
 	c.Flags().IntVar(&o.Nodes, "nodes", 3, "number of nodes")
@@ -45,6 +53,7 @@ func newDevnetCmd(stdout io.Writer) *cobra.Command {
 	c.Flags().DurationVar(&o.Timeout, "timeout", 90*time.Second, "how long to wait for the conversation to reach every node")
 	c.Flags().BoolVar(&exitAfter, "exit", false, "stop the nodes after the script instead of waiting for Ctrl-C")
 	c.Flags().BoolVar(&keep, "keep", false, "keep the temporary directory at exit (without --dir)")
+	c.Flags().StringVar(&scenario, "scenario", "chat", "chat: a scripted group chat; scale: everyone follows everyone, a group of all, a message, churn, with timings and per-node sockets and RSS (stops by itself)")
 	return c
 }
 

@@ -94,10 +94,11 @@ var rpcLong = map[string]string{
 		"so the group moves to a new key (same description) that the removed members never get.\n" +
 		"Posts, as k, k+1, ...: an invite to each remaining member (this node's users included),\n" +
 		"the new member list (in chunks, as newgroupinvite), one notice to the old group.\n" +
-		"k consumed = remaining members + member-list chunks + 1. Prints the new group alias.\n" +
+		"k consumed = remaining members + member-list chunks + 1 (k auto: the next free k).\n" +
+		"Prints the new group alias.\n" +
 		"The old group stays readable; getgroupinfo shows it as moved, listgroups hides it\n" +
 		"(listgroups <user> false true lists it).\n\n" +
-		"Example: twgroupd removegroupmember alice 9 '*abcdefgh' '[\"carol\"]'",
+		"Example: twgroupd removegroupmember alice auto '*abcdefgh' '[\"carol\"]'",
 }
 
 func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/big"
 	"runtime"
 	"sort"
 	"sync"
@@ -39,12 +38,15 @@ const maxFutureDrift = 2 * time.Hour
 // medianSpan is how many previous blocks GetMedianTimePast looks at.
 const medianSpan = 11
 
+// node is one header of the index, kept small (mainnet has hundreds of
+// thousands): the full header stays in chain.db.
 type node struct {
 	hash   chainwire.Hash
-	hdr    chainwire.BlockHeader
 	prev   *node
+	work   uint256 // cumulative, genesis included
 	height int32
-	work   *big.Int // cumulative, genesis included
+	time   uint32
+	bits   uint32
 	status uint8
 }
 
@@ -144,6 +146,7 @@ func (c *Chain) load(genesis *chainwire.Block) error {
 		// Headers, parents first: nHeight is checked to be prev+1 for
 		// every stored header, so sorting by it orders parents first.
 		var nodes []*node
+		var prevs []chainwire.Hash
 		err := tx.Bucket(bktHdr).ForEach(func(k, v []byte) error {
 			if len(v) != chainwire.BlockHeaderSize+1 || len(k) != 32 {
 				return errCorrupt
@@ -152,25 +155,31 @@ func (c *Chain) load(genesis *chainwire.Block) error {
 			if err != nil {
 				return err
 			}
-			n := &node{hdr: h, height: h.Height, status: v[chainwire.BlockHeaderSize]}
+			n := &node{height: h.Height, time: h.Time, bits: h.Bits, status: v[chainwire.BlockHeaderSize]}
 			copy(n.hash[:], k)
 			nodes = append(nodes, n)
+			prevs = append(prevs, h.PrevBlock)
 			return nil
 		})
 		if err != nil {
 			return err
 		}
-		sort.Slice(nodes, func(i, j int) bool { return nodes[i].height < nodes[j].height })
-		for _, n := range nodes {
+		order := make([]int, len(nodes))
+		for i := range order {
+			order[i] = i
+		}
+		sort.Slice(order, func(i, j int) bool { return nodes[order[i]].height < nodes[order[j]].height })
+		for _, i := range order {
+			n := nodes[i]
 			if n.hash == gh {
-				n.work = blockWork(n.hdr.Bits)
+				n.work = workOf(n.bits)
 			} else {
-				prev := c.index[n.hdr.PrevBlock]
+				prev := c.index[prevs[i]]
 				if prev == nil {
 					continue // unreachable header: ignore
 				}
 				n.prev = prev
-				n.work = new(big.Int).Add(prev.work, blockWork(n.hdr.Bits))
+				n.work = prev.work.add(workOf(n.bits))
 				if prev.status&stInvalid != 0 {
 					n.status |= stInvalid
 				}
@@ -195,7 +204,7 @@ func (c *Chain) load(genesis *chainwire.Block) error {
 		}
 		c.best = c.main[len(c.main)-1]
 		for _, n := range c.index {
-			if n.status&stInvalid == 0 && n.work.Cmp(c.best.work) > 0 {
+			if n.status&stInvalid == 0 && n.work.cmp(c.best.work) > 0 {
 				c.best = n
 			}
 		}
@@ -208,7 +217,7 @@ func (c *Chain) Tip() Tip {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	n := c.main[len(c.main)-1]
-	return Tip{Height: n.height, Hash: n.hash, Time: n.hdr.Time}
+	return Tip{Height: n.height, Hash: n.hash, Time: n.time}
 }
 
 // BestHeader is the most-work valid header known (ahead of Tip while
@@ -216,7 +225,7 @@ func (c *Chain) Tip() Tip {
 func (c *Chain) BestHeader() Tip {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	return Tip{Height: c.best.height, Hash: c.best.hash, Time: c.best.hdr.Time}
+	return Tip{Height: c.best.height, Hash: c.best.hash, Time: c.best.time}
 }
 
 // Changed returns a channel closed at the next change of Tip.
@@ -365,23 +374,42 @@ func (c *Chain) addHeaderLocked(tx *bolt.Tx, h *chainwire.BlockHeader, pow chain
 		if cp, ok := c.p.Checkpoints[height]; ok && cp != hash {
 			return false, fmt.Errorf("%w: header %s rejected by checkpoint lock-in at %d", ErrInvalid, hash, height)
 		}
+		// A new header at or below a checkpoint we have connected forks
+		// the chain below it: never followed, so not worth storing (bitcoin
+		// 0.8 refuses such forks in ProcessBlock too).
+		if last := c.lastCheckpointLocked(); height <= last {
+			return false, fmt.Errorf("%w: header %s at %d forks below the checkpoint at %d", ErrInvalid, hash, height, last)
+		}
 	}
 	hb := h.Bytes()
 	if err := tx.Bucket(bktHdr).Put(hash[:], append(hb[:], 0)); err != nil {
 		return false, err
 	}
-	n := &node{hash: hash, hdr: *h, prev: prev, height: height, work: new(big.Int).Add(prev.work, blockWork(h.Bits))}
+	n := &node{hash: hash, prev: prev, height: height, time: h.Time, bits: h.Bits, work: prev.work.add(workOf(h.Bits))}
 	c.index[hash] = n
-	if n.work.Cmp(c.best.work) > 0 {
+	if n.work.cmp(c.best.work) > 0 {
 		c.best = n
 	}
 	return true, nil
 }
 
+// lastCheckpointLocked is the highest checkpoint height on the connected
+// chain (-1: none).
+func (c *Chain) lastCheckpointLocked() int32 {
+	last := int32(-1)
+	tip := int32(len(c.main) - 1)
+	for h := range c.p.Checkpoints {
+		if h <= tip && h > last {
+			last = h
+		}
+	}
+	return last
+}
+
 func medianTimePast(n *node) int64 {
 	times := make([]int64, 0, medianSpan)
 	for ; n != nil && len(times) < medianSpan; n = n.prev {
-		times = append(times, int64(n.hdr.Time))
+		times = append(times, int64(n.time))
 	}
 	sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
 	return times[len(times)/2]
@@ -466,8 +494,13 @@ func (c *Chain) AddBlocks(blocks []*chainwire.Block) error {
 }
 
 func (c *Chain) setStatus(tx *bolt.Tx, n *node, st uint8) error {
-	hb := n.hdr.Bytes()
-	if err := tx.Bucket(bktHdr).Put(n.hash[:], append(hb[:], st)); err != nil {
+	b := tx.Bucket(bktHdr)
+	v := bytes.Clone(b.Get(n.hash[:]))
+	if len(v) != chainwire.BlockHeaderSize+1 {
+		return fmt.Errorf("%w: header %s", errCorrupt, n.hash)
+	}
+	v[chainwire.BlockHeaderSize] = st
+	if err := b.Put(n.hash[:], v); err != nil {
 		return err
 	}
 	n.status = st
@@ -497,7 +530,7 @@ func (c *Chain) activateBestLocked() error {
 			return nil
 		}
 		target := path[k]
-		if fork != tip && target.work.Cmp(tip.work) <= 0 {
+		if fork != tip && target.work.cmp(tip.work) <= 0 {
 			return nil // the branch's connectable part is not heavier yet
 		}
 		var bad *node
@@ -558,7 +591,7 @@ func (c *Chain) markInvalidLocked(bad *node) error {
 		}
 		c.best = c.main[len(c.main)-1]
 		for _, n := range c.index {
-			if n.status&stInvalid == 0 && n.work.Cmp(c.best.work) > 0 {
+			if n.status&stInvalid == 0 && n.work.cmp(c.best.work) > 0 {
 				c.best = n
 			}
 		}
@@ -722,17 +755,42 @@ func (c *Chain) Block(hash chainwire.Hash) (*BlockInfo, error) {
 		return nil, fmt.Errorf("block %s: %w", hash, ErrNotFound)
 	}
 	var data *blockData
+	var hdr chainwire.BlockHeader
 	err := c.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bktHdr).Get(hash[:])
+		if len(v) != chainwire.BlockHeaderSize+1 {
+			return errCorrupt
+		}
 		var err error
+		if hdr, err = chainwire.ParseBlockHeader(v[:chainwire.BlockHeaderSize]); err != nil {
+			return err
+		}
 		data, err = decodeBlockData(tx.Bucket(bktBlk).Get(hash[:]))
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("block %s: %w", hash, err)
 	}
-	bi := &BlockInfo{Header: n.hdr, Hash: n.hash, Height: n.height, Size: int(data.Size), OnMain: onMain, Next: next, Spam: data.Spam, TxIDs: data.TxIDs}
+	bi := &BlockInfo{Header: hdr, Hash: n.hash, Height: n.height, Size: int(data.Size), OnMain: onMain, Next: next, Spam: data.Spam, TxIDs: data.TxIDs}
 	for _, r := range data.Records {
 		bi.Users = append(bi.Users, r.User)
 	}
 	return bi, nil
+}
+
+// UsersWithPrefix lists up to limit registered usernames starting with
+// prefix, in byte order (twisterd walks its name index the same way).
+func (c *Chain) UsersWithPrefix(prefix string, limit int) ([]string, error) {
+	var out []string
+	err := c.db.View(func(tx *bolt.Tx) error {
+		cur := tx.Bucket(bktUser).Cursor()
+		for k, _ := cur.Seek([]byte(prefix)); k != nil && len(out) < limit && bytes.HasPrefix(k, []byte(prefix)); k, _ = cur.Next() {
+			out = append(out, string(k))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("users with prefix %q: %w", prefix, err)
+	}
+	return out, nil
 }

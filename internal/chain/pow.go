@@ -97,13 +97,13 @@ func (c *Chain) nextWorkRequired(last *node) uint32 {
 	p := c.p
 	interval := p.RetargetInterval()
 	if (last.height+1)%interval != 0 {
-		return last.hdr.Bits
+		return last.bits
 	}
 	first := last
 	for i := int32(0); first.prev != nil && i < interval-1; i++ {
 		first = first.prev
 	}
-	return Retarget(last.hdr.Bits, int64(last.hdr.Time)-int64(first.hdr.Time), p)
+	return Retarget(last.bits, int64(last.time)-int64(first.time), p)
 }
 
 // Retarget is GetNextWorkRequired's new nBits from the old one and the

@@ -171,6 +171,21 @@ func TestCheckpoints(t *testing.T) {
 	if _, err := c3.AddHeaders(chaintest.Headers(b.Blocks[1:])); err != nil {
 		t.Fatalf("matching checkpoint: %v", err)
 	}
+	// Once block 3 is connected, a fork at or below it is refused, even a
+	// longer one; above it forks are fine.
+	if err := c3.AddBlocks(b.Blocks[1:]); err != nil || c3.Tip().Height != 5 {
+		t.Fatalf("blocks: %v", err)
+	}
+	low := b.Fork(2)
+	low.Extend(6)
+	if _, err := c3.AddHeaders(chaintest.Headers(low.Blocks[3:])); !errors.Is(err, chain.ErrInvalid) {
+		t.Fatalf("fork below the checkpoint: %v", err)
+	}
+	high := b.Fork(3)
+	high.Extend(4)
+	if _, err := c3.AddHeaders(chaintest.Headers(high.Blocks[4:])); err != nil {
+		t.Fatalf("fork above the checkpoint: %v", err)
+	}
 }
 
 // Registrations and key replacements follow the most-work chain through a

@@ -43,9 +43,10 @@ type peer struct {
 	conn net.Conn
 	bw   *bufio.Writer
 
-	isReady  atomic.Bool
-	wasReady bool
-	kickCh   chan struct{}
+	isReady     atomic.Bool
+	wasReady    bool
+	startHeight atomic.Int32 // the peer's height from its version message
+	kickCh      chan struct{}
 
 	// Owned by run's goroutine.
 	headersSent time.Time // outstanding getheaders
@@ -213,6 +214,7 @@ func (p *peer) handshake(br *bufio.Reader) error {
 				return errors.New("handshake: connected to ourselves")
 			}
 			gotVersion = true
+			p.startHeight.Store(m.StartHeight)
 			if err := p.send(&chainwire.MsgVerack{}); err != nil {
 				return err
 			}

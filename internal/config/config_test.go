@@ -311,6 +311,59 @@ func TestBind(t *testing.T) {
 	}
 }
 
+func TestAllowedOriginAndHost(t *testing.T) {
+	dir := t.TempDir()
+	c, err := parseArgs(t, "--datadir="+dir, "--rpcallowedorigin=https://tw.example.org", "--rpcallowedorigin=http://10.0.0.2:8080", "--rpcallowedhost=mynode.lan")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.RPCAllowedOrigin) != 2 || c.RPCAllowedOrigin[1] != "http://10.0.0.2:8080" || len(c.RPCAllowedHost) != 1 || c.RPCAllowedHost[0] != "mynode.lan" {
+		t.Fatalf("%+v", c)
+	}
+	for _, bad := range [][]string{{"--rpcallowedorigin=tw.example.org"}, {"--rpcallowedorigin=ftp://x"}, {"--rpcallowedhost=a:80"}, {"--rpcallowedhost="}} {
+		if _, err := parseArgs(t, append([]string{"--datadir=" + dir}, bad...)...); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func TestCookieFile(t *testing.T) {
+	dir := t.TempDir()
+	if _, _, err := ReadCookie(dir); err != ErrNoCookie {
+		t.Fatalf("no cookie: %v", err)
+	}
+	user, pass, err := WriteCookie(dir)
+	if err != nil || user != CookieUser || len(pass) != 64 {
+		t.Fatalf("%q %q %v", user, pass, err)
+	}
+	fi, _ := os.Stat(CookiePath(dir))
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("mode %v", fi.Mode().Perm())
+	}
+	c := Config{DataDir: dir}
+	if u, p, err := c.RPCCredentials(); err != nil || u != CookieUser || p != pass {
+		t.Errorf("credentials from the cookie: %q %q %v", u, p, err)
+	}
+	c.RPCUser, c.RPCPassword = "me", "set"
+	if u, p, _ := c.RPCCredentials(); u != "me" || p != "set" {
+		t.Errorf("a set password must win: %q %q", u, p)
+	}
+	// A newer daemon's cookie is not removed by an older one's stop.
+	_, newer, _ := WriteCookie(dir)
+	if err := RemoveCookie(dir, pass); err != nil {
+		t.Fatal(err)
+	}
+	if _, p, err := ReadCookie(dir); err != nil || p != newer {
+		t.Errorf("newer cookie removed: %v", err)
+	}
+	if err := RemoveCookie(dir, newer); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(CookiePath(dir)); !os.IsNotExist(err) {
+		t.Errorf("cookie not removed: %v", err)
+	}
+}
+
 // Chain settings: registry=chain, the P2P peer lists, dnsseed and
 // checkpoints as twisterd spells them.
 func TestChainSettings(t *testing.T) {

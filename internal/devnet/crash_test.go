@@ -89,13 +89,33 @@ func crashIterations(t *testing.T) int {
 		}
 		return n
 	}
-	return 6
+	return 8 // each of the four kinds of send twice
 }
 
-// A SIGKILL of alice's `twgroupd serve` 2-20 ms into newdirectmsg, many
-// times: after each restart the next k (getlasthave + 1, what twister-html
-// sends) is accepted, getlasthave covers every k alice's conversation
-// shows, and in the end bob has every message alice's node shows as sent
+// groupLines are the lines of user's group thread that alice's sends make
+// (her messages and description changes), in id order.
+func groupLines(t *testing.T, ctx context.Context, n *Node, user, alias string) []string {
+	t.Helper()
+	msgs, err := n.Thread(ctx, user, alias)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, m := range msgs {
+		if m.From == "alice" && !strings.HasPrefix(m.Text, "*** Invited") && !strings.HasPrefix(m.Text, "*** New member") {
+			out = append(out, m.Text)
+		}
+	}
+	return out
+}
+
+// A SIGKILL of alice's `twgroupd serve` 2-20 ms into a send, many times,
+// rotating over newdirectmsg to bob, newdirectmsg to their group,
+// newgroupdescription and newgroupinvite: after each restart getlasthave
+// moved by nothing or by all the posts of the call (never half of them),
+// and the next k (getlasthave + 1, what twister-html sends) is accepted;
+// getlasthave covers every k alice's conversation shows; in the end bob
+// has every message and description change alice's node shows as sent
 // (which includes every call that returned success) exactly once.
 func TestSendSurvivesSIGKILL(t *testing.T) {
 	iterations := crashIterations(t)
@@ -104,37 +124,68 @@ func TestSendSurvivesSIGKILL(t *testing.T) {
 	a, b := pair(t, ctx)
 	reg := blocks(t, ctx, a) // alice registered at most here
 	sendDM(t, ctx, a, b, "before the crashes")
+	var alias string
+	if err := decode(a.Call(ctx, "creategroup", "crash group"))(&alias); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Call(ctx, "newgroupinvite", "alice", nil, alias, []string{"alice", "bob"}); err != nil {
+		t.Fatal(err)
+	}
+	aliasB, err := b.waitGroup(ctx, time.Minute, 2, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 
+	type op struct {
+		method string
+		posts  int64 // ks the call uses
+		params func(k int64, text string) []any
+		text   func(i int) string
+	}
+	ops := []op{
+		{"newdirectmsg", 1, func(k int64, text string) []any { return []any{"alice", k, "bob", text} },
+			func(i int) string { return fmt.Sprintf("sent while crashing %d", i) }},
+		{"newdirectmsg", 1, func(k int64, text string) []any { return []any{"alice", k, alias, text} },
+			func(i int) string { return fmt.Sprintf("group message while crashing %d", i) }},
+		{"newgroupdescription", 1, func(k int64, text string) []any { return []any{"alice", k, alias, text} },
+			func(i int) string { return fmt.Sprintf("description while crashing %d", i) }},
+		{"newgroupinvite", 2, func(k int64, _ string) []any { return []any{"alice", k, alias, []string{"bob"}} },
+			func(int) string { return "" }},
+	}
 	succeeded := map[string]bool{}
 	for i := range iterations {
+		o := ops[i%len(ops)]
 		k, err := a.NextK(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		// Stay under the post-number bound 2*(best-reg)+20 for k and k+1.
-		err = poll(ctx, time.Minute, func() (bool, error) { return 2*(blocks(t, ctx, a)-reg)+20 >= k+2, nil })
+		// Stay under the post-number bound 2*(best-reg)+20.
+		err = poll(ctx, time.Minute, func() (bool, error) { return 2*(blocks(t, ctx, a)-reg)+20 >= k+o.posts+1, nil })
 		if err != nil {
 			t.Fatal(err)
 		}
-		text := fmt.Sprintf("sent while crashing %d", i)
+		text := o.text(i)
 		done := make(chan error, 1)
 		go func() {
-			_, err := a.Call(ctx, "newdirectmsg", "alice", k, "bob", text)
+			_, err := a.Call(ctx, o.method, o.params(k, text)...)
 			done <- err
 		}()
 		time.Sleep(time.Duration(2+rand.IntN(19)) * time.Millisecond)
 		a.Kill()
-		if err := <-done; err == nil {
+		if err := <-done; err == nil && text != "" {
 			succeeded[text] = true
 		}
 		if err := a.Restart(ctx); err != nil {
 			t.Fatal(err)
 		}
-		// The k twister-html picks now must be free, whatever happened.
 		next, err := a.NextK(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
+		if next != k && next != k+o.posts {
+			t.Fatalf("iteration %d (%s at k %d, %d posts): getlasthave+1 is %d after the kill: half a call", i, o.method, k, o.posts, next)
+		}
+		// The k twister-html picks now must be free, whatever happened.
 		after := fmt.Sprintf("after crash %d", i)
 		if _, err := a.Call(ctx, "newdirectmsg", "alice", next, "bob", after); err != nil {
 			t.Fatalf("iteration %d: the next k %d after a restart is refused: %v", i, next, err)
@@ -155,9 +206,13 @@ func TestSendSurvivesSIGKILL(t *testing.T) {
 			maxK = max(maxK, m.K)
 		}
 	}
+	groupSent := groupLines(t, ctx, a, "alice", alias)
+	for _, text := range groupSent {
+		shown[text] = true
+	}
 	for text := range succeeded {
-		if !shown[text] {
-			t.Errorf("%q: newdirectmsg succeeded, alice's conversation does not show it", text)
+		if !shown[text] && !shown["*** 'alice' changed group description to: "+text] {
+			t.Errorf("%q: the call succeeded, alice's node does not show it", text)
 		}
 	}
 	if next, err := a.NextK(ctx); err != nil || next <= maxK {
@@ -173,6 +228,9 @@ func TestSendSurvivesSIGKILL(t *testing.T) {
 		for _, m := range got {
 			count[m.Text]++
 		}
+		for _, text := range groupLines(t, ctx, b, "bob", aliasB) {
+			count[text]++
+		}
 		for text := range shown {
 			if count[text] > 1 {
 				return false, fmt.Errorf("%q delivered %d times", text, count[text])
@@ -184,10 +242,10 @@ func TestSendSurvivesSIGKILL(t *testing.T) {
 		return true, nil
 	})
 	if err != nil {
-		got, _ := b.Thread(ctx, "bob", "alice")
-		t.Fatalf("bob's view of what alice shows as sent: %v\nalice shows %d messages, bob has %d", err, len(shown), len(got))
+		t.Fatalf("bob's view of what alice shows as sent: %v\nalice shows %v", err, shown)
 	}
-	t.Logf("%d interrupted sends, %d returned success before the kill; %d messages shown as sent, all delivered once", iterations, len(succeeded)-iterations, len(shown))
+	t.Logf("%d interrupted sends, %d returned success before the kill; %d messages and description changes shown as sent (%d in the group), all delivered once",
+		iterations, len(succeeded)-iterations, len(shown), len(groupSent))
 }
 
 var fsyncLine = regexp.MustCompile(`^\d+\s+(?:fsync|fdatasync)\((\d+)`)

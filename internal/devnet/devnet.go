@@ -45,12 +45,16 @@ type Options struct {
 	KeepOpen bool          // keep the nodes running after the script until ctx ends
 	HTMLDir  string        // twister-html for every node (default: each node's own)
 	Out      io.Writer     // progress and the conversations
+	// BlockInterval, when set, creates the registry file with this pretend
+	// block time (else the nodes create it with the registry's default).
+	BlockInterval time.Duration
 }
 
 // Node is one running twgroupd process.
 type Node struct {
 	Name     string
 	Dir      string
+	IP       string // the node's own loopback address for DHT and swarm
 	RPCPort  int
 	DHTPort  int
 	User     string // the local user created on this node
@@ -183,8 +187,9 @@ func (e *CallError) Error() string {
 // nodeConf is what the devnet keeps in a node's twgroupd.conf.
 type nodeConf struct {
 	rpcPort, dhtPort int
+	ip               string // bind: the node's own loopback address
 	registry         string
-	bootstrap        []int // DHT ports of the nodes started before
+	bootstrap        []string // DHT addresses of a few nodes started before
 	htmlDir          string
 }
 
@@ -193,9 +198,9 @@ func (c nodeConf) text() string {
 	b.WriteString("# written by twgroupd devnet; re-running it with the same --dir reuses this file\n")
 	// No rpcpassword: the node writes a new cookie at each start.
 	fmt.Fprintf(&b, "rpcport=%d\n", c.rpcPort)
-	fmt.Fprintf(&b, "dhtport=%d\nbind=127.0.0.1\nregistry=%s\n", c.dhtPort, c.registry)
-	for _, p := range c.bootstrap {
-		fmt.Fprintf(&b, "bootstrap=127.0.0.1:%d\n", p)
+	fmt.Fprintf(&b, "dhtport=%d\nbind=%s\nregistry=%s\n", c.dhtPort, c.ip, c.registry)
+	for _, a := range c.bootstrap {
+		fmt.Fprintf(&b, "bootstrap=%s\n", a)
 	}
 	if c.htmlDir != "" {
 		fmt.Fprintf(&b, "htmldir=%s\n", c.htmlDir)
@@ -233,16 +238,16 @@ func readConf(dir string) (rpcPort, dhtPort int, ok bool) {
 	return rpcPort, dhtPort, rpcPort > 0
 }
 
-// portFree reports whether port is free on 127.0.0.1 for TCP (and for UDP
-// when udp is set).
-func portFree(port int, udp bool) bool {
-	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+// portFree reports whether port is free on ip for TCP (and for UDP when
+// udp is set).
+func portFree(ip string, port int, udp bool) bool {
+	l, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(port)))
 	if err != nil {
 		return false
 	}
 	l.Close()
 	if udp {
-		c, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		c, err := net.ListenPacket("udp", net.JoinHostPort(ip, strconv.Itoa(port)))
 		if err != nil {
 			return false
 		}
@@ -253,9 +258,10 @@ func portFree(port int, udp bool) bool {
 
 // Net is a running devnet.
 type Net struct {
-	Nodes []*Node
-	out   io.Writer
-	dm    [2]*Node // sender and receiver of the script's DM
+	Nodes         []*Node
+	out           io.Writer
+	dm            [2]*Node      // sender and receiver of the script's DM
+	blockInterval time.Duration // of the registry file, when the devnet made it
 }
 
 // Message is one line of getdirectmsgs.
@@ -283,8 +289,9 @@ func (o *Options) defaults() {
 	}
 }
 
-// Start launches the nodes and waits until each answers RPC. The first node
-// is every other node's DHT bootstrap.
+// Start launches the nodes, each on its own loopback address (LoopbackIP),
+// and waits until each answers RPC. A node bootstraps its DHT from the first
+// node and up to 3 random other earlier ones.
 func Start(ctx context.Context, o Options) (*Net, error) {
 	o.defaults()
 	if o.Binary == "" {
@@ -302,21 +309,25 @@ func Start(ctx context.Context, o Options) (*Net, error) {
 		}
 		htmlDir = abs
 	}
-	nw := &Net{out: o.Out}
+	if err := initRegistry(ctx, registry, o.BlockInterval); err != nil {
+		return nil, err
+	}
+	nw := &Net{out: o.Out, blockInterval: o.BlockInterval}
 	for i := 0; i < o.Nodes; i++ {
 		n := &Node{
 			Name: fmt.Sprintf("node%d", i+1),
 			Dir:  filepath.Join(o.Dir, fmt.Sprintf("node%d", i+1)),
 			User: o.Users[i%len(o.Users)],
+			IP:   LoopbackIP(i),
 		}
-		conf := nodeConf{registry: registry, htmlDir: htmlDir}
+		conf := nodeConf{ip: n.IP, registry: registry, htmlDir: htmlDir}
 		if rpcPort, dhtPort, ok := readConf(n.Dir); ok {
 			// An earlier run's node: its ports while free.
 			n.Resumed = true
-			if portFree(rpcPort, false) {
+			if portFree("127.0.0.1", rpcPort, false) {
 				conf.rpcPort = rpcPort
 			}
-			if dhtPort > 0 && portFree(dhtPort, true) {
+			if dhtPort > 0 && portFree(n.IP, dhtPort, true) {
 				conf.dhtPort = dhtPort
 			}
 		}
@@ -327,8 +338,8 @@ func Start(ctx context.Context, o Options) (*Net, error) {
 			}
 			conf.rpcPort = p
 		}
-		for _, prev := range nw.Nodes {
-			conf.bootstrap = append(conf.bootstrap, prev.DHTPort)
+		for _, prev := range bootstrapPeers(nw.Nodes) {
+			conf.bootstrap = append(conf.bootstrap, net.JoinHostPort(prev.IP, strconv.Itoa(prev.DHTPort)))
 		}
 		n.conf, n.RPCPort = conf, conf.rpcPort
 		n.HTMLDir = htmlDir
@@ -360,7 +371,7 @@ func Start(ctx context.Context, o Options) (*Net, error) {
 		if n.Resumed {
 			how = "resumed"
 		}
-		fmt.Fprintf(o.Out, "%s %s: rpc 127.0.0.1:%d, dht/swarm port %d, datadir %s\n", how, n.Name, n.RPCPort, n.DHTPort, n.Dir)
+		fmt.Fprintf(o.Out, "%s %s: rpc 127.0.0.1:%d, dht/swarm %s:%d, datadir %s\n", how, n.Name, n.RPCPort, n.IP, n.DHTPort, n.Dir)
 	}
 	return nw, nil
 }

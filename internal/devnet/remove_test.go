@@ -3,7 +3,6 @@ package devnet
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"os/exec"
 	"slices"
 	"strings"
@@ -87,14 +86,13 @@ func TestDevnetRemoveMember(t *testing.T) {
 	}
 
 	carol.Stop()
-	kA := nextK(ctx, t, alice, "alice")
 	kB := nextK(ctx, t, bob, "bob")
 	var cliOut []byte
 	var cliErr, inviteErr error
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		cmd := exec.Command(binary, "-datadir="+alice.Dir, // port and cookie from the datadir
-			"removegroupmember", "alice", fmt.Sprint(kA), oldA, `["carol"]`)
+			"removegroupmember", "alice", "auto", oldA, `["carol"]`)
 		cliOut, cliErr = cmd.Output()
 	})
 	wg.Go(func() {

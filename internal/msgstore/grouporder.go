@@ -49,6 +49,22 @@ func decodeRank(b []byte) (Rank, bool) {
 	return Rank{Time: t, K: k, Author: string(b[n+m:])}, true
 }
 
+// named rank record: uvarint len(name) | name | rank.
+func encodeNamedRank(name string, r Rank) []byte {
+	v := binary.AppendUvarint(nil, uint64(len(name)))
+	v = append(v, name...)
+	return append(v, encodeRank(r)...)
+}
+
+func decodeNamedRank(v []byte) (string, Rank, bool) {
+	l, n := binary.Uvarint(v)
+	if n <= 0 || l > uint64(len(v)-n) {
+		return "", Rank{}, false
+	}
+	r, ok := decodeRank(v[n+int(l):])
+	return string(v[n : n+int(l)]), r, ok
+}
+
 // SetGroupDescriptionAt sets the description carried by the post r unless
 // a newer post's is already set; set reports whether it took. A
 // description set without a rank (SetGroupDescription) is older than any
@@ -134,12 +150,8 @@ func (t *Tx) MemberAnnouncer(alias, member string) (Announcer, bool) {
 	if v == nil {
 		return Announcer{}, false
 	}
-	l, n := binary.Uvarint(v)
-	if n <= 0 || l > uint64(len(v)-n) {
-		return Announcer{}, false
-	}
-	r, ok := decodeRank(v[n+int(l):])
-	return Announcer{Rank: r, Dedup: string(v[n : n+int(l)])}, ok
+	dedup, r, ok := decodeNamedRank(v)
+	return Announcer{Rank: r, Dedup: dedup}, ok
 }
 
 // SetMemberAnnouncer records a as the announcer of member.
@@ -152,9 +164,7 @@ func (t *Tx) SetMemberAnnouncer(alias, member string, a Announcer) error {
 	if err != nil {
 		return fmt.Errorf("group %q announced: %w", alias, err)
 	}
-	v := binary.AppendUvarint(nil, uint64(len(a.Dedup)))
-	v = append(v, a.Dedup...)
-	return ab.Put([]byte(member), append(v, encodeRank(a.Rank)...))
+	return ab.Put([]byte(member), encodeNamedRank(a.Dedup, a.Rank))
 }
 
 // RemoveGroupMessage takes a group-level message out of the group log and
@@ -208,12 +218,8 @@ func (t *Tx) GroupFirstInvite(alias string) (FirstInvite, bool) {
 	if v == nil {
 		return FirstInvite{}, false
 	}
-	l, n := binary.Uvarint(v)
-	if n <= 0 || l > uint64(len(v)-n) {
-		return FirstInvite{}, false
-	}
-	r, ok := decodeRank(v[n+int(l):])
-	return FirstInvite{Rank: r, Member: string(v[n : n+int(l)])}, ok
+	member, r, ok := decodeNamedRank(v)
+	return FirstInvite{Rank: r, Member: member}, ok
 }
 
 // SetGroupFirstInvite records the group's first invite.
@@ -222,9 +228,7 @@ func (t *Tx) SetGroupFirstInvite(alias string, fi FirstInvite) error {
 	if err != nil {
 		return err
 	}
-	v := binary.AppendUvarint(nil, uint64(len(fi.Member)))
-	v = append(v, fi.Member...)
-	return gb.Put(keyFirstInvite, append(v, encodeRank(fi.Rank)...))
+	return gb.Put(keyFirstInvite, encodeNamedRank(fi.Member, fi.Rank))
 }
 
 // ClearMemberAnnouncer forgets member's announcer.

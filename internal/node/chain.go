@@ -56,9 +56,21 @@ func (n *Node) openChain() error {
 		return err
 	}
 	n.chain = &chainSource{chain: c, sync: s}
-	n.keys = registry.NewChain(c)
+	n.keys = registry.NewChain(c).WithSyncing(n.chainSyncing)
 	tip := c.Tip()
 	n.log.Info("chain: opened", "height", tip.Height, "hash", tip.Hash.String(), "best_header", c.BestHeader().Height)
+	return nil
+}
+
+// chainSyncing reports the initial sync: the tip more than a block behind
+// the best header or a peer's announced height.
+func (n *Node) chainSyncing() error {
+	c := n.chain.chain
+	tip := c.Tip().Height
+	target := max(c.BestHeader().Height, n.chain.sync.PeerHeight())
+	if target > tip+1 {
+		return fmt.Errorf("%w: block %d of %d", registry.ErrChainSyncing, tip, target)
+	}
 	return nil
 }
 
@@ -81,9 +93,10 @@ func (n *Node) startChain() {
 	}()
 }
 
-// dhtFromChainPeers is twister.cpp ThreadMaintainDHTNodes' first half:
-// while the DHT knows few nodes, every chain P2P address becomes a DHT
-// contact at port + 1000, so a standalone node needs no -bootstrap.
+// dhtFromChainPeers is twister.cpp ThreadMaintainDHTNodes: while the DHT
+// knows few nodes, every chain P2P address becomes a DHT contact at port +
+// 1000, so a standalone node needs no -bootstrap; and while the chain has
+// no peer, DHT nodes become chain peer candidates at port - 1000.
 func (n *Node) dhtFromChainPeers(ctx context.Context) {
 	t := time.NewTimer(2 * time.Second)
 	defer t.Stop()
@@ -100,6 +113,13 @@ func (n *Node) dhtFromChainPeers(ctx context.Context) {
 				}
 				if p := int(ap.Port()) + dhtPortOffset; p <= 65535 {
 					n.dht.AddContact(netip.AddrPortFrom(ap.Addr(), uint16(p)))
+				}
+			}
+		}
+		if n.chain.sync.PeerCount() == 0 {
+			for _, ap := range n.dht.KnownNodes(16) {
+				if p := int(ap.Port()) - dhtPortOffset; p > 0 {
+					n.chain.sync.AddAddr(netip.AddrPortFrom(ap.Addr(), uint16(p)))
 				}
 			}
 		}

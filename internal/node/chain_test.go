@@ -2,10 +2,15 @@ package node
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/twgroupd/twgroupd/internal/chain/chaintest"
+	"github.com/twgroupd/twgroupd/internal/config"
+	"github.com/twgroupd/twgroupd/internal/upstream"
 )
 
 // TestChainRegistryStandalone: with neither -registry nor -upstream the node
@@ -70,5 +75,102 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestChainRegistryDMs: two nodes with no -registry and no -upstream, both
+// syncing the recorded twisterd chain from a Go peer, exchange a DM between
+// alice and bob with the keys twisterd created for them (bob's replaced
+// key: the one valid at the tip). Each side checks the other's post
+// signature with the key the chain says was valid at its height.
+func TestChainRegistryDMs(t *testing.T) {
+	blocks := chaintest.LoadBlocks(t, "testdata/chain/blocks.jsonl")
+	peer := chaintest.NewPeer(t, blocks, chaintest.Serve)
+	var wifs map[string]string
+	raw, err := os.ReadFile("testdata/chain/keys.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(raw, &wifs); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	chainCfg := func(name string) config.Config {
+		cfg := testConfig(t, filepath.Join(dir, name), "")
+		cfg.Connect = []string{peer.Addr()}
+		cfg.NoDNSSeed = true
+		return cfg
+	}
+	n1, alice, stop1 := startNode(t, chainCfg("n1"))
+	defer stop1()
+	c2 := chainCfg("n2")
+	c2.Bootstrap = []string{n1.dht.LocalAddr().String()}
+	_, bob, stop2 := startNode(t, c2)
+	defer stop2()
+	for _, c := range []struct {
+		cl   *upstream.Client
+		user string
+	}{{alice, "alice"}, {bob, "bob"}} {
+		waitUntil(t, "synced", func() bool {
+			var n int64
+			json.Unmarshal(mustCall(t, c.cl, "getblockcount"), &n)
+			return n == 70
+		})
+		mustCall(t, c.cl, "importprivkey", wifs[c.user], c.user)
+	}
+	// bob's first key is no longer his: twisterd's importprivkey refuses it.
+	if _, err := bob.Call(t.Context(), "importprivkey", wifs["bob_old"], "bob"); err == nil {
+		t.Fatal("bob's replaced key imported")
+	}
+	mustCall(t, alice, "follow", "alice", []string{"alice", "bob"})
+	mustCall(t, bob, "follow", "bob", []string{"bob", "alice"})
+	send := func(from *upstream.Client, to *upstream.Client, sender, recipient, text string) {
+		t.Helper()
+		mustCall(t, from, "newdirectmsg", sender, 1, recipient, text)
+		waitUntil(t, text+" at "+recipient, func() bool {
+			var res map[string][]struct{ Text string }
+			json.Unmarshal(mustCall(t, to, "getdirectmsgs", recipient, 5, []map[string]string{{"username": sender}}), &res)
+			msgs := res[sender]
+			return len(msgs) > 0 && msgs[len(msgs)-1].Text == text
+		})
+	}
+	send(alice, bob, "alice", "bob", "hi bob, from the chain registry")
+	send(bob, alice, "bob", "alice", "hi alice, signed with my replaced key")
+}
+
+// TestDHTBootstrapFromChainPeers: a node given only a chain peer (no
+// -bootstrap) finds the DHT at that peer's port + 1000, as twisterd does.
+func TestDHTBootstrapFromChainPeers(t *testing.T) {
+	blocks := chaintest.LoadBlocks(t, "testdata/chain/blocks.jsonl")
+	dir := t.TempDir()
+	var peer *chaintest.Peer
+	var n1 *Node
+	for attempt := 0; peer == nil; attempt++ {
+		if attempt == 10 {
+			t.Fatal("no free port pair")
+		}
+		cfg := testConfig(t, filepath.Join(dir, "n1", strconv.Itoa(attempt)), "")
+		cfg.Connect = []string{"127.0.0.1:1"} // never answers; n1 only hosts the DHT
+		cfg.NoDNSSeed = true
+		n, _, stop := startNode(t, cfg)
+		port := int(n.dht.LocalAddr().Port())
+		if port > 1024 {
+			peer = chaintest.NewPeerOn(t, "127.0.0.1:"+strconv.Itoa(port-1000), blocks, chaintest.Serve)
+		}
+		if peer == nil {
+			stop()
+			continue
+		}
+		n1 = n
+		t.Cleanup(stop)
+	}
+	cfg := testConfig(t, filepath.Join(dir, "n2"), "")
+	cfg.Connect = []string{peer.Addr()}
+	cfg.NoDNSSeed = true
+	n2, _, stop2 := startNode(t, cfg)
+	defer stop2()
+	waitUntil(t, "a DHT node learned from the chain peer", func() bool { return n2.dht.Stats().Nodes > 0 })
+	if n1.dht.Stats().Nodes == 0 {
+		waitUntil(t, "n1 hears n2", func() bool { return n1.dht.Stats().Nodes > 0 })
 	}
 }

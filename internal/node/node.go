@@ -343,6 +343,9 @@ func (n *Node) Close() error {
 // NodeStatus feeds getinfo.
 func (n *Node) NodeStatus(ctx context.Context) (rpc.NodeStatus, error) {
 	best, _ := n.keys.BestHeight(ctx)
+	if n.chain != nil {
+		best = int64(n.chain.chain.Tip().Height) // also while syncing
+	}
 	st := n.swarm.Status()
 	ds := n.dht.Stats()
 	port := int(n.dht.LocalAddr().Port())
@@ -350,9 +353,17 @@ func (n *Node) NodeStatus(ctx context.Context) (rpc.NodeStatus, error) {
 	if n.chain != nil {
 		conns = n.chain.sync.PeerCount() // twisterd's: chain P2P peers
 	}
+	var errs string
+	if u, ok := n.keys.(*registry.Upstream); ok {
+		if us := u.Status(); us.Down {
+			errs = fmt.Sprintf("upstream twisterd unavailable since %s: using cached keys and block height %d (from %s)",
+				us.DownSince.UTC().Format(time.RFC3339), us.Best, us.BestAt.UTC().Format(time.RFC3339))
+		}
+	}
 	return rpc.NodeStatus{
 		Blocks:         best,
 		Connections:    conns,
+		Errors:         errs,
 		DHTNodes:       int64(ds.Nodes),
 		DHTGlobalNodes: int64(ds.Nodes),
 		ExtPort1:       port,

@@ -19,6 +19,7 @@ import (
 // and params; anything else gets twisterd's "Method not found".
 type recordedTwisterd struct {
 	url string
+	srv *http.Server
 
 	mu       sync.Mutex
 	called   []string
@@ -100,6 +101,7 @@ func startRecordedTwisterd(t *testing.T) *recordedTwisterd {
 	})}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
+	r.srv = srv
 	return r
 }
 
@@ -140,6 +142,34 @@ func (r *recordedTwisterd) calls() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return slices.Clone(r.called)
+}
+
+// TestUpstreamDownShownInGetinfo: with its twisterd gone the node keeps
+// answering the last block height, and getinfo's "errors" says why.
+func TestUpstreamDownShownInGetinfo(t *testing.T) {
+	tw := startRecordedTwisterd(t)
+	cfg := testConfig(t, t.TempDir(), "")
+	cfg.Upstream = tw.url
+	_, c, stop := startNode(t, cfg)
+	defer stop()
+	type info struct {
+		Blocks int64  `json:"blocks"`
+		Errors string `json:"errors"`
+	}
+	var before info
+	json.Unmarshal(mustCall(t, c, "getinfo"), &before)
+	if before.Errors != "" || before.Blocks == 0 {
+		t.Fatalf("getinfo with twisterd up: %+v", before)
+	}
+	tw.srv.Close()
+	var after info
+	waitUntil(t, "getinfo errors", func() bool {
+		json.Unmarshal(mustCall(t, c, "getinfo"), &after)
+		return after.Errors != ""
+	})
+	if after.Blocks != before.Blocks || !strings.Contains(after.Errors, "upstream twisterd unavailable") {
+		t.Fatalf("getinfo with twisterd gone: %+v", after)
+	}
 }
 
 // TestUpstreamFollowingKeptInStep: a follow made on twisterd while the

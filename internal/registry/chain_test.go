@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -65,9 +66,54 @@ func TestChainSourceEveryHeight(t *testing.T) {
 			}
 		}
 	}
+	if names, err := r.UsersWithPrefix(ctx, "", 100); err != nil || len(names) != 11 || names[0] != "alice" {
+		t.Fatalf("all users: %v %v", names, err)
+	}
+	if names, _ := r.UsersWithPrefix(ctx, "ma", 100); len(names) != 1 || names[0] != "mallory_x9" {
+		t.Fatalf("prefix ma: %v", names)
+	}
 	for _, bad := range []string{"nosuchuser", "Alice", "", "waytoolongusername17"} {
 		if _, err := r.UserKey(ctx, bad, -1); !errors.Is(err, ErrUnknownUser) {
 			t.Fatalf("%q: %v", bad, err)
 		}
+	}
+}
+
+// While the initial sync runs, heights and unknown names are retryable
+// errors, not verdicts; known keys are still answered.
+func TestChainSourceWhileSyncing(t *testing.T) {
+	blocks := chaintest.LoadBlocks(t, "testdata/chain/blocks.jsonl")
+	now := time.Unix(int64(blocks[len(blocks)-1].Header.Time)+600, 0)
+	c, err := chain.Open(filepath.Join(t.TempDir(), "chain.db"), chain.Mainnet(), chain.Options{Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.AddBlocks(blocks[1:20]); err != nil {
+		t.Fatal(err)
+	}
+	syncing := true
+	r := NewChain(c).WithSyncing(func() error {
+		if syncing {
+			return fmt.Errorf("%w: block 19 of 70", ErrChainSyncing)
+		}
+		return nil
+	})
+	ctx := context.Background()
+	if _, err := r.BestHeight(ctx); !errors.Is(err, ErrChainSyncing) {
+		t.Fatalf("BestHeight while syncing: %v", err)
+	}
+	if k, err := r.UserKey(ctx, "alice", 10); err != nil || k.RegHeight != 6 {
+		t.Fatalf("alice while syncing: %v", err)
+	}
+	if _, err := r.UserKey(ctx, "heidi", -1); !errors.Is(err, ErrChainSyncing) || errors.Is(err, ErrUnknownUser) {
+		t.Fatalf("heidi (registered at 29) while syncing: %v", err)
+	}
+	syncing = false
+	if _, err := r.UserKey(ctx, "heidi", -1); !errors.Is(err, ErrUnknownUser) {
+		t.Fatalf("heidi after sync (tip 19): %v", err)
+	}
+	if best, err := r.BestHeight(ctx); err != nil || best != 19 {
+		t.Fatalf("best %d %v", best, err)
 	}
 }

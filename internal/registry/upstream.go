@@ -25,6 +25,9 @@ type Caller interface {
 const (
 	DefaultCacheSize = 10000
 	DefaultBestTTL   = 2 * time.Second
+	// DefaultMaxStale is how long, with the upstream down, the last known
+	// best height is still served (docs/registry.md "Upstream down").
+	DefaultMaxStale = 30 * time.Minute
 	// maxBlockScan bounds the blocks read one by one after the best height
 	// moved; a bigger jump (first sync, long outage) drops the whole cache.
 	maxBlockScan = 64
@@ -38,8 +41,11 @@ const rpcInvalidAddressOrKey = -5
 type UpstreamOptions struct {
 	CacheSize int           // users (known or unknown) kept; DefaultCacheSize if <= 0
 	BestTTL   time.Duration // how long one getblockcount answer is reused; DefaultBestTTL if <= 0
-	Now       func() time.Time
-	Logger    *slog.Logger
+	// MaxStale: with the upstream unreachable, BestHeight keeps answering
+	// the last height it got for this long; DefaultMaxStale if <= 0.
+	MaxStale time.Duration
+	Now      func() time.Time
+	Logger   *slog.Logger
 }
 
 // Upstream is a Registry backed by a twisterd's JSON-RPC. Keys are cached
@@ -52,6 +58,7 @@ type UpstreamOptions struct {
 type Upstream struct {
 	c        Caller
 	ttl      time.Duration
+	maxStale time.Duration
 	capacity int
 	now      func() time.Time
 	log      *slog.Logger
@@ -63,6 +70,7 @@ type Upstream struct {
 	bestAt   time.Time
 	bestOK   bool
 	lastTry  time.Time // of the last getblockcount attempt, ok or not
+	downAt   time.Time // first failed attempt of the current outage; zero: up
 	gen      uint64    // bumped on every invalidation; stale fetches are not cached
 	lru      *list.List
 	entries  map[string]*list.Element // -> *cacheEntry
@@ -93,6 +101,7 @@ func NewUpstream(c Caller, opts *UpstreamOptions) *Upstream {
 	u := &Upstream{
 		c:        c,
 		ttl:      o.BestTTL,
+		maxStale: o.MaxStale,
 		capacity: o.CacheSize,
 		now:      o.Now,
 		log:      o.Logger,
@@ -106,6 +115,9 @@ func NewUpstream(c Caller, opts *UpstreamOptions) *Upstream {
 	if u.capacity <= 0 {
 		u.capacity = DefaultCacheSize
 	}
+	if u.maxStale <= 0 {
+		u.maxStale = DefaultMaxStale
+	}
 	if u.now == nil {
 		u.now = time.Now
 	}
@@ -116,16 +128,56 @@ func NewUpstream(c Caller, opts *UpstreamOptions) *Upstream {
 }
 
 // BestHeight implements twproto.KeySource with getblockcount, reused for
-// BestTTL.
+// BestTTL. While the upstream is unreachable it answers the last height it
+// got, for at most MaxStale after that answer, and asks again at most once
+// per BestTTL; so cached keys keep validating and sending working.
 func (u *Upstream) BestHeight(ctx context.Context) (int64, error) {
 	u.mu.Lock()
-	if u.bestOK && u.now().Sub(u.bestAt) < u.ttl {
+	now := u.now()
+	if u.bestOK && now.Sub(u.bestAt) < u.ttl {
 		best := u.best
 		u.mu.Unlock()
 		return best, nil
 	}
+	if stale, ok := u.staleLocked(now); ok && now.Sub(u.lastTry) < u.ttl {
+		u.mu.Unlock()
+		return stale, nil
+	}
 	u.mu.Unlock()
-	return u.refresh(ctx)
+	n, err := u.refresh(ctx)
+	if err == nil || !errors.Is(err, upstream.ErrUnavailable) {
+		return n, err
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if stale, ok := u.staleLocked(u.now()); ok {
+		return stale, nil
+	}
+	return 0, err
+}
+
+// staleLocked is the last best height while the upstream is down and it is
+// not older than maxStale.
+func (u *Upstream) staleLocked(now time.Time) (int64, bool) {
+	if u.downAt.IsZero() || !u.bestOK || now.Sub(u.bestAt) > u.maxStale {
+		return 0, false
+	}
+	return u.best, true
+}
+
+// UpstreamStatus tells whether the upstream answers (for getinfo).
+type UpstreamStatus struct {
+	Down      bool
+	DownSince time.Time // first failed attempt of the outage
+	Best      int64     // last best height the upstream gave
+	BestAt    time.Time
+}
+
+// Status reports the upstream's state as last seen.
+func (u *Upstream) Status() UpstreamStatus {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return UpstreamStatus{Down: !u.downAt.IsZero(), DownSince: u.downAt, Best: u.best, BestAt: u.bestAt}
 }
 
 func (u *Upstream) refresh(ctx context.Context) (int64, error) {
@@ -166,6 +218,14 @@ func (u *Upstream) refreshLocked(ctx context.Context) (int64, error) {
 
 	var n int64
 	if err := u.call(ctx, &n, "getblockcount"); err != nil {
+		if errors.Is(err, upstream.ErrUnavailable) {
+			u.mu.Lock()
+			if u.downAt.IsZero() {
+				u.downAt = u.now()
+				u.log.Warn("registry: upstream twisterd unavailable; serving cached keys and the last best height", "best", u.best, "max_stale", u.maxStale)
+			}
+			u.mu.Unlock()
+		}
 		return 0, fmt.Errorf("registry: best height: %w", err)
 	}
 	if n < 0 {
@@ -186,7 +246,10 @@ func (u *Upstream) refreshLocked(ctx context.Context) (int64, error) {
 		}
 	}
 	u.mu.Lock()
-	u.best, u.bestAt, u.bestOK = n, u.now(), true
+	if !u.downAt.IsZero() {
+		u.log.Info("registry: upstream twisterd back", "best", n, "down_for", u.now().Sub(u.downAt))
+	}
+	u.best, u.bestAt, u.bestOK, u.downAt = n, u.now(), true, time.Time{}
 	u.mu.Unlock()
 	return n, nil
 }

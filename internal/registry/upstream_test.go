@@ -367,8 +367,13 @@ func TestUpstreamRegistryDown(t *testing.T) {
 	srv.Close()
 	clock.unix.Add(10)
 
-	if _, err := reg.BestHeight(ctx); !errors.Is(err, upstream.ErrUnavailable) {
-		t.Fatalf("BestHeight with the upstream down = %v; want ErrUnavailable", err)
+	// Within MaxStale: the last height, cached keys, validation works.
+	best, err := reg.BestHeight(ctx)
+	if err != nil || best != 12 {
+		t.Fatalf("BestHeight with the upstream just down = %d, %v; want the last height 12", best, err)
+	}
+	if st := reg.Status(); !st.Down || st.Best != 12 {
+		t.Fatalf("status %+v; want down", st)
 	}
 	if _, err := reg.UserKey(ctx, "bob", -1); !errors.Is(err, upstream.ErrUnavailable) || errors.Is(err, ErrUnknownUser) {
 		t.Fatalf("UserKey(bob) with the upstream down = %v; want ErrUnavailable, not unknown", err)
@@ -376,9 +381,17 @@ func TestUpstreamRegistryDown(t *testing.T) {
 	if _, err := reg.UserKey(ctx, "alice", -1); err != nil {
 		t.Fatalf("cached alice with the upstream down = %v", err)
 	}
+	if _, err := twproto.ValidatePost(ctx, loadPost(t, "dm_alice_k2.json"), "alice", 2, reg); err != nil {
+		t.Fatalf("ValidatePost of a cached user with the upstream down = %v", err)
+	}
+	// Past MaxStale the height is too old to trust: a retryable error.
+	clock.unix.Add(int64(DefaultMaxStale/time.Second) + 1)
+	if _, err := reg.BestHeight(ctx); !errors.Is(err, upstream.ErrUnavailable) {
+		t.Fatalf("BestHeight long after the upstream went down = %v; want ErrUnavailable", err)
+	}
 	// Validation fails with a plain error, not a PostError: the caller keeps
 	// the piece and tries again later instead of rejecting it.
-	_, err := twproto.ValidatePost(ctx, loadPost(t, "dm_alice_k2.json"), "alice", 2, reg)
+	_, err = twproto.ValidatePost(ctx, loadPost(t, "dm_alice_k2.json"), "alice", 2, reg)
 	var pe *twproto.PostError
 	if err == nil || errors.As(err, &pe) || !errors.Is(err, upstream.ErrUnavailable) {
 		t.Fatalf("ValidatePost with the upstream down = %v; want a retryable error", err)

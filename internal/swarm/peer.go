@@ -46,6 +46,8 @@ type peer struct {
 	pexSent        bool
 	nonceSeen      bool
 	portAt         time.Time // last PORT passed to the finder
+	since          time.Time // registered
+	evicted        bool      // closing for the budget, counted in s.evicting
 }
 
 // send queues a framed message without blocking (s.mu may be held).
@@ -112,6 +114,11 @@ func (s *Swarm) runPeer(t *torrent, c net.Conn, hs Handshake, outgoing bool, add
 func (s *Swarm) register(t *torrent, p *peer) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if p.outgoing && t.dialingTo[p.listen] {
+		// The dial's budget slot becomes this connection's.
+		delete(t.dialingTo, p.listen)
+		s.dialing--
+	}
 	now := time.Now()
 	if s.closed || t.isBanned(string(p.hs.PeerID[:]), now) || t.isBanned(banKey(p.listen), now) {
 		return false
@@ -119,7 +126,8 @@ func (s *Swarm) register(t *torrent, p *peer) bool {
 	if t.ipTaken(p.remote.Addr(), p.hs.PeerID) {
 		return false
 	}
-	if len(t.peers) >= s.cfg.MaxPeersPerSwarm || s.numPeers >= s.cfg.MaxConnections {
+	if !s.admit(t, p.outgoing, now) {
+		s.log.Debug("connection refused by the budget", "user", t.user, "peer", p.remote.String(), "outgoing", p.outgoing, "conns", s.liveConns())
 		return false
 	}
 	for q := range t.peers {
@@ -135,8 +143,12 @@ func (s *Swarm) register(t *torrent, p *peer) bool {
 	t.peers[p] = struct{}{}
 	s.numPeers++
 	s.countConn(p.remote.Addr(), 1)
+	p.since = now
+	t.visited = true
+	s.log.Debug("peer connected", "user", t.user, "peer", p.remote.String(), "outgoing", p.outgoing, "conns", s.liveConns())
 	if c := t.candidates[p.listen]; c != nil && p.outgoing {
 		c.failures = 0
+		c.lastConnected = now
 	}
 	s.greet(t, p)
 	return true
@@ -202,6 +214,9 @@ func (s *Swarm) unregister(t *torrent, p *peer) {
 	delete(t.peers, p)
 	s.numPeers--
 	s.countConn(p.remote.Addr(), -1)
+	if p.evicted {
+		s.evicting--
+	}
 	p.closing = true
 	for k := range p.requests {
 		t.releaseRequest(p, k, false)
@@ -369,7 +384,7 @@ func (p *peer) handle(s *Swarm, t *torrent, m Message) error {
 }
 
 func (p *peer) onHave(s *Swarm, t *torrent, k int64) error {
-	bound, err := t.postBound(s.ctx)
+	bound, err := t.postBound(s.ctx, k)
 	if errors.Is(err, twproto.ErrUnknownUser) {
 		return fmt.Errorf("have %d: %w", k, err)
 	}
@@ -412,7 +427,7 @@ func (p *peer) onBitfield(s *Swarm, t *torrent, bits []byte) error {
 	// longer than its piece count; we check the highest set bit, which is
 	// what matters (README obs. 7: lengths vary).
 	if hi := b.highest(); hi >= 0 {
-		bound, err := t.postBound(s.ctx)
+		bound, err := t.postBound(s.ctx, hi)
 		if errors.Is(err, twproto.ErrUnknownUser) {
 			return fmt.Errorf("bitfield: %w", err)
 		}
@@ -609,8 +624,10 @@ func (p *peer) onExtended(s *Swarm, t *torrent, m Message) error {
 			if t.isBanned(banKey(p.listen), time.Now()) {
 				return errBanned
 			}
-			if _, ok := t.candidates[p.listen]; !ok && len(t.candidates) < maxCandidates {
-				t.candidates[p.listen] = &candidate{}
+			if c := t.candidates[p.listen]; c != nil {
+				c.lastConnected = time.Now()
+			} else if len(t.candidates) < maxCandidates {
+				t.candidates[p.listen] = &candidate{lastConnected: time.Now()}
 			}
 		}
 	case extUTPex:

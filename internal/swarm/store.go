@@ -264,6 +264,12 @@ func (s *store) loadPieces(user string) (map[int64]pieceMeta, map[int64]int, err
 // batch coalesces concurrent writers into one transaction and one fsync
 // (received pieces are verified in parallel); a local Publish writes alone.
 func (s *store) putPiece(user string, k int64, meta pieceMeta, post []byte, batch bool) (bool, error) {
+	return s.putPieceQueued(user, k, meta, post, batch, true)
+}
+
+// putPieceQueued is putPiece with the queue entry optional (none for a
+// piece the sink has nothing to do with).
+func (s *store) putPieceQueued(user string, k int64, meta pieceMeta, post []byte, batch, queue bool) (bool, error) {
 	added := false
 	update := s.db.Update
 	if batch {
@@ -271,7 +277,7 @@ func (s *store) putPiece(user string, k int64, meta pieceMeta, post []byte, batc
 	}
 	err := update(func(tx *bolt.Tx) error {
 		var err error
-		added, err = s.putPieceTx(tx, user, k, meta, post, true) // Batch may run fn again
+		added, err = s.putPieceTx(tx, user, k, meta, post, queue) // Batch may run fn again
 		return err
 	})
 	if err != nil && !errors.Is(err, ErrPieceExists) {

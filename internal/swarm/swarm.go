@@ -113,10 +113,20 @@ type Config struct {
 	RequestTimeout time.Duration
 	// DialTimeout for outgoing TCP connections, 5 s.
 	DialTimeout time.Duration
-	// MaxPeersPerSwarm bounds connections per swarm, 50.
+	// TargetPeers: connections a swarm keeps while MaxConnections allows
+	// (docs/swarm.md "Connection budget"), 4.
+	TargetPeers int
+	// HotPeers: connections a swarm may open for HotPeriod after a new
+	// piece arrived or was published, 6.
+	HotPeers int
+	// HotPeriod, 30 s.
+	HotPeriod time.Duration
+	// MinHold: a connection is not evicted for the budget before this, 5 s.
+	MinHold time.Duration
+	// MaxPeersPerSwarm bounds connections per swarm, 16.
 	MaxPeersPerSwarm int
-	// MaxConnections bounds peer connections over all swarms: twisterd's
-	// connections_limit, 800.
+	// MaxConnections bounds peer connections over all swarms, 80
+	// (twisterd's connections_limit is 800; docs/swarm.md says why less).
 	MaxConnections int
 	// MultiConnPerIP allows several connections from one IP in a swarm
 	// (twisterd's -multiconnperip; needed when several nodes share an IP,
@@ -126,7 +136,7 @@ type Config struct {
 	// handshake (default 8 of the 256 slots).
 	MaxPendingPerIP int
 	// MaxConnsPerIP bounds one IP's connections over all swarms unless
-	// MultiConnPerIP (default MaxConnections/8: 100), so one host joining
+	// MultiConnPerIP (default MaxConnections/8: 10), so one host joining
 	// every swarm cannot take all MaxConnections.
 	MaxConnsPerIP int
 	// BanTime is how long a peer that sent an invalid piece stays banned
@@ -141,24 +151,32 @@ func (c *Config) setDefaults() {
 		}
 	}
 	def(&c.AnnounceInterval, 15*time.Minute)
-	def(&c.ReconnectInterval, 30*time.Second)
+	def(&c.ReconnectInterval, time.Second)
+	def(&c.HotPeriod, 30*time.Second)
+	def(&c.MinHold, 5*time.Second)
 	def(&c.KeepAliveInterval, 30*time.Second)
 	def(&c.PeerTimeout, 120*time.Second)
 	def(&c.HandshakeTimeout, 10*time.Second)
 	def(&c.RequestTimeout, 20*time.Second)
 	def(&c.DialTimeout, 5*time.Second)
 	def(&c.BanTime, defaultBanTime)
+	if c.TargetPeers <= 0 {
+		c.TargetPeers = 4
+	}
+	if c.HotPeers <= 0 {
+		c.HotPeers = 6
+	}
+	if c.MaxPeersPerSwarm <= 0 {
+		c.MaxPeersPerSwarm = 16
+	}
+	if c.MaxConnections <= 0 {
+		c.MaxConnections = 80
+	}
 	if c.MaxConnsPerIP <= 0 {
 		c.MaxConnsPerIP = max(1, c.MaxConnections/8)
 	}
 	if c.MaxPendingPerIP <= 0 {
 		c.MaxPendingPerIP = defaultMaxPendingPerIP
-	}
-	if c.MaxPeersPerSwarm <= 0 {
-		c.MaxPeersPerSwarm = 50
-	}
-	if c.MaxConnections <= 0 {
-		c.MaxConnections = 800
 	}
 	if c.Version == "" {
 		c.Version = "twgroupd/0.1"
@@ -172,11 +190,12 @@ type Swarm struct {
 	store  *store
 	peerID [20]byte
 
-	ln     net.Listener
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	kick   chan struct{}
+	ln      net.Listener
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	kick    chan struct{}
+	lookups chan struct{} // DHT lookups in flight (maxLookups)
 
 	// dialFrom is the listen IP when it is a specific address: outgoing
 	// connections leave from it. Set once in Start before any dial.
@@ -192,6 +211,10 @@ type Swarm struct {
 	pendingByIP map[netip.Addr]int    // len(incoming) per remote IP
 	connsByIP   map[netip.Addr]int    // registered peers per remote IP
 	numPeers    int
+	unsaved     map[string]bool // swarms joined but not yet in the store (saveSwarms)
+	evicting    int             // peers closing for the budget, still in numPeers
+	dialing     int             // outgoing dials not yet registered
+	lastRotate  time.Time       // last steady rotation (budget.go)
 
 	stats stats
 }
@@ -235,8 +258,9 @@ func New(cfg Config) (*Swarm, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Swarm{
 		cfg: cfg, log: log.With("pkg", "swarm"), store: st, peerID: id,
-		ctx: ctx, cancel: cancel, kick: make(chan struct{}, 1),
+		ctx: ctx, cancel: cancel, kick: make(chan struct{}, 1), lookups: make(chan struct{}, maxLookups),
 		byHash: make(map[[20]byte]*torrent), byUser: make(map[string]*torrent),
+		unsaved:  map[string]bool{},
 		incoming: make(map[net.Conn]struct{}), pendingByIP: make(map[netip.Addr]int), connsByIP: make(map[netip.Addr]int),
 	}
 	users, err := st.swarms()
@@ -337,12 +361,17 @@ func (s *Swarm) Close() error {
 	for c := range s.incoming {
 		c.Close()
 	}
+	peersToSave := s.peersToSave()
 	s.mu.Unlock()
 	for _, p := range peers {
 		p.close(errors.New("shutting down"))
 	}
 	s.wg.Wait()
+	s.saveSwarms()
 	err := s.store.saveMaxSeen(seen)
+	if perr := s.store.savePeers(peersToSave); err == nil {
+		err = perr
+	}
 	if cerr := s.store.close(); err == nil {
 		err = cerr
 	}
@@ -352,7 +381,7 @@ func (s *Swarm) Close() error {
 // Follow joins user's swarm (dm.Network): its posts are fetched, verified,
 // stored and handed to the sink once each.
 func (s *Swarm) Follow(ctx context.Context, user string) error {
-	_, err := s.join(user)
+	_, err := s.join(user, false)
 	return err
 }
 
@@ -364,7 +393,7 @@ func (s *Swarm) Publish(ctx context.Context, user string, k int64, post []byte) 
 	if err != nil {
 		return err
 	}
-	t, err := s.join(user)
+	t, err := s.join(user, true)
 	if err != nil {
 		return err
 	}
@@ -417,7 +446,7 @@ func (s *Swarm) StagePublish(tx *bolt.Tx, p *twproto.Post) (announce func(), err
 	}
 	user, k := p.N, p.K
 	return func() {
-		t, err := s.join(user)
+		t, err := s.join(user, false) // StagePublish recorded it in tx
 		if err != nil {
 			s.log.Warn("announce published piece", "user", user, "k", k, "err", err)
 			return
@@ -452,8 +481,9 @@ func (s *Swarm) stage(p *twproto.Post) (st *stagedPost, inline bool) {
 	return &stagedPost{apply, committed}, true
 }
 
-// join returns user's torrent, creating, persisting and starting it.
-func (s *Swarm) join(user string) (*torrent, error) {
+// join returns user's torrent, creating, persisting and starting it;
+// unless durable (Publish), a running swarm records it at the next tick.
+func (s *Swarm) join(user string, durable bool) (*torrent, error) {
 	if user == "" || len(user) > 64 {
 		return nil, fmt.Errorf("swarm: invalid username %q", user)
 	}
@@ -467,7 +497,15 @@ func (s *Swarm) join(user string) (*torrent, error) {
 	if t != nil {
 		return t, nil
 	}
-	if err := s.store.addSwarm(user); err != nil {
+	if started && !durable {
+		// Recorded by the next tick, with every other swarm joined since,
+		// in one commit: following 100 users is not 100 fsyncs. A crash
+		// before it loses nothing: the engine follows its users again at
+		// start (dm.Engine.Resume).
+		s.mu.Lock()
+		s.unsaved[user] = true
+		s.mu.Unlock()
+	} else if err := s.store.addSwarm(user); err != nil {
 		return nil, fmt.Errorf("swarm: join %s: %w", user, err)
 	}
 	t, err := s.loadTorrent(user)
@@ -485,6 +523,10 @@ func (s *Swarm) loadTorrent(user string) (*torrent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("swarm: %w", err)
 	}
+	saved, err := s.store.loadPeers(user)
+	if err != nil {
+		return nil, fmt.Errorf("swarm: %w", err)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if t := s.byUser[user]; t != nil {
@@ -493,6 +535,8 @@ func (s *Swarm) loadTorrent(user string) (*torrent, error) {
 	t := newTorrent(s, user)
 	t.metas = metas
 	t.maxSeen = seen
+	t.addSaved(saved)
+	t.savedPeers = peersText(saved)
 	for k := range metas {
 		t.have.set(k)
 		t.lastHave = max(t.lastHave, k)
@@ -762,6 +806,7 @@ func (s *Swarm) tickLoop() {
 	tk := time.NewTicker(tick)
 	defer tk.Stop()
 	lastRate := time.Now()
+	lastSave := lastRate
 	for {
 		select {
 		case <-s.ctx.Done():
@@ -776,6 +821,18 @@ func (s *Swarm) tickLoop() {
 			for _, t := range torrents {
 				t.expireRequests(now)
 				t.reconnect(now)
+			}
+			s.saveSwarms()
+			s.rotate(now)
+			s.trim(now)
+			if now.Sub(lastSave) >= savePeersInterval {
+				s.mu.Lock()
+				save := s.peersToSave()
+				s.mu.Unlock()
+				if err := s.store.savePeers(save); err != nil {
+					s.log.Warn("save peers", "err", err)
+				}
+				lastSave = now
 			}
 			if el := now.Sub(lastRate); el >= time.Second {
 				cur := [4]int64{s.stats.totalDown.Load(), s.stats.totalUp.Load(), s.stats.payloadDown.Load(), s.stats.payloadUp.Load()}
@@ -817,7 +874,10 @@ func (s *Swarm) acceptLoop() {
 			c.Close()
 			return
 		}
-		if s.numPeers >= s.cfg.MaxConnections || !s.admitPending(c) {
+		// The connection budget is applied after the handshake names the
+		// swarm (admit); here the handshakes in flight are bounded.
+		// Sockets stay within MaxConnections + burstConns (docs/swarm.md).
+		if s.numPeers-s.evicting+len(s.incoming) >= s.cfg.MaxConnections+burstConns || !s.admitPending(c) {
 			s.mu.Unlock()
 			c.Close()
 			continue

@@ -8,8 +8,6 @@ import (
 	"net/netip"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/twgroupd/twgroupd/internal/twproto"
 )
 
@@ -29,10 +27,13 @@ const (
 
 // candidate is a known listen address of a possible peer.
 type candidate struct {
-	static      bool
-	self        bool
-	lastAttempt time.Time
-	failures    int
+	static        bool
+	self          bool
+	saved         bool // from swarm.db: an earlier session's peer
+	borrowed      bool // a peer of another swarm (borrowCandidates)
+	lastAttempt   time.Time
+	lastConnected time.Time
+	failures      int
 }
 
 // torrent is one user's swarm. All fields are guarded by s.mu.
@@ -55,6 +56,14 @@ type torrent struct {
 
 	bound   int64 // highest k twisterd's validatePostNumberForUser allows
 	boundAt time.Time
+
+	dialingTo  map[netip.AddrPort]bool // dials in progress (budget.go)
+	hotUntil   time.Time               // a piece arrived or was published recently
+	pushLeft   int                     // push dials left while hot
+	pushAt     time.Time               // start of the last push round
+	lastVisit  time.Time               // last rotation into this swarm
+	visited    bool                    // had a connection since start
+	savedPeers string                  // what swarm.db holds, to skip unchanged saves
 }
 
 func newTorrent(s *Swarm, user string) *torrent {
@@ -64,6 +73,7 @@ func newTorrent(s *Swarm, user string) *torrent {
 		peers: map[*peer]struct{}{}, candidates: map[netip.AddrPort]*candidate{},
 		banned: map[string]time.Time{}, inflight: map[int64]*peer{}, avail: map[int64]int{},
 		maxSeen: map[int64]int{}, servable: map[int64]time.Time{},
+		dialingTo: map[netip.AddrPort]bool{},
 	}
 	for _, a := range s.cfg.StaticPeers {
 		t.candidates[a] = &candidate{static: true}
@@ -78,9 +88,14 @@ var errPostBound = errors.New("piece index beyond the user's post-number bound")
 // (spec §3.3 rule 5): 2*(best-reg)+20, unlimited while the best height is
 // unknown. ErrUnknownUser passes through (twisterd rejects every index).
 // The registry is asked outside the lock and cached briefly.
-func (t *torrent) postBound(ctx context.Context) (int64, error) {
+//
+// An index above a cached bound asks again (at most once a second): the
+// chain has moved since, and a user who just registered posts beyond the
+// bound we cached a few blocks ago (a group invite to 100 members is over
+// 100 posts).
+func (t *torrent) postBound(ctx context.Context, k int64) (int64, error) {
 	t.s.mu.Lock()
-	if !t.boundAt.IsZero() && time.Since(t.boundAt) < boundCacheTTL {
+	if age := time.Since(t.boundAt); !t.boundAt.IsZero() && age < boundCacheTTL && (k <= t.bound || age < time.Second) {
 		b := t.bound
 		t.s.mu.Unlock()
 		return b, nil
@@ -126,7 +141,7 @@ func (t *torrent) addPiece(p *twproto.Post, batch bool) (bool, error) {
 		}
 	case inline:
 		// Nothing for the sink (not a DM, or seen): store without queueing.
-		added, err = s.store.putPieceWith(t.user, p.K, meta, p.Raw, func(*bolt.Tx) error { return nil })
+		added, err = s.store.putPieceQueued(t.user, p.K, meta, p.Raw, batch, false)
 	default:
 		added, err = s.store.putPiece(t.user, p.K, meta, p.Raw, batch)
 	}
@@ -164,6 +179,7 @@ func (t *torrent) announce(k int64, meta pieceMeta) {
 		t.schedule(q)
 	}
 	s.mu.Unlock()
+	t.markHot(time.Now())
 }
 
 // schedule updates our interest in p and pipelines requests (s.mu held).
@@ -269,51 +285,26 @@ func (t *torrent) addCandidates(addrs []netip.AddrPort) {
 	}
 }
 
-// reconnect dials known addresses that have no connection, with a backoff.
-func (t *torrent) reconnect(now time.Time) {
-	s := t.s
-	s.mu.Lock()
-	if s.closed || len(t.peers) >= s.cfg.MaxPeersPerSwarm {
-		s.mu.Unlock()
-		return
-	}
-	connected := make(map[netip.AddrPort]bool, len(t.peers))
-	for p := range t.peers {
-		connected[p.listen] = true
-		connected[p.remote] = true
-	}
-	var dial []netip.AddrPort
-	for a, c := range t.candidates {
-		if c.self || connected[a] || t.isBanned(banKey(a), now) || t.ipTaken(a.Addr(), [20]byte{}) {
+// addSaved adds the peers an earlier session saved (s.mu held).
+func (t *torrent) addSaved(addrs []netip.AddrPort) {
+	for _, a := range addrs {
+		if !a.IsValid() || a.Port() == 0 {
 			continue
 		}
-		wait := s.cfg.ReconnectInterval << min(c.failures, 5)
-		if c.static {
-			wait = s.cfg.ReconnectInterval
+		if c := t.candidates[a]; c != nil {
+			c.saved = true
+		} else if len(t.candidates) < maxCandidates {
+			t.candidates[a] = &candidate{saved: true}
 		}
-		if !c.lastAttempt.IsZero() && now.Sub(c.lastAttempt) < wait {
-			continue
-		}
-		if !c.static && c.failures >= 8 {
-			delete(t.candidates, a)
-			continue
-		}
-		c.lastAttempt = now
-		dial = append(dial, a)
-	}
-	s.mu.Unlock()
-	for _, a := range dial {
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			s.dial(t, a)
-		}()
 	}
 }
 
-// discoverLoop asks the PeerFinder for peers and announces us, at start
-// and every AnnounceInterval (twisterd: dht_announce_interval 15 min;
-// peers expire from DHT nodes after 45 min, dht-swarm §4.1, §4.10).
+// discoverLoop asks the PeerFinder for peers and announces us when the
+// swarm starts, then announces every AnnounceInterval (twisterd:
+// dht_announce_interval 15 min; peers expire from DHT nodes after 45 min,
+// dht-swarm §4.1, §4.10). A swarm that is starving (no connection, no
+// address left that has not failed) asks again after 2 s, doubling up to
+// 2 min, instead of waiting for the next announce.
 func (t *torrent) discoverLoop(ctx context.Context) {
 	s := t.s
 	t.reconnect(time.Now())
@@ -325,24 +316,67 @@ func (t *torrent) discoverLoop(ctx context.Context) {
 	if r, ok := s.cfg.Finder.(swarmUserAdder); ok {
 		r.AddSwarmUser(t.user)
 	}
-	tk := time.NewTicker(s.cfg.AnnounceInterval)
-	defer tk.Stop()
+	var lastAnnounce time.Time
+	backoff := minLookupWait
 	for {
+		// Until the DHT answers (a lookup waits out its slowest query, up
+		// to 8 s, and DHT nodes cap their replies at 16 kB/s), try peers
+		// of our other swarms: followers of one user mostly follow the
+		// same others.
+		t.borrowCandidates()
+		t.reconnect(time.Now())
+		// At most maxLookups swarms ask the DHT at once: following 100
+		// users must not start 200 traversals in the same instant. The
+		// slot is held for the lookup only; announces take their own.
+		if !s.lookupSlot(ctx) {
+			return
+		}
 		fctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 		peers, err := s.cfg.Finder.FindPeers(fctx, t.ih)
+		cancel()
+		<-s.lookups
 		if err != nil && ctx.Err() == nil {
 			s.log.Debug("find peers", "user", t.user, "err", err)
 		}
 		t.addCandidates(peers)
 		t.reconnect(time.Now())
-		if err := s.cfg.Finder.AnnouncePeer(fctx, t.ih, s.cfg.AnnouncePort); err != nil && ctx.Err() == nil {
-			s.log.Debug("announce", "user", t.user, "err", err)
+		if time.Since(lastAnnounce) >= s.cfg.AnnounceInterval {
+			if !s.lookupSlot(ctx) {
+				return
+			}
+			fctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+			if err := s.cfg.Finder.AnnouncePeer(fctx, t.ih, s.cfg.AnnouncePort); err != nil && ctx.Err() == nil {
+				s.log.Debug("announce", "user", t.user, "err", err)
+			}
+			cancel()
+			<-s.lookups
+			lastAnnounce = time.Now()
 		}
-		cancel()
-		select {
-		case <-ctx.Done():
-			return
-		case <-tk.C:
+		lookedUp := time.Now()
+		for {
+			wait := min(healthCheck, s.cfg.AnnounceInterval)
+			s.mu.Lock()
+			starving := t.starving()
+			s.mu.Unlock()
+			if starving {
+				wait = backoff
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+			s.mu.Lock()
+			starving = t.starving()
+			s.mu.Unlock()
+			if starving {
+				backoff = min(backoff*2, maxLookupWait)
+				break
+			}
+			backoff = minLookupWait
+			if time.Since(lookedUp) >= s.cfg.AnnounceInterval {
+				break
+			}
 		}
 	}
 }
@@ -389,6 +423,7 @@ func (s *Swarm) dial(t *torrent, addr netip.AddrPort) {
 	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.DialTimeout)
 	c, err := d.DialContext(ctx, "tcp", addr.String())
 	cancel()
+	defer t.dialDone(addr) // a no-op once runPeer has taken over the slot
 	if err != nil {
 		t.dialFailed(addr, false)
 		return

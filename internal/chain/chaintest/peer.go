@@ -47,6 +47,19 @@ func NewPeer(t testing.TB, blocks []*chainwire.Block, mode Mode) *Peer {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return newPeer(t, ln, blocks, mode)
+}
+
+// NewPeerOn is NewPeer on a given address; nil if it cannot listen there.
+func NewPeerOn(t testing.TB, addr string, blocks []*chainwire.Block, mode Mode) *Peer {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil
+	}
+	return newPeer(t, ln, blocks, mode)
+}
+
+func newPeer(t testing.TB, ln net.Listener, blocks []*chainwire.Block, mode Mode) *Peer {
 	p := &Peer{t: t, ln: ln, mode: mode, served: map[chainwire.Hash]int{}, conns: map[net.Conn]*bufio.Writer{}}
 	p.SetBlocks(blocks)
 	var wg sync.WaitGroup
