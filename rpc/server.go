@@ -385,7 +385,7 @@ func (s *Server) serveRPC(w http.ResponseWriter, r *http.Request) {
 			s.writeJSON(w, e.httpStatus(), errorReply(e, nil), false)
 			return
 		}
-		if elems, err := arrayElements(trimJSON(body)); err == nil {
+		if elems, err := tjson.Elements(trimJSON(body), tjson.RFC8259); err == nil {
 			s.writeBatch(ctx, w, elems, keepAlive)
 			return
 		}
@@ -438,7 +438,7 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool)
 // splitting it (a batch over the limit is refused before any copy).
 func batchCount(body []byte) (int, bool) {
 	trimmed := trimJSON(body)
-	if len(trimmed) == 0 || trimmed[0] != '[' || !jsonValid(trimmed) {
+	if len(trimmed) == 0 || trimmed[0] != '[' || !tjson.Valid(trimmed, tjson.RFC8259) {
 		return 0, false
 	}
 	return countElements(trimmed), true
@@ -540,10 +540,10 @@ type forwarded struct {
 // upstream answer to pass on.
 func (s *Server) handleBody(ctx context.Context, body []byte) ([]byte, int, *forwarded) {
 	trimmed := trimJSON(body)
-	if len(trimmed) == 0 || !jsonValid(trimmed) {
+	if len(trimmed) == 0 || !tjson.Valid(trimmed, tjson.RFC8259) {
 		return errorReply(&Error{Code: CodeParse, Message: "Parse error"}, nil), http.StatusInternalServerError, nil
 	}
-	switch typeOf(trimmed) {
+	switch tjson.KindOf(trimmed) {
 	case tjson.KindObject:
 		req, perr := parseRequest(trimmed)
 		if perr != nil {

@@ -1,6 +1,7 @@
 package tjson
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"reflect"
@@ -185,6 +186,9 @@ func FuzzParse(f *testing.F) {
 		if got, want := Valid(b, RFC8259), json.Valid(b); got != want {
 			t.Fatalf("Valid(%q, RFC8259) = %v, encoding/json %v", b, got, want)
 		}
+		if json.Valid(b) {
+			splitLikeEncodingJSON(t, b)
+		}
 		for _, m := range []Mode{TwisterClient, RFC8259} {
 			v, err := Parse(b, m)
 			if Valid(b, m) != (err == nil) {
@@ -210,6 +214,42 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// splitLikeEncodingJSON checks Elements and Members of valid text against
+// encoding/json's split (the server used it before tjson read requests).
+func splitLikeEncodingJSON(t *testing.T, b []byte) {
+	var elems []json.RawMessage
+	jerr := json.Unmarshal(b, &elems)
+	got, err := Elements(b, RFC8259)
+	if (jerr == nil) != (err == nil) || !reflect.DeepEqual(got, elems) {
+		t.Fatalf("Elements(%q) = %q %v, encoding/json %q %v", b, got, err, elems, jerr)
+	}
+	members, err := Members(b, RFC8259)
+	if KindOf(b) != KindObject {
+		if err == nil {
+			t.Fatalf("Members(%q) of a %v", b, KindOf(b))
+		}
+		return
+	}
+	if err != nil {
+		t.Fatalf("Members(%q): %v", b, err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.Token()
+	n := 0
+	for i := 0; dec.More(); i++ {
+		n++
+		tok, _ := dec.Token()
+		var v json.RawMessage
+		dec.Decode(&v)
+		if i >= len(members) || !bytes.Equal(members[i].Value, v) || utf8.Valid(b) && members[i].Key != tok {
+			t.Fatalf("Members(%q) = %q, member %d is %q:%s in encoding/json", b, members, i, tok, v)
+		}
+	}
+	if n != len(members) {
+		t.Fatalf("Members(%q) = %q, encoding/json has %d", b, members, n)
+	}
 }
 
 // FuzzStringRoundTrip: any bytes written by the writer read back as the
