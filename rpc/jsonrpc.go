@@ -192,7 +192,7 @@ func (s *Server) forwardOne(ctx context.Context, req *request) []byte {
 		return appendReply(nil, nil, s.replyError(req.method, err), req.id)
 	}
 	reply = bytes.TrimSpace(reply)
-	if tjson.KindOf(reply) != tjson.KindObject || !json.Valid(reply) {
+	if tjson.KindOf(reply) != tjson.KindObject || !tjson.Valid(reply, tjson.RFC8259) {
 		return appendReply(nil, nil, &Error{Code: CodeInternal, Message: "upstream: reply is not a JSON-RPC reply"}, req.id)
 	}
 	return reply

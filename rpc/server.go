@@ -1,7 +1,6 @@
 package rpc
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -438,45 +437,10 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool)
 // splitting it (a batch over the limit is refused before any copy).
 func batchCount(body []byte) (int, bool) {
 	trimmed := trimJSON(body)
-	if len(trimmed) == 0 || trimmed[0] != '[' || !tjson.Valid(trimmed, tjson.RFC8259) {
+	if len(trimmed) == 0 || trimmed[0] != '[' {
 		return 0, false
 	}
-	return countElements(trimmed), true
-}
-
-// countElements counts the top-level elements of a valid JSON array.
-func countElements(arr []byte) int {
-	if len(bytes.TrimSpace(arr[1:len(arr)-1])) == 0 {
-		return 0
-	}
-	depth, n := 0, 0
-	inString, escaped := false, false
-	for _, c := range arr {
-		if inString {
-			switch {
-			case escaped:
-				escaped = false
-			case c == '\\':
-				escaped = true
-			case c == '"':
-				inString = false
-			}
-			continue
-		}
-		switch c {
-		case '"':
-			inString = true
-		case '[', '{':
-			depth++
-		case ']', '}':
-			depth--
-		case ',':
-			if depth == 1 {
-				n++
-			}
-		}
-	}
-	return n + 1
+	return tjson.Len(trimmed, tjson.RFC8259)
 }
 
 // batchLimit refuses a batch of more than MaxBatch elements before any runs.

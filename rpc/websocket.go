@@ -210,7 +210,8 @@ func (s *Server) wsReply(ctx context.Context, data []byte) []byte {
 	case tjson.KindObject:
 		return append(s.execOne(ctx, trimmed), '\n')
 	case tjson.KindArray:
-		if e := s.batchLimit(countElements(trimmed)); e != nil {
+		n, _ := tjson.Len(trimmed, tjson.RFC8259)
+		if e := s.batchLimit(n); e != nil {
 			return errorReply(e, nil)
 		}
 		elems, err := tjson.Elements(trimmed, tjson.RFC8259)

@@ -138,6 +138,18 @@ func Elements(raw []byte, m Mode) ([]json.RawMessage, error) {
 	return out, nil
 }
 
+// Len counts the elements or members of the JSON array or object raw
+// while validating it, building nothing (a batch over a limit is refused
+// before any copy); ok is false when raw is not one valid array or object.
+func Len(raw []byte, m Mode) (n int, ok bool) {
+	p := parser{s: raw, client: m == TwisterClient, count: true}
+	v, err := p.parse(0)
+	if err != nil || v.Kind != KindArray && v.Kind != KindObject {
+		return 0, false
+	}
+	return p.n, true
+}
+
 // KindOf classifies valid JSON text the way json_spirit does without
 // reading it: a number with a fraction or an exponent is a real, any other
 // number an int; empty text is null.
@@ -169,6 +181,10 @@ func KindOf(raw []byte) Kind {
 // value gets Kind and Raw.
 func parse(text []byte, m Mode, build int) (Value, error) {
 	p := parser{s: text, client: m == TwisterClient}
+	return p.parse(build)
+}
+
+func (p *parser) parse(build int) (Value, error) {
 	p.skipSpace()
 	v, err := p.value(0, build)
 	if err != nil {
@@ -185,6 +201,8 @@ type parser struct {
 	s      []byte
 	pos    int
 	client bool // TwisterClient, else RFC8259
+	count  bool // count the top-level elements or members in n
+	n      int
 }
 
 func (p *parser) skipSpace() {
@@ -257,7 +275,7 @@ func (p *parser) literal(word string) bool {
 
 // container reads the members or elements after '{' or '[' up to close,
 // calling elem for each.
-func (p *parser) container(close byte, what string, elem func() error) error {
+func (p *parser) container(depth int, close byte, what string, elem func() error) error {
 	p.pos++
 	p.skipSpace()
 	if p.pos < len(p.s) && p.s[p.pos] == close {
@@ -268,6 +286,9 @@ func (p *parser) container(close byte, what string, elem func() error) error {
 		p.skipSpace()
 		if err := elem(); err != nil {
 			return err
+		}
+		if p.count && depth == 0 {
+			p.n++
 		}
 		p.skipSpace()
 		if p.pos >= len(p.s) {
@@ -290,7 +311,7 @@ func (p *parser) object(depth, build int) (Value, error) {
 	if build != 0 {
 		v.Obj = []Member{}
 	}
-	err := p.container('}', "object", func() error {
+	err := p.container(depth, '}', "object", func() error {
 		if p.pos >= len(p.s) || p.s[p.pos] != '"' {
 			return p.fail("expected member name")
 		}
@@ -321,7 +342,7 @@ func (p *parser) array(depth, build int) (Value, error) {
 	if build != 0 {
 		v.Arr = []Value{}
 	}
-	err := p.container(']', "array", func() error {
+	err := p.container(depth, ']', "array", func() error {
 		e, err := p.value(depth+1, build-1)
 		if err != nil {
 			return err

@@ -225,6 +225,9 @@ func splitLikeEncodingJSON(t *testing.T, b []byte) {
 	if (jerr == nil) != (err == nil) || !reflect.DeepEqual(got, elems) {
 		t.Fatalf("Elements(%q) = %q %v, encoding/json %q %v", b, got, err, elems, jerr)
 	}
+	if n, ok := Len(b, RFC8259); ok != (KindOf(b) == KindArray || KindOf(b) == KindObject) || KindOf(b) == KindArray && n != len(elems) {
+		t.Fatalf("Len(%q) = %d %v, encoding/json %d elements", b, n, ok, len(elems))
+	}
 	members, err := Members(b, RFC8259)
 	if KindOf(b) != KindObject {
 		if err == nil {
@@ -294,4 +297,22 @@ func normalize(v Value, m Mode) Value {
 		}
 	}
 	return v
+}
+
+func TestLen(t *testing.T) {
+	cases := []struct {
+		in string
+		n  int
+		ok bool
+	}{
+		{`[]`, 0, true}, {` [ ] `, 0, true}, {`[1]`, 1, true}, {`[1,[2,3],{"a":[4,5]},"x,]"]`, 4, true},
+		{`{"a":1,"b":{"c":2}}`, 2, true}, {`{}`, 0, true},
+		{`[1,]`, 0, false}, {`[1`, 0, false}, {`"a"`, 0, false}, {`1`, 0, false}, {``, 0, false}, {`[1] x`, 0, false},
+	}
+	for _, c := range cases {
+		n, ok := Len([]byte(c.in), RFC8259)
+		if n != c.n || ok != c.ok {
+			t.Errorf("Len(%q) = %d %v, want %d %v", c.in, n, ok, c.n, c.ok)
+		}
+	}
 }
