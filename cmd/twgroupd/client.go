@@ -31,6 +31,21 @@ const (
 	convK                      // a post number: as convInt, or the word auto -> null (the next free k)
 )
 
+// kind is the json_spirit kind ConvertTo checks for k (convInt for convK).
+func (k convKind) kind() tjson.Kind {
+	switch k {
+	case convBool:
+		return tjson.KindBool
+	case convReal:
+		return tjson.KindReal
+	case convArray:
+		return tjson.KindArray
+	case convObject:
+		return tjson.KindObject
+	}
+	return tjson.KindInt
+}
+
 // conversions is twisterd's RPCConvertValues table: method -> parameter
 // index -> type. Parameters not listed are sent as strings. It covers the
 // methods twisterd knows so commands forwarded upstream convert alike;
@@ -144,35 +159,16 @@ func convertTo(s string, kind convKind) (tjson.Value, error) {
 			s = v.Str
 			continue
 		}
-		switch kind {
-		case convInt:
-			if v.Kind != tjson.KindInt {
-				return tjson.Value{}, typeError(v.Kind, tjson.KindInt)
+		want := kind.kind()
+		if want == tjson.KindReal && v.Kind == tjson.KindInt {
+			f := float64(v.Int)
+			if v.IsUint {
+				f = float64(v.Uint)
 			}
-		case convBool:
-			if v.Kind != tjson.KindBool {
-				return tjson.Value{}, typeError(v.Kind, tjson.KindBool)
-			}
-		case convArray:
-			if v.Kind != tjson.KindArray {
-				return tjson.Value{}, typeError(v.Kind, tjson.KindArray)
-			}
-		case convObject:
-			if v.Kind != tjson.KindObject {
-				return tjson.Value{}, typeError(v.Kind, tjson.KindObject)
-			}
-		case convReal:
-			switch v.Kind {
-			case tjson.KindInt:
-				f := float64(v.Int)
-				if v.IsUint {
-					f = float64(v.Uint)
-				}
-				v = tjson.Value{Kind: tjson.KindReal, Real: f}
-			case tjson.KindReal:
-			default:
-				return tjson.Value{}, typeError(v.Kind, tjson.KindReal)
-			}
+			v = tjson.Value{Kind: tjson.KindReal, Real: f}
+		}
+		if v.Kind != want {
+			return tjson.Value{}, typeError(v.Kind, want)
 		}
 		return v, nil
 	}
