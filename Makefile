@@ -4,7 +4,7 @@ PKGS    := ./...
 FUZZTIME ?= 10s
 BIN     := bin/twgroupd
 
-.PHONY: all build test race fuzz bench lint run clean crash abuse net
+.PHONY: all build test race fuzz bench bench-chain lint run clean crash abuse net
 
 all: build
 
@@ -35,6 +35,11 @@ fuzz:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+# The chain sync figure of docs/chain.md: 10 000 blocks from one local peer
+# (building the chain takes about a minute).
+bench-chain:
+	CHAIN_BENCH_BLOCKS=10000 $(GO) test -run '^$$' -bench SyncFromOnePeer -benchtime 1x -timeout 15m ./internal/chainsync
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -215,6 +215,9 @@ type Engine struct {
 	retryBusy chan struct{} // holds a token while a pass runs
 	hotCalls  atomic.Int32  // hot-path calls in progress (retry.go)
 	hotLast   atomic.Int64  // when the last one ended, unix ns
+	// retryWaiters counts WaitRetries calls: the worker does not pause
+	// for hot calls while one waits.
+	retryWaiters atomic.Int32
 
 	// Members each group made us follow (at most MaxGroupFollows each).
 	groupMu      sync.Mutex

@@ -45,10 +45,11 @@ func (e *Engine) hot() func() {
 }
 
 // hotWait waits until no hot call is in progress or ended within hotQuiet,
-// at most a second, so a steady stream slows the retry but cannot stall it.
+// at most a second, so a steady stream slows the retry but cannot stall it;
+// not while someone waits in WaitRetries.
 func (e *Engine) hotWait(ctx context.Context) {
 	deadline := time.Now().Add(time.Second)
-	for ctx.Err() == nil {
+	for ctx.Err() == nil && e.retryWaiters.Load() == 0 {
 		now := time.Now()
 		busy := e.hotCalls.Load() > 0 || now.Sub(time.Unix(0, e.hotLast.Load())) < hotQuiet
 		if !busy || now.After(deadline) {
@@ -97,6 +98,8 @@ func (e *Engine) retryLoop() {
 // WaitRetries returns once no retry job is recorded and the worker is idle
 // (tests, and callers that want the recovered messages before they read).
 func (e *Engine) WaitRetries(ctx context.Context) error {
+	e.retryWaiters.Add(1)
+	defer e.retryWaiters.Add(-1)
 	for {
 		var jobs int
 		if err := e.store.View(func(tx *msgstore.Tx) error { jobs = len(tx.Retries()); return nil }); err != nil {
@@ -111,7 +114,7 @@ func (e *Engine) WaitRetries(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(5 * time.Millisecond):
+		case <-time.After(time.Millisecond):
 		}
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -115,12 +117,12 @@ func TestBudgetRotatesSwarmsUnderTheCap(t *testing.T) {
 	})
 	close(stop)
 	<-done
-	// Dials are held to the cap; incoming connections may take the burst
-	// slots while nothing is old enough to evict, and trim gives them back.
+	// Dials are held to the cap; incoming connections (here the seeders
+	// redialing the swarms f evicted) may take the burst slots while
+	// nothing is old enough to evict.
 	if p := peak.Load(); p > 2+burstConns {
 		t.Errorf("peak connections %d over the cap of 2 + %d burst", p, burstConns)
 	}
-	waitFor(t, "back under the cap", func() bool { return f.live() <= 2 })
 }
 
 // TestRestartedPairReconnectsFromSavedPeers (issue 11 item 4): two nodes
@@ -234,4 +236,32 @@ func TestStarvingSwarmBorrowsPeersOfOtherSwarms(t *testing.T) {
 		}
 	}
 	waitFor(t, "bob's post through a peer of alice's swarm", func() bool { return f.sink.has("bob", 1) == 1 })
+}
+
+// TestSavedPeersRoundTrip: saved peers survive in both store layouts
+// (swarm.db, and the swarm's root bucket of a file shared with messages);
+// a damaged line is skipped.
+func TestSavedPeersRoundTrip(t *testing.T) {
+	own, err := openStore(filepath.Join(t.TempDir(), "swarm.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer own.close()
+	shared, err := sharedStore(openShared(t, filepath.Join(t.TempDir(), "messages.db")), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []netip.AddrPort{netip.MustParseAddrPort("127.0.0.10:4000"), netip.MustParseAddrPort("[2001:db8::1]:29333")}
+	for name, st := range map[string]*store{"own": own, "shared": shared} {
+		if err := st.savePeers(map[string]string{"alice": peersText(want) + "garbage\n"}); err != nil {
+			t.Fatal(name, err)
+		}
+		got, err := st.loadPeers("alice")
+		if err != nil || !slices.Equal(got, want) {
+			t.Errorf("%s: loaded %v %v, want %v", name, got, err, want)
+		}
+		if none, err := st.loadPeers("bob"); err != nil || len(none) != 0 {
+			t.Errorf("%s: bob %v %v", name, none, err)
+		}
+	}
 }

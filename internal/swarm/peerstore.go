@@ -9,8 +9,8 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// Saved peers (swarm.db bucket "peers": user -> listen addresses, one per
-// line): the addresses we were connected to in each swarm, redialed first
+// Saved peers (bucket "peers" next to the swarm's others, store.go:
+// user -> listen addresses, one per line): the addresses we were connected to in each swarm, redialed first
 // at the next start, before the DHT answers (issue: a restarted pair must
 // find each other again without waiting for a lookup).
 var bucketPeers = []byte("peers")
@@ -78,7 +78,7 @@ func (s *store) savePeers(lists map[string]string) error {
 		return nil
 	}
 	return s.db.Update(func(tx *bolt.Tx) error {
-		b, err := tx.CreateBucketIfNotExists(bucketPeers)
+		b, err := s.root(tx).CreateBucketIfNotExists(bucketPeers)
 		if err != nil {
 			return err
 		}
@@ -95,7 +95,7 @@ func (s *store) savePeers(lists map[string]string) error {
 func (s *store) loadPeers(user string) ([]netip.AddrPort, error) {
 	var out []netip.AddrPort
 	err := s.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketPeers)
+		b := s.root(tx).Bucket(bucketPeers)
 		if b == nil {
 			return nil
 		}
@@ -107,4 +107,35 @@ func (s *store) loadPeers(user string) ([]netip.AddrPort, error) {
 		return nil
 	})
 	return out, err
+}
+
+// saveSwarms records the swarms joined since the last call in one commit.
+func (s *Swarm) saveSwarms() {
+	s.mu.Lock()
+	users := make([]string, 0, len(s.unsaved))
+	for u := range s.unsaved {
+		users = append(users, u)
+	}
+	clear(s.unsaved)
+	s.mu.Unlock()
+	if len(users) == 0 {
+		return
+	}
+	err := s.store.db.Update(func(tx *bolt.Tx) error {
+		b := s.store.root(tx).Bucket(bucketSwarms)
+		for _, u := range users {
+			if err := b.Put([]byte(u), nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		s.log.Error("record joined swarms", "err", err)
+		s.mu.Lock()
+		for _, u := range users {
+			s.unsaved[u] = true
+		}
+		s.mu.Unlock()
+	}
 }

@@ -194,9 +194,11 @@ func TestSharedFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if pend, err := b.store.pending(10); err != nil || len(pend) != 0 {
-		t.Errorf("delivery queue after delivery: %v %v", pend, err)
-	}
+	// The entry leaves the queue just after the sink took the post.
+	waitFor(t, "an empty delivery queue after delivery", func() bool {
+		pend, err := b.store.pending(10)
+		return err == nil && len(pend) == 0
+	})
 
 	// Restart alice's swarm on the same file: the staged piece is there.
 	a.Close()

@@ -106,6 +106,7 @@ type Trial struct {
 	plan  ecdhPlan
 	table *rTable
 	odd   *oddTable
+	comb  *combTable
 }
 
 // NewTrial checks e and prepares it for n keys.
@@ -122,6 +123,8 @@ func (e *Envelope) NewTrial(n int) (*Trial, error) {
 	switch {
 	case t.plan.wnaf:
 		t.odd = newOddTable(&t.r)
+	case t.plan.comb > 0:
+		t.comb = newCombTable(&t.r, t.plan.comb)
 	case t.plan.w > 0:
 		t.table = newRTable(&t.r, t.plan.w)
 	}
@@ -144,6 +147,8 @@ func (t *Trial) Open(keys []*PrivateKey) (int, []byte, error) {
 	switch {
 	case t.odd != nil:
 		t.odd.secrets(&t.r, scalars, secrets)
+	case t.comb != nil:
+		t.comb.secrets(&t.r, scalars, secrets)
 	case t.table == nil:
 		plainSecrets(&t.r, scalars, secrets)
 	case t.plan.affine:
