@@ -186,7 +186,7 @@ func parse(text []byte, m Mode, build int) (Value, error) {
 
 func (p *parser) parse(build int) (Value, error) {
 	p.skipSpace()
-	v, err := p.value(0, build)
+	v, err := p.tree(build)
 	if err != nil {
 		return Value{}, err
 	}
@@ -224,45 +224,171 @@ func (p *parser) fail(what string) error {
 	return fmt.Errorf("%w: %s at offset %d", ErrSyntax, what, p.pos)
 }
 
-func (p *parser) value(depth, build int) (Value, error) {
-	if p.client && depth > clientMaxDepth {
-		return Value{}, p.fail("nesting too deep")
-	}
-	if p.pos >= len(p.s) {
-		return Value{}, p.fail("unexpected end")
-	}
-	start := p.pos
+// frame is an open container whose members or elements are kept.
+type frame struct {
+	v     Value
+	start int
+	key   string // the name of the member being read
+}
+
+// tree reads one value without recursion: hostile nesting costs a frame
+// per kept level and a byte per level below build, never Go stack.
+func (p *parser) tree(build int) (Value, error) {
+	var frames []frame
+	var skipped []byte // closers of the containers only validated, inside the frames
+	skipStart := 0     // where the outermost of those starts
 	var v Value
-	var err error
-	switch c := p.s[p.pos]; {
-	case c == '{' || c == '[':
-		if !p.client && depth >= rfcMaxDepth {
+	for {
+		// A value starts at p.pos.
+		depth := len(frames) + len(skipped)
+		if p.client && depth > clientMaxDepth {
 			return Value{}, p.fail("nesting too deep")
 		}
-		if c == '{' {
-			v, err = p.object(depth, build)
-		} else {
-			v, err = p.array(depth, build)
+		if p.pos >= len(p.s) {
+			return Value{}, p.fail("unexpected end")
 		}
-	case c == '"':
-		v.Kind = KindString
-		v.Str, err = p.str(build != 0)
-	case c == '-' || c >= '0' && c <= '9':
-		v, err = p.number(build != 0)
-	case p.literal("true"):
-		v = Value{Kind: KindBool, Bool: true}
-	case p.literal("false"):
-		v = Value{Kind: KindBool}
-	case p.literal("null"):
-		v = Value{Kind: KindNull}
-	default:
-		return Value{}, p.fail("unexpected character")
+		keep := len(skipped) == 0 && (build < 0 || depth < build)
+		start := p.pos
+		c := p.s[p.pos]
+		if c == '{' || c == '[' {
+			if !p.client && depth >= rfcMaxDepth {
+				return Value{}, p.fail("nesting too deep")
+			}
+			p.pos++
+			if keep {
+				f := frame{v: Value{Kind: KindArray, Arr: []Value{}}, start: start}
+				if c == '{' {
+					f.v = Value{Kind: KindObject, Obj: []Member{}}
+				}
+				frames = append(frames, f)
+			} else {
+				if len(skipped) == 0 {
+					skipStart = start
+				}
+				skipped = append(skipped, c+2) // '{'+2 is '}', '['+2 is ']'
+			}
+			p.skipSpace()
+			if p.pos >= len(p.s) || p.s[p.pos] != c+2 {
+				if c == '{' {
+					if err := p.memberName(frames, skipped); err != nil {
+						return Value{}, err
+					}
+				}
+				continue
+			}
+			p.pos++ // empty
+			v = p.pop(&frames, &skipped, skipStart)
+		} else {
+			var err error
+			if v, err = p.scalar(keep); err != nil {
+				return Value{}, err
+			}
+			v.Raw = p.s[start:p.pos:p.pos]
+		}
+		// v is complete: keep it, then read on to the next value or close.
+		for {
+			if len(frames) == 0 && len(skipped) == 0 {
+				return v, nil
+			}
+			if p.count && len(frames)+len(skipped) == 1 {
+				p.n++
+			}
+			if len(skipped) == 0 {
+				f := &frames[len(frames)-1]
+				if f.v.Kind == KindObject {
+					f.v.Obj = append(f.v.Obj, Member{f.key, v})
+				} else {
+					f.v.Arr = append(f.v.Arr, v)
+				}
+			}
+			closer, what := byte(']'), "array"
+			if len(skipped) > 0 {
+				closer = skipped[len(skipped)-1]
+			} else if frames[len(frames)-1].v.Kind == KindObject {
+				closer = '}'
+			}
+			if closer == '}' {
+				what = "object"
+			}
+			p.skipSpace()
+			if p.pos >= len(p.s) {
+				return Value{}, p.fail("unterminated " + what)
+			}
+			if p.s[p.pos] == closer {
+				p.pos++
+				v = p.pop(&frames, &skipped, skipStart)
+				continue
+			}
+			if p.s[p.pos] != ',' {
+				return Value{}, p.fail("expected ',' or '" + string(closer) + "'")
+			}
+			p.pos++
+			p.skipSpace()
+			if closer == '}' {
+				if err := p.memberName(frames, skipped); err != nil {
+					return Value{}, err
+				}
+			}
+			break
+		}
 	}
+}
+
+// pop closes the innermost container, just read to its closer.
+func (p *parser) pop(frames *[]frame, skipped *[]byte, skipStart int) Value {
+	if n := len(*skipped); n > 0 {
+		kind := KindArray
+		if (*skipped)[n-1] == '}' {
+			kind = KindObject
+		}
+		*skipped = (*skipped)[:n-1]
+		return Value{Kind: kind, Raw: p.s[skipStart:p.pos:p.pos]} // used only when n == 1
+	}
+	n := len(*frames)
+	f := (*frames)[n-1]
+	*frames = (*frames)[:n-1]
+	f.v.Raw = p.s[f.start:p.pos:p.pos]
+	return f.v
+}
+
+// memberName reads `"name" :` of the innermost open object, decoding the
+// name when that object is kept.
+func (p *parser) memberName(frames []frame, skipped []byte) error {
+	if p.pos >= len(p.s) || p.s[p.pos] != '"' {
+		return p.fail("expected member name")
+	}
+	key, err := p.str(len(skipped) == 0)
 	if err != nil {
-		return Value{}, err
+		return err
 	}
-	v.Raw = p.s[start:p.pos:p.pos]
-	return v, nil
+	if len(skipped) == 0 {
+		frames[len(frames)-1].key = key
+	}
+	p.skipSpace()
+	if p.pos >= len(p.s) || p.s[p.pos] != ':' {
+		return p.fail("expected ':'")
+	}
+	p.pos++
+	p.skipSpace()
+	return nil
+}
+
+// scalar reads a string, number or literal; keep false only validates it.
+func (p *parser) scalar(keep bool) (Value, error) {
+	switch c := p.s[p.pos]; {
+	case c == '"':
+		s, err := p.str(keep)
+		return Value{Kind: KindString, Str: s}, err
+	case c == '-' || c >= '0' && c <= '9':
+		return p.number(keep)
+	case p.literal("true"):
+		return Value{Kind: KindBool, Bool: true}, nil
+	case p.literal("false"):
+		return Value{Kind: KindBool}, nil
+	case p.literal("null"):
+		return Value{Kind: KindNull}, nil
+	}
+	return Value{}, p.fail("unexpected character")
 }
 
 func (p *parser) literal(word string) bool {
@@ -271,88 +397,6 @@ func (p *parser) literal(word string) bool {
 		return true
 	}
 	return false
-}
-
-// container reads the members or elements after '{' or '[' up to close,
-// calling elem for each.
-func (p *parser) container(depth int, close byte, what string, elem func() error) error {
-	p.pos++
-	p.skipSpace()
-	if p.pos < len(p.s) && p.s[p.pos] == close {
-		p.pos++
-		return nil
-	}
-	for {
-		p.skipSpace()
-		if err := elem(); err != nil {
-			return err
-		}
-		if p.count && depth == 0 {
-			p.n++
-		}
-		p.skipSpace()
-		if p.pos >= len(p.s) {
-			return p.fail("unterminated " + what)
-		}
-		switch p.s[p.pos] {
-		case ',':
-			p.pos++
-		case close:
-			p.pos++
-			return nil
-		default:
-			return p.fail("expected ',' or '" + string(close) + "'")
-		}
-	}
-}
-
-func (p *parser) object(depth, build int) (Value, error) {
-	v := Value{Kind: KindObject}
-	if build != 0 {
-		v.Obj = []Member{}
-	}
-	err := p.container(depth, '}', "object", func() error {
-		if p.pos >= len(p.s) || p.s[p.pos] != '"' {
-			return p.fail("expected member name")
-		}
-		key, err := p.str(build != 0)
-		if err != nil {
-			return err
-		}
-		p.skipSpace()
-		if p.pos >= len(p.s) || p.s[p.pos] != ':' {
-			return p.fail("expected ':'")
-		}
-		p.pos++
-		p.skipSpace()
-		val, err := p.value(depth+1, build-1)
-		if err != nil {
-			return err
-		}
-		if build != 0 {
-			v.Obj = append(v.Obj, Member{key, val})
-		}
-		return nil
-	})
-	return v, err
-}
-
-func (p *parser) array(depth, build int) (Value, error) {
-	v := Value{Kind: KindArray}
-	if build != 0 {
-		v.Arr = []Value{}
-	}
-	err := p.container(depth, ']', "array", func() error {
-		e, err := p.value(depth+1, build-1)
-		if err != nil {
-			return err
-		}
-		if build != 0 {
-			v.Arr = append(v.Arr, e)
-		}
-		return nil
-	})
-	return v, err
 }
 
 func hexVal(c byte) (byte, bool) {
