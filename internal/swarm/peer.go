@@ -144,6 +144,7 @@ func (s *Swarm) register(t *torrent, p *peer) bool {
 	s.numPeers++
 	s.countConn(p.remote.Addr(), 1)
 	p.since = now
+	t.visited = true
 	s.log.Debug("peer connected", "user", t.user, "peer", p.remote.String(), "outgoing", p.outgoing, "conns", s.liveConns())
 	if c := t.candidates[p.listen]; c != nil && p.outgoing {
 		c.failures = 0

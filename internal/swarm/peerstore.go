@@ -108,3 +108,34 @@ func (s *store) loadPeers(user string) ([]netip.AddrPort, error) {
 	})
 	return out, err
 }
+
+// saveSwarms records the swarms joined since the last call in one commit.
+func (s *Swarm) saveSwarms() {
+	s.mu.Lock()
+	users := make([]string, 0, len(s.unsaved))
+	for u := range s.unsaved {
+		users = append(users, u)
+	}
+	clear(s.unsaved)
+	s.mu.Unlock()
+	if len(users) == 0 {
+		return
+	}
+	err := s.store.db.Update(func(tx *bolt.Tx) error {
+		b := s.store.root(tx).Bucket(bucketSwarms)
+		for _, u := range users {
+			if err := b.Put([]byte(u), nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		s.log.Error("record joined swarms", "err", err)
+		s.mu.Lock()
+		for _, u := range users {
+			s.unsaved[u] = true
+		}
+		s.mu.Unlock()
+	}
+}

@@ -194,10 +194,8 @@ func TestSharedFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// deliverLoop dequeues in its own transaction after the sink returns
-	// (at-least-once: a crash in between re-delivers), so the queue drains
-	// shortly after the sink has the piece, not atomically with it.
-	waitFor(t, "delivery queue drained after delivery", func() bool {
+	// The entry leaves the queue just after the sink took the post.
+	waitFor(t, "an empty delivery queue after delivery", func() bool {
 		pend, err := b.store.pending(10)
 		return err == nil && len(pend) == 0
 	})

@@ -62,6 +62,7 @@ type torrent struct {
 	pushLeft   int                     // push dials left while hot
 	pushAt     time.Time               // start of the last push round
 	lastVisit  time.Time               // last rotation into this swarm
+	visited    bool                    // had a connection since start
 	savedPeers string                  // what swarm.db holds, to skip unchanged saves
 }
 

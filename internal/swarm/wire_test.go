@@ -405,7 +405,7 @@ func FuzzPeerSession(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Cleanup(func() { sw.Close() })
-	tor, err := sw.join("alice")
+	tor, err := sw.join("alice", true)
 	if err != nil {
 		f.Fatal(err)
 	}
