@@ -22,16 +22,15 @@ const (
 	// std::string, spec §8.2 "Input"): \uXXXX keeps only the low byte of the
 	// code point, \xHH is a byte, raw control bytes may stand in strings,
 	// \f and \v are white space, numbers may have leading zeros, a number
-	// beyond int64/uint64/float64 is an error, and nesting is bounded at
-	// clientMaxDepth.
+	// beyond int64/uint64/float64 is an error, and a value may stand inside
+	// at most clientMaxDepth containers.
 	TwisterClient Mode = iota
 	// RFC8259 reads as the server reads requests: the grammar of
 	// encoding/json (RFC 8259; invalid UTF-8 inside strings is accepted, as
 	// json_spirit does), \uXXXX (and surrogate pairs) decoded to UTF-8 as
 	// encoding/json decodes them (a deliberate difference, docs/rpc.md), a
 	// number of any size valid (beyond int64/uint64/float64 it is written
-	// back as its text, Raw), and nesting
-	// bounded at encoding/json's 10000.
+	// back as its text, Raw), and nesting bounded at encoding/json's 10000.
 	RFC8259
 )
 
@@ -82,7 +81,8 @@ func (v Value) Get(key string) Value {
 	return Value{Kind: KindNull}
 }
 
-// Parse reads exactly one JSON value, with surrounding white space.
+// Parse reads exactly one JSON value, with surrounding white space, and
+// builds all of it.
 func Parse(text []byte, m Mode) (Value, error) {
 	return parse(text, m, -1)
 }
