@@ -196,12 +196,15 @@ type Swarm struct {
 	wg      sync.WaitGroup
 	kick    chan struct{}
 	lookups chan struct{} // DHT lookups in flight (maxLookups)
+	// discWake tells discoverLoop that discQ changed.
+	discWake chan struct{}
 
 	// dialFrom is the listen IP when it is a specific address: outgoing
 	// connections leave from it. Set once in Start before any dial.
 	dialFrom *net.TCPAddr
 
 	mu          sync.Mutex
+	discQ       discHeap // swarms by next discovery time (discover.go)
 	started     bool
 	closed      bool
 	sink        PostSink
@@ -258,7 +261,7 @@ func New(cfg Config) (*Swarm, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Swarm{
 		cfg: cfg, log: log.With("pkg", "swarm"), store: st, peerID: id,
-		ctx: ctx, cancel: cancel, kick: make(chan struct{}, 1), lookups: make(chan struct{}, maxLookups),
+		ctx: ctx, cancel: cancel, kick: make(chan struct{}, 1), lookups: make(chan struct{}, maxLookups), discWake: make(chan struct{}, 1),
 		byHash: make(map[[20]byte]*torrent), byUser: make(map[string]*torrent),
 		unsaved:  map[string]bool{},
 		incoming: make(map[net.Conn]struct{}), pendingByIP: make(map[netip.Addr]int), connsByIP: make(map[netip.Addr]int),
@@ -318,6 +321,10 @@ func (s *Swarm) Start() error {
 	go s.acceptLoop()
 	go s.deliverLoop()
 	go s.tickLoop()
+	if s.cfg.Finder != nil {
+		s.wg.Add(1)
+		go s.discoverLoop()
+	}
 	for _, t := range torrents {
 		s.startTorrent(t)
 	}
@@ -547,11 +554,20 @@ func (s *Swarm) loadTorrent(user string) (*torrent, error) {
 }
 
 func (s *Swarm) startTorrent(t *torrent) {
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		t.discoverLoop(s.ctx)
-	}()
+	t.reconnect(time.Now())
+	if s.cfg.Finder == nil {
+		return
+	}
+	// The tracker target is {n:user, r:"tracker", t:"m"}: a finder that
+	// cannot invert the info-hash (*dht.Node) is told the user first.
+	if r, ok := s.cfg.Finder.(swarmUserAdder); ok {
+		r.AddSwarmUser(t.user)
+	}
+	s.mu.Lock()
+	if !s.closed && t.discIdx < 0 && t.lookedUp.IsZero() {
+		s.scheduleDiscovery(t, time.Now())
+	}
+	s.mu.Unlock()
 }
 
 // LastHave is the highest piece index held for user, -1 when none or when

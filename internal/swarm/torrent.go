@@ -65,6 +65,13 @@ type torrent struct {
 	visited    bool                    // had a connection since start
 	borrowAt   time.Time               // last borrowLocked from reconnect
 	savedPeers string                  // what swarm.db holds, to skip unchanged saves
+
+	// Discovery schedule (discover.go).
+	discAt       time.Time
+	discIdx      int // in s.discQ, -1 when not queued
+	backoff      time.Duration
+	lookedUp     time.Time
+	lastAnnounce time.Time
 }
 
 func newTorrent(s *Swarm, user string) *torrent {
@@ -75,6 +82,7 @@ func newTorrent(s *Swarm, user string) *torrent {
 		banned: map[string]time.Time{}, inflight: map[int64]*peer{}, avail: map[int64]int{},
 		maxSeen: map[int64]int{}, servable: map[int64]time.Time{},
 		dialingTo: map[netip.AddrPort]bool{},
+		discIdx:   -1, backoff: minLookupWait,
 	}
 	for _, a := range s.cfg.StaticPeers {
 		t.candidates[a] = &candidate{static: true}
@@ -296,88 +304,6 @@ func (t *torrent) addSaved(addrs []netip.AddrPort) {
 			c.saved = true
 		} else if len(t.candidates) < maxCandidates {
 			t.candidates[a] = &candidate{saved: true}
-		}
-	}
-}
-
-// discoverLoop asks the PeerFinder for peers and announces us when the
-// swarm starts, then announces every AnnounceInterval (twisterd:
-// dht_announce_interval 15 min; peers expire from DHT nodes after 45 min,
-// dht-swarm §4.1, §4.10). A swarm that is starving (no connection, no
-// address left that has not failed) asks again after 2 s, doubling up to
-// 2 min, instead of waiting for the next announce.
-func (t *torrent) discoverLoop(ctx context.Context) {
-	s := t.s
-	t.reconnect(time.Now())
-	if s.cfg.Finder == nil {
-		return
-	}
-	// The tracker target is {n:user, r:"tracker", t:"m"}: a finder that
-	// cannot invert the info-hash (*dht.Node) is told the user first.
-	if r, ok := s.cfg.Finder.(swarmUserAdder); ok {
-		r.AddSwarmUser(t.user)
-	}
-	var lastAnnounce time.Time
-	backoff := minLookupWait
-	for {
-		// Until the DHT answers (a lookup waits out its slowest query, up
-		// to 8 s, and DHT nodes cap their replies at 16 kB/s), try peers
-		// of our other swarms: followers of one user mostly follow the
-		// same others.
-		t.borrowCandidates()
-		t.reconnect(time.Now())
-		// At most maxLookups swarms ask the DHT at once: following 100
-		// users must not start 200 traversals in the same instant. The
-		// slot is held for the lookup only; announces take their own.
-		if !s.lookupSlot(ctx) {
-			return
-		}
-		fctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-		peers, err := s.cfg.Finder.FindPeers(fctx, t.ih)
-		cancel()
-		<-s.lookups
-		if err != nil && ctx.Err() == nil {
-			s.log.Debug("find peers", "user", t.user, "err", err)
-		}
-		t.addCandidates(peers)
-		t.reconnect(time.Now())
-		if time.Since(lastAnnounce) >= s.cfg.AnnounceInterval {
-			if !s.lookupSlot(ctx) {
-				return
-			}
-			fctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-			if err := s.cfg.Finder.AnnouncePeer(fctx, t.ih, s.cfg.AnnouncePort); err != nil && ctx.Err() == nil {
-				s.log.Debug("announce", "user", t.user, "err", err)
-			}
-			cancel()
-			<-s.lookups
-			lastAnnounce = time.Now()
-		}
-		lookedUp := time.Now()
-		for {
-			wait := min(healthCheck, s.cfg.AnnounceInterval)
-			s.mu.Lock()
-			starving := t.starving()
-			s.mu.Unlock()
-			if starving {
-				wait = backoff
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(wait):
-			}
-			s.mu.Lock()
-			starving = t.starving()
-			s.mu.Unlock()
-			if starving {
-				backoff = min(backoff*2, maxLookupWait)
-				break
-			}
-			backoff = minLookupWait
-			if time.Since(lookedUp) >= s.cfg.AnnounceInterval {
-				break
-			}
 		}
 	}
 }
