@@ -340,7 +340,7 @@ func (s *Swarm) rotate(now time.Time) {
 		return
 	}
 	var waiting []*torrent
-	for _, t := range s.byUser {
+	for t := range s.active { // a swarm with no known address cannot dial
 		if len(t.dialingTo) == 0 && t.livePeers() == 0 {
 			waiting = append(waiting, t)
 		}
@@ -444,6 +444,7 @@ func (t *torrent) borrowLocked() {
 		}
 		if _, ok := t.candidates[a]; !ok {
 			t.candidates[a] = &candidate{borrowed: true}
+			t.activate()
 			n++
 		}
 	}

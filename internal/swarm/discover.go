@@ -180,3 +180,15 @@ func (t *torrent) discoverRound(ctx context.Context) {
 	}
 	s.scheduleDiscovery(t, now.Add(jitter(wait)))
 }
+
+// activate puts t in the set the tick visits (s.mu held).
+func (t *torrent) activate() { t.s.active[t] = struct{}{} }
+
+// deactivateIfIdle drops t from the tick's set when it has nothing to
+// dial, wait for or talk to (s.mu held); a new address or connection
+// activates it again.
+func (t *torrent) deactivateIfIdle() {
+	if len(t.peers) == 0 && len(t.dialingTo) == 0 && len(t.candidates) == 0 && len(t.inflight) == 0 {
+		delete(t.s.active, t)
+	}
+}

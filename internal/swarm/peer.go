@@ -141,6 +141,7 @@ func (s *Swarm) register(t *torrent, p *peer) bool {
 		go q.close(errors.New("duplicate connection"))
 	}
 	t.peers[p] = struct{}{}
+	t.activate()
 	s.numPeers++
 	s.countConn(p.remote.Addr(), 1)
 	p.since = now
@@ -628,6 +629,7 @@ func (p *peer) onExtended(s *Swarm, t *torrent, m Message) error {
 				c.lastConnected = time.Now()
 			} else if len(t.candidates) < maxCandidates {
 				t.candidates[p.listen] = &candidate{lastConnected: time.Now()}
+				t.activate()
 			}
 		}
 	case extUTPex:

@@ -203,8 +203,12 @@ type Swarm struct {
 	// connections leave from it. Set once in Start before any dial.
 	dialFrom *net.TCPAddr
 
-	mu          sync.Mutex
-	discQ       discHeap // swarms by next discovery time (discover.go)
+	mu    sync.Mutex
+	discQ discHeap // swarms by next discovery time (discover.go)
+	// active: swarms with a connection, a dial or a known address; the
+	// tick, rotation and peer saving visit these only, so an idle swarm
+	// (nothing known) costs no periodic work.
+	active      map[*torrent]struct{}
 	started     bool
 	closed      bool
 	sink        PostSink
@@ -262,7 +266,7 @@ func New(cfg Config) (*Swarm, error) {
 	s := &Swarm{
 		cfg: cfg, log: log.With("pkg", "swarm"), store: st, peerID: id,
 		ctx: ctx, cancel: cancel, kick: make(chan struct{}, 1), lookups: make(chan struct{}, maxLookups), discWake: make(chan struct{}, 1),
-		byHash: make(map[[20]byte]*torrent), byUser: make(map[string]*torrent),
+		byHash: make(map[[20]byte]*torrent), byUser: make(map[string]*torrent), active: make(map[*torrent]struct{}),
 		unsaved:  map[string]bool{},
 		incoming: make(map[net.Conn]struct{}), pendingByIP: make(map[netip.Addr]int), connsByIP: make(map[netip.Addr]int),
 	}
@@ -544,6 +548,9 @@ func (s *Swarm) loadTorrent(user string) (*torrent, error) {
 	t.maxSeen = seen
 	t.addSaved(saved)
 	t.savedPeers = peersText(saved)
+	if len(t.candidates) > 0 {
+		t.activate()
+	}
 	for k := range metas {
 		t.have.set(k)
 		t.lastHave = max(t.lastHave, k)
@@ -829,8 +836,8 @@ func (s *Swarm) tickLoop() {
 			return
 		case now := <-tk.C:
 			s.mu.Lock()
-			torrents := make([]*torrent, 0, len(s.byUser))
-			for _, t := range s.byUser {
+			torrents := make([]*torrent, 0, len(s.active))
+			for t := range s.active {
 				torrents = append(torrents, t)
 			}
 			s.mu.Unlock()
@@ -838,6 +845,11 @@ func (s *Swarm) tickLoop() {
 				t.expireRequests(now)
 				t.reconnect(now)
 			}
+			s.mu.Lock()
+			for _, t := range torrents {
+				t.deactivateIfIdle()
+			}
+			s.mu.Unlock()
 			s.saveSwarms()
 			s.rotate(now)
 			s.trim(now)

@@ -290,6 +290,7 @@ func (t *torrent) addCandidates(addrs []netip.AddrPort) {
 		}
 		if _, ok := t.candidates[a]; !ok {
 			t.candidates[a] = &candidate{}
+			t.activate()
 		}
 	}
 }
@@ -304,6 +305,7 @@ func (t *torrent) addSaved(addrs []netip.AddrPort) {
 			c.saved = true
 		} else if len(t.candidates) < maxCandidates {
 			t.candidates[a] = &candidate{saved: true}
+			t.activate()
 		}
 	}
 }
