@@ -300,6 +300,9 @@ func (t *torrent) reconnect(now time.Time) {
 				t.pushLeft--
 			}
 			t.candidates[a].lastAttempt = now
+			if t.dialingTo == nil {
+				t.dialingTo = map[netip.AddrPort]bool{}
+			}
 			t.dialingTo[a] = true
 			s.dialing++
 			dial = append(dial, a)
@@ -390,6 +393,9 @@ func (t *torrent) reconnectOne(now time.Time) {
 	}
 	a := addrs[0]
 	t.candidates[a].lastAttempt = now
+	if t.dialingTo == nil {
+		t.dialingTo = map[netip.AddrPort]bool{}
+	}
 	t.dialingTo[a] = true
 	s.dialing++
 	s.mu.Unlock()
@@ -443,6 +449,9 @@ func (t *torrent) borrowLocked() {
 			break
 		}
 		if _, ok := t.candidates[a]; !ok {
+			if t.candidates == nil {
+				t.candidates = map[netip.AddrPort]*candidate{}
+			}
 			t.candidates[a] = &candidate{borrowed: true}
 			t.activate()
 			n++

@@ -77,14 +77,15 @@ type torrent struct {
 func newTorrent(s *Swarm, user string) *torrent {
 	t := &torrent{
 		s: s, user: user, ih: twproto.SwarmInfoHash(user),
-		have: newBitset(), metas: map[int64]pieceMeta{}, lastHave: -1,
-		peers: map[*peer]struct{}{}, candidates: map[netip.AddrPort]*candidate{},
-		banned: map[string]time.Time{}, inflight: map[int64]*peer{}, avail: map[int64]int{},
-		maxSeen: map[int64]int{}, servable: map[int64]time.Time{},
-		dialingTo: map[netip.AddrPort]bool{},
-		discIdx:   -1, backoff: minLookupWait,
+		// Maps are made on first write: an idle swarm holds none (a
+		// followed user whose swarm holds nothing costs a few hundred bytes).
+		have: newBitset(), lastHave: -1,
+		discIdx: -1, backoff: minLookupWait,
 	}
 	for _, a := range s.cfg.StaticPeers {
+		if t.candidates == nil {
+			t.candidates = map[netip.AddrPort]*candidate{}
+		}
 		t.candidates[a] = &candidate{static: true}
 	}
 	return t
@@ -170,11 +171,17 @@ func (t *torrent) addPiece(p *twproto.Post, batch bool) (bool, error) {
 func (t *torrent) announce(k int64, meta pieceMeta) {
 	s := t.s
 	s.mu.Lock()
+	if t.metas == nil {
+		t.metas = map[int64]pieceMeta{}
+	}
 	t.metas[k] = meta
 	t.have.set(k)
 	// Validated just now (received, or built by the engine): serving it
 	// needs no second check within serveCheckTTL.
 	if len(t.servable) < maxServableCache {
+		if t.servable == nil {
+			t.servable = map[int64]time.Time{}
+		}
 		t.servable[k] = time.Now()
 	}
 	t.lastHave = max(t.lastHave, k)
@@ -223,6 +230,9 @@ func (t *torrent) schedule(p *peer) {
 			return true
 		}
 		p.requests[k] = time.Now()
+		if t.inflight == nil {
+			t.inflight = map[int64]*peer{}
+		}
 		t.inflight[k] = p
 		p.send(Message{ID: MsgRequest, Index: uint32(k), Begin: 0, Length: BlockSize})
 		free--
@@ -289,6 +299,9 @@ func (t *torrent) addCandidates(addrs []netip.AddrPort) {
 			continue
 		}
 		if _, ok := t.candidates[a]; !ok {
+			if t.candidates == nil {
+				t.candidates = map[netip.AddrPort]*candidate{}
+			}
 			t.candidates[a] = &candidate{}
 			t.activate()
 		}
@@ -304,6 +317,9 @@ func (t *torrent) addSaved(addrs []netip.AddrPort) {
 		if c := t.candidates[a]; c != nil {
 			c.saved = true
 		} else if len(t.candidates) < maxCandidates {
+			if t.candidates == nil {
+				t.candidates = map[netip.AddrPort]*candidate{}
+			}
 			t.candidates[a] = &candidate{saved: true}
 			t.activate()
 		}
