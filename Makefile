@@ -4,7 +4,7 @@ PKGS    := ./...
 FUZZTIME ?= 10s
 BIN     := bin/twgroupd
 
-.PHONY: all build test race fuzz bench bench-chain lint run clean crash abuse net
+.PHONY: all build test race fuzz bench bench-costs bench-chain lint run clean crash abuse net
 
 all: build
 
@@ -35,6 +35,14 @@ fuzz:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+# The figures of docs/engine.md for issue 12 (ratios within one run):
+# trial decryption and retries, post decoding, hot paths with pending posts,
+# catch-up of a 1000-post swarm.
+bench-costs:
+	$(GO) test -run '^$$' -bench 'TrialDecryption|RetryDecryption|DecodePost' -count 5 ./internal/twproto
+	$(GO) test -run '^$$' -bench 'PendingHotPaths' -benchtime 20x -count 5 ./dm
+	$(GO) test -run '^$$' -bench 'Fetch1000Posts' -benchmem -benchtime 2x -count 3 ./internal/swarm
 
 # The chain sync figure of docs/chain.md: 10 000 blocks from one local peer
 # (building the chain takes about a minute).

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/twgroupd/twgroupd/internal/msgstore"
+	"github.com/twgroupd/twgroupd/internal/tjson"
 )
 
 // The transcript tests replay requests recorded from two real twisterd
@@ -226,7 +227,7 @@ func TestGetinfoShape(t *testing.T) {
 func objectKeys(t *testing.T, reply string) []string {
 	t.Helper()
 	start := strings.Index(reply, `{"result":`) + len(`{"result":`)
-	members, err := objectMembers([]byte(reply[start:strings.LastIndex(reply, `,"error"`)]))
+	members, err := tjson.Members([]byte(reply[start:strings.LastIndex(reply, `,"error"`)]), tjson.RFC8259)
 	if err != nil {
 		t.Fatal(err)
 	}

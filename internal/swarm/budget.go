@@ -279,7 +279,13 @@ func (t *torrent) reconnect(now time.Time) {
 	}
 	var dial []netip.AddrPort
 	if need > 0 {
-		for _, a := range t.dialable(now) {
+		addrs := t.dialable(now)
+		if len(addrs) == 0 && t.livePeers() == 0 && now.Sub(t.borrowAt) >= time.Second {
+			t.borrowAt = now
+			t.borrowLocked()
+			addrs = t.dialable(now)
+		}
+		for _, a := range addrs {
 			if len(dial) == need {
 				break
 			}
@@ -409,12 +415,16 @@ func (s *Swarm) lookupSlot(ctx context.Context) bool {
 // swarms. Such an address that fails (the peer does not run this swarm:
 // the handshake is refused) is dropped at once.
 func (t *torrent) borrowCandidates() {
-	s := t.s
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !t.starving() {
-		return
+	t.s.mu.Lock()
+	defer t.s.mu.Unlock()
+	if t.starving() {
+		t.borrowLocked()
 	}
+}
+
+// borrowLocked is borrowCandidates with s.mu held, whatever t's state.
+func (t *torrent) borrowLocked() {
+	s := t.s
 	var pool []netip.AddrPort
 	for _, o := range s.byUser {
 		if o == t {

@@ -125,7 +125,7 @@ type Config struct {
 	MinHold time.Duration
 	// MaxPeersPerSwarm bounds connections per swarm, 16.
 	MaxPeersPerSwarm int
-	// MaxConnections bounds peer connections over all swarms, 80
+	// MaxConnections bounds peer connections over all swarms, 72
 	// (twisterd's connections_limit is 800; docs/swarm.md says why less).
 	MaxConnections int
 	// MultiConnPerIP allows several connections from one IP in a swarm
@@ -136,7 +136,7 @@ type Config struct {
 	// handshake (default 8 of the 256 slots).
 	MaxPendingPerIP int
 	// MaxConnsPerIP bounds one IP's connections over all swarms unless
-	// MultiConnPerIP (default MaxConnections/8: 10), so one host joining
+	// MultiConnPerIP (default MaxConnections/8: 9), so one host joining
 	// every swarm cannot take all MaxConnections.
 	MaxConnsPerIP int
 	// BanTime is how long a peer that sent an invalid piece stays banned
@@ -170,7 +170,7 @@ func (c *Config) setDefaults() {
 		c.MaxPeersPerSwarm = 16
 	}
 	if c.MaxConnections <= 0 {
-		c.MaxConnections = 80
+		c.MaxConnections = 72
 	}
 	if c.MaxConnsPerIP <= 0 {
 		c.MaxConnsPerIP = max(1, c.MaxConnections/8)
@@ -876,8 +876,10 @@ func (s *Swarm) acceptLoop() {
 		}
 		// The connection budget is applied after the handshake names the
 		// swarm (admit); here the handshakes in flight are bounded.
-		// Sockets stay within MaxConnections + burstConns (docs/swarm.md).
-		if s.numPeers-s.evicting+len(s.incoming) >= s.cfg.MaxConnections+burstConns || !s.admitPending(c) {
+		// Sockets stay within MaxConnections + 2*burstConns: burstConns
+		// handshakes in flight on top of the burst (docs/swarm.md); admit
+		// decides after the handshake, evicting if it can.
+		if s.numPeers-s.evicting+len(s.incoming) >= s.cfg.MaxConnections+2*burstConns || !s.admitPending(c) {
 			s.mu.Unlock()
 			c.Close()
 			continue

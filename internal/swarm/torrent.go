@@ -63,6 +63,7 @@ type torrent struct {
 	pushAt     time.Time               // start of the last push round
 	lastVisit  time.Time               // last rotation into this swarm
 	visited    bool                    // had a connection since start
+	borrowAt   time.Time               // last borrowLocked from reconnect
 	savedPeers string                  // what swarm.db holds, to skip unchanged saves
 }
 

@@ -663,15 +663,34 @@ func (b *pointBatch) py() []secp.FieldVal { return b.scratch[2*len(b.acc) : 3*le
 
 // sharedSecretsOneKey sets out[i] to the x of k·points[i].
 func sharedSecretsOneKey(k *secp.ModNScalar, points []secp.JacobianPoint, out [][32]byte) {
+	recodeKey(k).sharedSecrets(points, out)
+}
+
+// recodedKey is a scalar split and recoded once for any number of batches
+// of points.
+type recodedKey struct {
+	k      secp.ModNScalar
+	g      glvScalar
+	d1, d2 [glvBits + 2]int32
+	n1, n2 int
+}
+
+func recodeKey(k *secp.ModNScalar) *recodedKey {
+	rk := &recodedKey{k: *k, g: splitScalar(k)}
+	rk.n1 = wnaf(rk.g.k1, retryWindow, rk.d1[:])
+	rk.n2 = wnaf(rk.g.k2, retryWindow, rk.d2[:])
+	return rk
+}
+
+func (rk *recodedKey) sharedSecrets(points []secp.JacobianPoint, out [][32]byte) {
 	m := len(points)
 	if m == 0 {
 		return
 	}
 	const w = retryWindow
 	h := 1 << (w - 2) // odd multiples 1, 3, ..., 2^(w-1)-1
-	g := splitScalar(k)
-	var d1, d2 [glvBits + 2]int32
-	n1, n2 := wnaf(g.k1, w, d1[:]), wnaf(g.k2, w, d2[:])
+	k, g := &rk.k, rk.g
+	d1, d2, n1, n2 := &rk.d1, &rk.d2, rk.n1, rk.n2
 	if n1 < 0 || n2 < 0 {
 		for i := range points {
 			plainOne(&points[i], k, &out[i])
