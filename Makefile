@@ -4,7 +4,7 @@ PKGS    := ./...
 FUZZTIME ?= 10s
 BIN     := bin/twgroupd
 
-.PHONY: all build test race fuzz bench lint run clean crash abuse net
+.PHONY: all build test race fuzz bench bench-costs bench-chain lint run clean crash abuse net
 
 all: build
 
@@ -36,11 +36,23 @@ fuzz:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
 
+# The figures of docs/engine.md for issue 12 (ratios within one run):
+# trial decryption and retries, post decoding, hot paths with pending posts,
+# catch-up of a 1000-post swarm.
+bench-costs:
+	$(GO) test -run '^$$' -bench 'TrialDecryption|RetryDecryption|DecodePost' -count 5 ./internal/twproto
+	$(GO) test -run '^$$' -bench 'PendingHotPaths' -benchtime 20x -count 5 ./dm
+	$(GO) test -run '^$$' -bench 'Fetch1000Posts' -benchmem -benchtime 2x -count 3 ./internal/swarm
+
+# The chain sync figure of docs/chain.md: 10 000 blocks from one local peer
+# (building the chain takes about a minute).
+bench-chain:
+	CHAIN_BENCH_BLOCKS=10000 $(GO) test -run '^$$' -bench SyncFromOnePeer -benchtime 1x -timeout 15m ./internal/chainsync
+
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 
-# The main job: a local network of nodes doing group chat.
 # Issue #11's attacks at full size against a local victim node (127.0.0.0/8
 # only, bounded, stops by itself within 10 minutes): RSS peak, RPC p99 and
 # legitimate acceptance per row (docs/rpc.md "Limits"). ABUSE_FLAGS=--small
@@ -48,6 +60,7 @@ lint:
 abuse: build
 	./$(BIN) abuse $(ABUSE_FLAGS)
 
+# The main job: a local network of nodes doing group chat.
 run: build
 	./$(BIN) devnet
 

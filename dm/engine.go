@@ -22,8 +22,9 @@
 //	err = e.Resume(ctx)   // follow every swarm we need after a restart
 //
 // Improvements over twisterd, all wire-compatible (docs/engine.md): a new
-// group key makes the engine retry the DM posts it could not decrypt before
-// (twisterd needs a manual rescandirectmsgs); a group_invite for a key the
+// group key makes the engine retry the DM posts it could not decrypt before,
+// in the background and over a bounded set (retry.go; twisterd needs a
+// manual rescandirectmsgs); a group_invite for a key the
 // wallet already holds still updates the description and re-adds the
 // invited member (twisterd drops it); following a user reprocesses that
 // user's stored DM posts; message ids are stable and dedup is by post; a
@@ -31,6 +32,7 @@
 //
 // The engine never calls Network while a store transaction is open, so a
 // Network may hand posts back to HandlePost from inside Publish or Follow.
+// Close stops the background retry; call it before closing the store.
 package dm
 
 import (
@@ -215,6 +217,9 @@ type Engine struct {
 	retryBusy chan struct{} // holds a token while a pass runs
 	hotCalls  atomic.Int32  // hot-path calls in progress (retry.go)
 	hotLast   atomic.Int64  // when the last one ended, unix ns
+	// retryWaiters counts WaitRetries calls: the worker does not pause
+	// for hot calls while one waits.
+	retryWaiters atomic.Int32
 
 	// Members each group made us follow (at most MaxGroupFollows each).
 	groupMu      sync.Mutex

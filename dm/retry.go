@@ -26,7 +26,7 @@ import (
 // hot paths (hotWait).
 const (
 	retryBatch = 512
-	retryChunk = 32
+	retryChunk = 128
 )
 
 // hotQuiet is how long after the last hot call the worker stays paused:
@@ -45,10 +45,11 @@ func (e *Engine) hot() func() {
 }
 
 // hotWait waits until no hot call is in progress or ended within hotQuiet,
-// at most a second, so a steady stream slows the retry but cannot stall it.
+// at most a second, so a steady stream slows the retry but cannot stall it;
+// not while someone waits in WaitRetries.
 func (e *Engine) hotWait(ctx context.Context) {
 	deadline := time.Now().Add(time.Second)
-	for ctx.Err() == nil {
+	for ctx.Err() == nil && e.retryWaiters.Load() == 0 {
 		now := time.Now()
 		busy := e.hotCalls.Load() > 0 || now.Sub(time.Unix(0, e.hotLast.Load())) < hotQuiet
 		if !busy || now.After(deadline) {
@@ -97,6 +98,8 @@ func (e *Engine) retryLoop() {
 // WaitRetries returns once no retry job is recorded and the worker is idle
 // (tests, and callers that want the recovered messages before they read).
 func (e *Engine) WaitRetries(ctx context.Context) error {
+	e.retryWaiters.Add(1)
+	defer e.retryWaiters.Add(-1)
 	for {
 		var jobs int
 		if err := e.store.View(func(tx *msgstore.Tx) error { jobs = len(tx.Retries()); return nil }); err != nil {
@@ -111,7 +114,7 @@ func (e *Engine) WaitRetries(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(5 * time.Millisecond):
+		case <-time.After(time.Millisecond):
 		}
 	}
 }
@@ -136,14 +139,14 @@ func (e *Engine) retryPass(ctx context.Context) error {
 		return nil
 	}
 	var names []string
-	var keys []*twproto.PrivateKey
+	var keys []*twproto.RetryKey // recoded once for the whole pass
 	for _, name := range jobs {
 		k, err := e.wallet.Key(name)
 		if err != nil {
 			e.log.Info("retry job for a key no longer in the wallet dropped", "name", name)
 			continue
 		}
-		names, keys = append(names, name), append(keys, k)
+		names, keys = append(names, name), append(keys, twproto.NewRetryKey(k))
 	}
 	var matches []retryMatch
 	var errs []error
@@ -215,7 +218,7 @@ func (e *Engine) retryPass(ctx context.Context) error {
 // tryPending tries keys on posts, each key on all posts at once
 // (twproto.DecryptEach), calling pause before each key; the first key in
 // order that opens a post wins, as on the receive path.
-func tryPending(posts []*twproto.Post, names []string, keys []*twproto.PrivateKey, pause func()) []retryMatch {
+func tryPending(posts []*twproto.Post, names []string, keys []*twproto.RetryKey, pause func()) []retryMatch {
 	envs := make([]*twproto.Envelope, len(posts))
 	for i, p := range posts {
 		envs[i] = p.DM
@@ -223,7 +226,7 @@ func tryPending(posts []*twproto.Post, names []string, keys []*twproto.PrivateKe
 	found := make([]retryMatch, len(posts))
 	for ki, k := range keys {
 		pause()
-		for i, plain := range twproto.DecryptEach(envs, k) {
+		for i, plain := range k.DecryptEach(envs) {
 			if plain != nil && found[i].p == nil {
 				found[i] = retryMatch{posts[i], names[ki], plain}
 				envs[i] = nil // opened: not tried with later keys

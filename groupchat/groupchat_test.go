@@ -36,6 +36,9 @@ type node struct {
 	sw    *swarm.Swarm
 	// separate: the swarm keeps its own swarm.db (not messages.db's file)
 	separate bool
+	// ks, when set, is the key source of the engine and swarm (keys still
+	// registers the users)
+	ks twproto.KeySource
 
 	w  *wallet.Wallet
 	s  *msgstore.Store
@@ -84,7 +87,7 @@ func (n *node) open() {
 	var network dm.Network = n.net
 	if n.net == nil {
 		cfg := swarm.Config{
-			DataDir: n.dir, DB: n.s.Bolt(), ListenAddr: "127.0.0.1:0", DHTPort: -1, Keys: n.keys,
+			DataDir: n.dir, DB: n.s.Bolt(), ListenAddr: "127.0.0.1:0", DHTPort: -1, Keys: n.keySource(),
 			StaticPeers: n.peers, ReconnectInterval: 100 * time.Millisecond, MultiConnPerIP: true,
 		}
 		if n.separate {
@@ -96,7 +99,7 @@ func (n *node) open() {
 		}
 		network = n.sw
 	}
-	if n.e, err = dm.New(dm.Config{Wallet: n.w, Store: n.s, Keys: n.keys, Net: network, Now: n.now}); err != nil {
+	if n.e, err = dm.New(dm.Config{Wallet: n.w, Store: n.s, Keys: n.keySource(), Net: network, Now: n.now}); err != nil {
 		n.t.Fatal(err)
 	}
 	if n.gc, err = New(Config{Engine: n.e, Wallet: n.w, Store: n.s}); err != nil {
@@ -110,6 +113,13 @@ func (n *node) open() {
 	if err := n.sw.Start(); err != nil {
 		n.t.Fatal(err)
 	}
+}
+
+func (n *node) keySource() twproto.KeySource {
+	if n.ks != nil {
+		return n.ks
+	}
+	return n.keys
 }
 
 func (n *node) close() {

@@ -150,7 +150,9 @@ func (f *factory) receive(posts []*twproto.Post, order []int, authors []string) 
 	}
 	// The retry of pending posts with a new key runs in the background,
 	// interleaved with the posts above: only its end is waited for.
-	must(f.t, e.WaitRetries(ctx))
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	must(f.t, e.WaitRetries(wctx))
 	aliases, err := w.GroupAliases()
 	must(f.t, err)
 	st := groupState{convs: map[string][]string{}}

@@ -8,12 +8,14 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/twgroupd/twgroupd/dm"
 	"github.com/twgroupd/twgroupd/dm/dmtest"
 	"github.com/twgroupd/twgroupd/internal/msgstore"
+	"github.com/twgroupd/twgroupd/internal/twproto"
 )
 
 func (n *node) lines(t *testing.T, peer string) []string {
@@ -217,5 +219,51 @@ func BenchmarkDMOverRealSwarm(b *testing.B) {
 				send(fmt.Sprintf("message %d", i))
 			}
 		})
+	}
+}
+
+// countingKeys counts the key lookups of one user: each signature check
+// of one of its posts (twproto.ValidatePost) asks for its key once.
+type countingKeys struct {
+	*dmtest.Keys
+	user string
+	n    atomic.Int64
+}
+
+func (c *countingKeys) UserKey(ctx context.Context, user string, height int64) (twproto.UserKey, error) {
+	if user == c.user {
+		c.n.Add(1)
+	}
+	return c.Keys.UserKey(ctx, user, height)
+}
+
+// A DM is verified once on the sending node: built, signed and validated
+// by the engine, stored by the swarm without a second check, and served
+// to the receiver from the mark the engine's validation left.
+func TestSenderVerifiesOnce(t *testing.T) {
+	ctx := context.Background()
+	keys := dmtest.NewKeys(100)
+	ck := &countingKeys{Keys: keys, user: "alice"}
+	a := startNode(&node{t: t, dir: t.TempDir(), user: "alice", keys: keys, ks: ck, now: time.Now})
+	b := newSwarmNode(t, keys, "bob", []netip.AddrPort{a.sw.Addr()})
+	for _, n := range []*node{a, b} {
+		must(t, n.e.Follow(ctx, n.user, []string{"alice", "bob"}))
+	}
+	_, err := a.e.NewDirectMsg(ctx, "alice", dm.AutoK, "bob", "warm-up", false)
+	must(t, err)
+	waitLines(t, b, "alice", []string{"alice: warm-up"})
+	before := ck.n.Load()
+	raw, err := a.e.NewDirectMsg(ctx, "alice", dm.AutoK, "bob", "counted", false)
+	must(t, err)
+	waitLines(t, b, "alice", []string{"alice: warm-up", "alice: counted"})
+	got := ck.n.Load() - before
+	// What one verification costs in lookups.
+	before = ck.n.Load()
+	p, err := twproto.DecodePost(raw)
+	must(t, err)
+	_, err = twproto.ValidatePost(ctx, raw, "alice", p.K, ck)
+	must(t, err)
+	if one := ck.n.Load() - before; got != one {
+		t.Fatalf("alice's node looked up alice's key %d times for one DM; one verification does %d", got, one)
 	}
 }

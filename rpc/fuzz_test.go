@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"testing"
 	"unicode/utf8"
-
-	"github.com/twgroupd/twgroupd/internal/tjson"
 )
 
 // FuzzHandleBody feeds arbitrary request bodies to the JSON-RPC layer:
@@ -41,30 +39,6 @@ func FuzzHandleBody(f *testing.F) {
 		}
 		if utf8.Valid(body) && !json.Valid(bytes.TrimSpace(reply)) {
 			t.Fatalf("invalid JSON reply %q", reply)
-		}
-	})
-}
-
-// FuzzDecodeString checks the raw-byte string decoder against
-// encoding/json on valid UTF-8 input.
-func FuzzDecodeString(f *testing.F) {
-	for _, seed := range []string{`"abc"`, `"a\nb\u0041\ud83d\ude00"`, `"\ud800"`, `"\/\\\""`, "\"\xff\"", `"\u12"`} {
-		f.Add([]byte(seed))
-	}
-	f.Fuzz(func(t *testing.T, raw []byte) {
-		got, err := decodeString(raw)
-		if !json.Valid(raw) || !utf8.Valid(raw) || typeOf(raw) != tjson.KindString {
-			return
-		}
-		var want string
-		if jerr := json.Unmarshal(raw, &want); jerr != nil {
-			return
-		}
-		if err != nil {
-			t.Fatalf("decodeString(%q): %v", raw, err)
-		}
-		if got != want {
-			t.Fatalf("decodeString(%q) = %q, encoding/json %q", raw, got, want)
 		}
 	})
 }

@@ -22,10 +22,10 @@ type request struct {
 // later check fails, so error replies echo it.
 func parseRequest(raw json.RawMessage) (*request, *Error) {
 	req := &request{raw: raw}
-	if typeOf(raw) != tjson.KindObject {
+	if tjson.KindOf(raw) != tjson.KindObject {
 		return req, &Error{Code: CodeInvalidRequest, Message: "Invalid Request object"}
 	}
-	members, err := objectMembers(raw)
+	members, err := tjson.Members(raw, tjson.RFC8259)
 	if err != nil {
 		return req, &Error{Code: CodeParse, Message: "Parse error"}
 	}
@@ -48,22 +48,22 @@ func parseRequest(raw json.RawMessage) (*request, *Error) {
 			}
 		}
 	}
-	switch t := typeOf(method); {
+	switch t := tjson.KindOf(method); {
 	case method == nil || t == tjson.KindNull:
 		return req, &Error{Code: CodeInvalidRequest, Message: "Missing method"}
 	case t != tjson.KindString:
 		return req, &Error{Code: CodeInvalidRequest, Message: "Method must be a string"}
 	}
-	name, err := decodeString(method)
+	name, err := tjson.Parse(method, tjson.RFC8259)
 	if err != nil {
 		return req, &Error{Code: CodeParse, Message: "Parse error"}
 	}
-	req.method = name
-	switch t := typeOf(ps); {
+	req.method = name.Str
+	switch t := tjson.KindOf(ps); {
 	case ps == nil || t == tjson.KindNull:
 		req.params = params{}
 	case t == tjson.KindArray:
-		elems, err := arrayElements(ps)
+		elems, err := tjson.Elements(ps, tjson.RFC8259)
 		if err != nil {
 			return req, &Error{Code: CodeParse, Message: "Parse error"}
 		}
@@ -192,7 +192,7 @@ func (s *Server) forwardOne(ctx context.Context, req *request) []byte {
 		return appendReply(nil, nil, s.replyError(req.method, err), req.id)
 	}
 	reply = bytes.TrimSpace(reply)
-	if typeOf(reply) != tjson.KindObject || !json.Valid(reply) {
+	if tjson.KindOf(reply) != tjson.KindObject || !tjson.Valid(reply, tjson.RFC8259) {
 		return appendReply(nil, nil, &Error{Code: CodeInternal, Message: "upstream: reply is not a JSON-RPC reply"}, req.id)
 	}
 	return reply

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/twgroupd/twgroupd/internal/tjson"
 )
 
 // TestHiddenPathsNotServed: nothing under a component starting with '.'
@@ -303,7 +305,7 @@ func FuzzCountElements(f *testing.F) {
 		if !ok {
 			return
 		}
-		elems, err := arrayElements(trimJSON([]byte(s)))
+		elems, err := tjson.Elements(trimJSON([]byte(s)), tjson.RFC8259)
 		if err != nil {
 			return // the server answers Parse error then
 		}

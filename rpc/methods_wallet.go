@@ -73,7 +73,7 @@ func (s *Server) createwalletuser(ctx context.Context, p params) (any, error) {
 // sendnewusertransaction registers a wallet user in the registry. Its
 // checks and messages are twisterd's (src/rpcrawtransaction.cpp).
 func (s *Server) sendnewusertransaction(ctx context.Context, p params) (any, error) {
-	if typeOf(p[0]) != tjson.KindString {
+	if tjson.KindOf(p[0]) != tjson.KindString {
 		return nil, &Error{Code: CodeInvalidParameter, Message: "username must be string"}
 	}
 	name, err := p.str(0)

@@ -22,14 +22,14 @@ func (p params) str(i int) (string, error) {
 }
 
 func rawString(raw json.RawMessage) (string, error) {
-	if t := typeOf(raw); t != tjson.KindString {
+	if t := tjson.KindOf(raw); t != tjson.KindString {
 		return "", typeError(t, tjson.KindString)
 	}
-	s, err := decodeString(raw)
+	v, err := tjson.Parse(raw, tjson.RFC8259)
 	if err != nil {
 		return "", &Error{Code: CodeParse, Message: "Parse error"}
 	}
-	return s, nil
+	return v.Str, nil
 }
 
 // integer is get_int: a JSON integer within C int range.
@@ -38,7 +38,7 @@ func (p params) integer(i int) (int64, error) {
 }
 
 func rawInt(raw json.RawMessage) (int64, error) {
-	if t := typeOf(raw); t != tjson.KindInt {
+	if t := tjson.KindOf(raw); t != tjson.KindInt {
 		return 0, typeError(t, tjson.KindInt)
 	}
 	v, err := strconv.ParseInt(string(trimJSON(raw)), 10, 64)
@@ -57,7 +57,7 @@ type postK int64
 var errNegativeK = &Error{Code: CodeInvalidParams, Message: dm.ErrNegativeK.Error()}
 
 func rawK(raw json.RawMessage) (postK, error) {
-	if typeOf(raw) == tjson.KindNull {
+	if tjson.KindOf(raw) == tjson.KindNull {
 		return postK(dm.AutoK), nil
 	}
 	v, err := rawInt(raw)
@@ -72,7 +72,7 @@ func rawK(raw json.RawMessage) (postK, error) {
 
 func (p params) boolean(i int) (bool, error) {
 	raw := p[i]
-	if t := typeOf(raw); t != tjson.KindBool {
+	if t := tjson.KindOf(raw); t != tjson.KindBool {
 		return false, typeError(t, tjson.KindBool)
 	}
 	return string(trimJSON(raw)) == "true", nil
@@ -83,10 +83,10 @@ func (p params) array(i int) ([]json.RawMessage, error) {
 }
 
 func rawArray(raw json.RawMessage) ([]json.RawMessage, error) {
-	if t := typeOf(raw); t != tjson.KindArray {
+	if t := tjson.KindOf(raw); t != tjson.KindArray {
 		return nil, typeError(t, tjson.KindArray)
 	}
-	elems, err := arrayElements(raw)
+	elems, err := tjson.Elements(raw, tjson.RFC8259)
 	if err != nil {
 		return nil, &Error{Code: CodeParse, Message: "Parse error"}
 	}
@@ -110,11 +110,16 @@ func (p params) strings(i int) ([]string, error) {
 	return out, nil
 }
 
-func rawObject(raw json.RawMessage) ([]member, error) {
-	if t := typeOf(raw); t != tjson.KindObject {
+// typeError is json_spirit's check_type failure; execute turns it into -1.
+func typeError(got, want tjson.Kind) *Error {
+	return &Error{Code: CodeMisc, Message: tjson.TypeErrorMessage(got, want)}
+}
+
+func rawObject(raw json.RawMessage) ([]tjson.RawMember, error) {
+	if t := tjson.KindOf(raw); t != tjson.KindObject {
 		return nil, typeError(t, tjson.KindObject)
 	}
-	m, err := objectMembers(raw)
+	m, err := tjson.Members(raw, tjson.RFC8259)
 	if err != nil {
 		return nil, &Error{Code: CodeParse, Message: "Parse error"}
 	}

@@ -1,7 +1,6 @@
 package rpc
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -385,7 +384,7 @@ func (s *Server) serveRPC(w http.ResponseWriter, r *http.Request) {
 			s.writeJSON(w, e.httpStatus(), errorReply(e, nil), false)
 			return
 		}
-		if elems, err := arrayElements(trimJSON(body)); err == nil {
+		if elems, err := tjson.Elements(trimJSON(body), tjson.RFC8259); err == nil {
 			s.writeBatch(ctx, w, elems, keepAlive)
 			return
 		}
@@ -438,45 +437,10 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool)
 // splitting it (a batch over the limit is refused before any copy).
 func batchCount(body []byte) (int, bool) {
 	trimmed := trimJSON(body)
-	if len(trimmed) == 0 || trimmed[0] != '[' || !jsonValid(trimmed) {
+	if len(trimmed) == 0 || trimmed[0] != '[' {
 		return 0, false
 	}
-	return countElements(trimmed), true
-}
-
-// countElements counts the top-level elements of a valid JSON array.
-func countElements(arr []byte) int {
-	if len(bytes.TrimSpace(arr[1:len(arr)-1])) == 0 {
-		return 0
-	}
-	depth, n := 0, 0
-	inString, escaped := false, false
-	for _, c := range arr {
-		if inString {
-			switch {
-			case escaped:
-				escaped = false
-			case c == '\\':
-				escaped = true
-			case c == '"':
-				inString = false
-			}
-			continue
-		}
-		switch c {
-		case '"':
-			inString = true
-		case '[', '{':
-			depth++
-		case ']', '}':
-			depth--
-		case ',':
-			if depth == 1 {
-				n++
-			}
-		}
-	}
-	return n + 1
+	return tjson.Len(trimmed, tjson.RFC8259)
 }
 
 // batchLimit refuses a batch of more than MaxBatch elements before any runs.
@@ -540,10 +504,10 @@ type forwarded struct {
 // upstream answer to pass on.
 func (s *Server) handleBody(ctx context.Context, body []byte) ([]byte, int, *forwarded) {
 	trimmed := trimJSON(body)
-	if len(trimmed) == 0 || !jsonValid(trimmed) {
+	if len(trimmed) == 0 || !tjson.Valid(trimmed, tjson.RFC8259) {
 		return errorReply(&Error{Code: CodeParse, Message: "Parse error"}, nil), http.StatusInternalServerError, nil
 	}
-	switch typeOf(trimmed) {
+	switch tjson.KindOf(trimmed) {
 	case tjson.KindObject:
 		req, perr := parseRequest(trimmed)
 		if perr != nil {

@@ -203,17 +203,18 @@ func (s *Server) wsReadLoop(ctx context.Context, conn *websocket.Conn) error {
 // wsReply runs one websocket message as twisterd's on_message_server does.
 func (s *Server) wsReply(ctx context.Context, data []byte) []byte {
 	trimmed := trimJSON(data)
-	if len(trimmed) == 0 || !jsonValid(trimmed) {
+	if len(trimmed) == 0 || !tjson.Valid(trimmed, tjson.RFC8259) {
 		return errorReply(&Error{Code: CodeParse, Message: "Parse error"}, nil)
 	}
-	switch typeOf(trimmed) {
+	switch tjson.KindOf(trimmed) {
 	case tjson.KindObject:
 		return append(s.execOne(ctx, trimmed), '\n')
 	case tjson.KindArray:
-		if e := s.batchLimit(countElements(trimmed)); e != nil {
+		n, _ := tjson.Len(trimmed, tjson.RFC8259)
+		if e := s.batchLimit(n); e != nil {
 			return errorReply(e, nil)
 		}
-		elems, err := arrayElements(trimmed)
+		elems, err := tjson.Elements(trimmed, tjson.RFC8259)
 		if err != nil {
 			return errorReply(&Error{Code: CodeParse, Message: "Parse error"}, nil)
 		}

@@ -31,6 +31,21 @@ const (
 	convK                      // a post number: as convInt, or the word auto -> null (the next free k)
 )
 
+// kind is the json_spirit kind ConvertTo checks for k (convInt for convK).
+func (k convKind) kind() tjson.Kind {
+	switch k {
+	case convBool:
+		return tjson.KindBool
+	case convReal:
+		return tjson.KindReal
+	case convArray:
+		return tjson.KindArray
+	case convObject:
+		return tjson.KindObject
+	}
+	return tjson.KindInt
+}
+
 // conversions is twisterd's RPCConvertValues table: method -> parameter
 // index -> type. Parameters not listed are sent as strings. It covers the
 // methods twisterd knows so commands forwarded upstream convert alike;
@@ -100,10 +115,10 @@ var conversions = map[string]map[int]convKind{
 }
 
 // convertParams turns command-line words into RPC parameters.
-func convertParams(method string, args []string) ([]jvalue, error) {
-	params := make([]jvalue, len(args))
+func convertParams(method string, args []string) ([]tjson.Value, error) {
+	params := make([]tjson.Value, len(args))
 	for i, a := range args {
-		params[i] = jstr(a)
+		params[i] = tjson.String(a)
 		kind, ok := conversions[method][i]
 		if !ok {
 			continue
@@ -117,70 +132,56 @@ func convertParams(method string, args []string) ([]jvalue, error) {
 	return params, nil
 }
 
+// typeError is json_spirit's check_type message (Bitcoin's wording).
+func typeError(got, want tjson.Kind) error {
+	return errors.New(tjson.TypeErrorMessage(got, want))
+}
+
 // convertTo reinterprets s as JSON of the wanted type, as ConvertTo<T>: a
 // JSON string is reinterpreted again (so '"5"' is 5); ConvertToValue keeps
 // whatever value s holds.
-func convertTo(s string, kind convKind) (jvalue, error) {
+func convertTo(s string, kind convKind) (tjson.Value, error) {
 	if kind == convK {
 		if s == "auto" {
-			return parseJSON("null")
+			return tjson.Value{Kind: tjson.KindNull}, nil
 		}
 		kind = convInt
 	}
 	for {
-		v, err := parseJSON(s)
+		v, err := tjson.Parse([]byte(s), tjson.TwisterClient)
 		if err != nil {
-			return jvalue{}, fmt.Errorf("Error parsing JSON:%s", s)
+			return tjson.Value{}, fmt.Errorf("Error parsing JSON:%s", s)
 		}
 		if kind == convValue {
 			return v, nil
 		}
-		if v.kind == tjson.KindString {
-			s = v.s
+		if v.Kind == tjson.KindString {
+			s = v.Str
 			continue
 		}
-		switch kind {
-		case convInt:
-			if v.kind != tjson.KindInt {
-				return jvalue{}, typeError(v.kind, tjson.KindInt)
+		want := kind.kind()
+		if want == tjson.KindReal && v.Kind == tjson.KindInt {
+			f := float64(v.Int)
+			if v.IsUint {
+				f = float64(v.Uint)
 			}
-		case convBool:
-			if v.kind != tjson.KindBool {
-				return jvalue{}, typeError(v.kind, tjson.KindBool)
-			}
-		case convArray:
-			if v.kind != tjson.KindArray {
-				return jvalue{}, typeError(v.kind, tjson.KindArray)
-			}
-		case convObject:
-			if v.kind != tjson.KindObject {
-				return jvalue{}, typeError(v.kind, tjson.KindObject)
-			}
-		case convReal:
-			switch v.kind {
-			case tjson.KindInt:
-				f := float64(v.i)
-				if v.isUint {
-					f = float64(v.u)
-				}
-				v = jvalue{kind: tjson.KindReal, f: f}
-			case tjson.KindReal:
-			default:
-				return jvalue{}, typeError(v.kind, tjson.KindReal)
-			}
+			v = tjson.Value{Kind: tjson.KindReal, Real: f}
+		}
+		if v.Kind != want {
+			return tjson.Value{}, typeError(v.Kind, want)
 		}
 		return v, nil
 	}
 }
 
 // requestBody is JSONRPCRequest(method, params, 1).
-func requestBody(method string, params []jvalue) []byte {
-	req := jvalue{kind: tjson.KindObject, obj: []jmember{
-		{"method", jstr(method)},
-		{"params", jvalue{kind: tjson.KindArray, arr: params}},
-		{"id", jvalue{kind: tjson.KindInt, i: 1}},
+func requestBody(method string, params []tjson.Value) []byte {
+	req := tjson.Value{Kind: tjson.KindObject, Obj: []tjson.Member{
+		{Key: "method", Val: tjson.String(method)},
+		{Key: "params", Val: tjson.Value{Kind: tjson.KindArray, Arr: params}},
+		{Key: "id", Val: tjson.Value{Kind: tjson.KindInt, Int: 1}},
 	}}
-	return append(writeJSON(nil, req, false), '\n')
+	return append(tjson.AppendValue(nil, req, false), '\n')
 }
 
 // clientError is a failure before a JSON-RPC reply was understood; twisterd
@@ -191,7 +192,7 @@ const clientErrorStatus = 87
 const maxReplySize = 64 << 20
 
 // callRPC posts one request and returns the reply object.
-func callRPC(ctx context.Context, cfg config.Config, method string, params []jvalue) (jvalue, error) {
+func callRPC(ctx context.Context, cfg config.Config, method string, params []tjson.Value) (tjson.Value, error) {
 	user, password, err := cfg.RPCCredentials()
 	if err != nil {
 		conf := cfg.ConfFile
@@ -199,17 +200,17 @@ func callRPC(ctx context.Context, cfg config.Config, method string, params []jva
 			conf = cfg.DataDir + "/" + config.ConfFileName
 		}
 		if errors.Is(err, config.ErrNoCookie) {
-			return jvalue{}, fmt.Errorf("You must set rpcpassword=<password> in the configuration file:\n%s\n"+
+			return tjson.Value{}, fmt.Errorf("You must set rpcpassword=<password> in the configuration file:\n%s\n"+
 				"If the file does not exist, create it with owner-readable-only file permissions.\n"+
 				"Or start `twgroupd serve` without rpcpassword: it writes %s, which client commands read "+
 				"(give the same -datadir).", conf, config.CookiePath(cfg.DataDir))
 		}
-		return jvalue{}, err
+		return tjson.Value{}, err
 	}
 	url := "http://" + net.JoinHostPort(cfg.RPCConnect, strconv.Itoa(cfg.RPCPort)) + "/"
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(requestBody(method, params)))
 	if err != nil {
-		return jvalue{}, errors.New("couldn't connect to server")
+		return tjson.Value{}, errors.New("couldn't connect to server")
 	}
 	req.SetBasicAuth(user, password)
 	req.Header.Set("Content-Type", "application/json")
@@ -222,34 +223,34 @@ func callRPC(ctx context.Context, cfg config.Config, method string, params []jva
 	}}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return jvalue{}, errors.New("couldn't connect to server")
+		return tjson.Value{}, errors.New("couldn't connect to server")
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxReplySize+1))
 	if err != nil {
-		return jvalue{}, errors.New("no response from server")
+		return tjson.Value{}, errors.New("no response from server")
 	}
 	if len(body) > maxReplySize {
-		return jvalue{}, errors.New("reply from server too large")
+		return tjson.Value{}, errors.New("reply from server too large")
 	}
 	switch {
 	case resp.StatusCode == http.StatusUnauthorized:
-		return jvalue{}, errors.New("incorrect rpcuser or rpcpassword (authorization failed)")
+		return tjson.Value{}, errors.New("incorrect rpcuser or rpcpassword (authorization failed)")
 	case resp.StatusCode >= 400 && resp.StatusCode != http.StatusBadRequest &&
 		resp.StatusCode != http.StatusNotFound && resp.StatusCode != http.StatusInternalServerError:
-		return jvalue{}, fmt.Errorf("server returned HTTP error %d", resp.StatusCode)
+		return tjson.Value{}, fmt.Errorf("server returned HTTP error %d", resp.StatusCode)
 	case len(body) == 0:
-		return jvalue{}, errors.New("no response from server")
+		return tjson.Value{}, errors.New("no response from server")
 	}
-	reply, err := parseJSON(string(body))
+	reply, err := tjson.Parse(body, tjson.TwisterClient)
 	if err != nil {
-		return jvalue{}, errors.New("couldn't parse reply from server")
+		return tjson.Value{}, errors.New("couldn't parse reply from server")
 	}
-	if reply.kind != tjson.KindObject {
-		return jvalue{}, typeError(reply.kind, tjson.KindObject)
+	if reply.Kind != tjson.KindObject {
+		return tjson.Value{}, typeError(reply.Kind, tjson.KindObject)
 	}
-	if len(reply.obj) == 0 {
-		return jvalue{}, errors.New("expected reply to have result, error and id properties")
+	if len(reply.Obj) == 0 {
+		return tjson.Value{}, errors.New("expected reply to have result, error and id properties")
 	}
 	return reply, nil
 }
@@ -282,28 +283,28 @@ func runRPC(ctx context.Context, cfg config.Config, method string, args []string
 	if err != nil {
 		return "", 0, err
 	}
-	result, rpcErr := reply.get("result"), reply.get("error")
-	if rpcErr.kind != tjson.KindNull {
-		if rpcErr.kind != tjson.KindObject {
-			return "", 0, typeError(rpcErr.kind, tjson.KindObject)
+	result, rpcErr := reply.Get("result"), reply.Get("error")
+	if rpcErr.Kind != tjson.KindNull {
+		if rpcErr.Kind != tjson.KindObject {
+			return "", 0, typeError(rpcErr.Kind, tjson.KindObject)
 		}
-		code := rpcErr.get("code")
-		if code.kind != tjson.KindInt {
-			return "", 0, typeError(code.kind, tjson.KindInt)
+		code := rpcErr.Get("code")
+		if code.Kind != tjson.KindInt {
+			return "", 0, typeError(code.Kind, tjson.KindInt)
 		}
 		// get_int truncates to int; abs of it is the status (the OS keeps
 		// the low 8 bits, so -32601 exits with 89, as twisterd).
-		status := int(int32(code.i))
+		status := int(int32(code.Int))
 		if status < 0 {
 			status = -status
 		}
-		return "error: " + string(writeJSON(nil, rpcErr, false)), status, nil
+		return "error: " + string(tjson.AppendValue(nil, rpcErr, false)), status, nil
 	}
-	switch result.kind {
+	switch result.Kind {
 	case tjson.KindNull:
 		return "", 0, nil
 	case tjson.KindString:
-		return result.s, 0, nil
+		return result.Str, 0, nil
 	}
-	return string(writeJSON(nil, result, true)), 0, nil
+	return string(tjson.AppendValue(nil, result, true)), 0, nil
 }

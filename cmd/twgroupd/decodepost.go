@@ -89,67 +89,67 @@ func readPostHex(args []string, stdin io.Reader) ([]byte, error) {
 // decodePost renders the JSON object decodepost prints: post (hexcaped as
 // twisterd renders it), signature_valid (null when the author's key is not
 // given), decrypted (null unless one of keys opens the post's dm).
-func decodePost(raw []byte, pubkeys map[string][]byte, keys []namedKey) (jvalue, error) {
+func decodePost(raw []byte, pubkeys map[string][]byte, keys []namedKey) (tjson.Value, error) {
 	post, err := twproto.DecodePost(raw)
 	if err != nil {
-		return jvalue{}, err
+		return tjson.Value{}, err
 	}
 	hexcaped, err := twproto.HexcapePost(raw)
 	if err != nil {
-		return jvalue{}, err
+		return tjson.Value{}, err
 	}
-	postJSON, err := parseJSON(string(hexcaped))
+	postJSON, err := tjson.Parse(hexcaped, tjson.TwisterClient)
 	if err != nil {
-		return jvalue{}, fmt.Errorf("render post: %w", err)
+		return tjson.Value{}, fmt.Errorf("render post: %w", err)
 	}
 
-	sigValid := jvalue{kind: tjson.KindNull}
+	sigValid := tjson.Value{Kind: tjson.KindNull}
 	if pub, ok := pubkeys[post.N]; ok {
 		err := twproto.VerifySignature(post.UserpostRaw, post.Sig, pub)
-		sigValid = jvalue{kind: tjson.KindBool, b: err == nil}
+		sigValid = tjson.Value{Kind: tjson.KindBool, Bool: err == nil}
 	}
 
-	decrypted := jvalue{kind: tjson.KindNull}
+	decrypted := tjson.Value{Kind: tjson.KindNull}
 	if post.DM != nil {
 		for _, nk := range keys {
 			plain, err := post.DM.Decrypt(nk.key)
 			if err != nil {
 				continue
 			}
-			decrypted = jvalue{kind: tjson.KindObject, obj: []jmember{
-				{"key", jstr(nk.name)},
-				{"plaintext_hex", jstr(hex.EncodeToString(plain))},
-				{"payload", payloadJSON(twproto.DecodePayload(plain))},
+			decrypted = tjson.Value{Kind: tjson.KindObject, Obj: []tjson.Member{
+				{Key: "key", Val: tjson.String(nk.name)},
+				{Key: "plaintext_hex", Val: tjson.String(hex.EncodeToString(plain))},
+				{Key: "payload", Val: payloadJSON(twproto.DecodePayload(plain))},
 			}}
 			break
 		}
 	}
-	return jvalue{kind: tjson.KindObject, obj: []jmember{
-		{"post", postJSON},
-		{"signature_valid", sigValid},
-		{"decrypted", decrypted},
+	return tjson.Value{Kind: tjson.KindObject, Obj: []tjson.Member{
+		{Key: "post", Val: postJSON},
+		{Key: "signature_valid", Val: sigValid},
+		{Key: "decrypted", Val: decrypted},
 	}}, nil
 }
 
 // payloadJSON shows a DM payload in its wire shape (spec §5.1): {msg,to},
 // {group_invite:{desc,key}}, {group_members:[..]}, or old-format plain text.
-func payloadJSON(p twproto.Payload) jvalue {
-	obj := func(m ...jmember) jvalue { return jvalue{kind: tjson.KindObject, obj: m} }
+func payloadJSON(p twproto.Payload) tjson.Value {
+	obj := func(m ...tjson.Member) tjson.Value { return tjson.Value{Kind: tjson.KindObject, Obj: m} }
 	switch p.Kind {
 	case twproto.PayloadGroupInvite:
-		return obj(jmember{"group_invite", obj(
-			jmember{"desc", jstr(p.InviteDesc)},
-			jmember{"key", jstr(p.InviteKey)},
+		return obj(tjson.Member{Key: "group_invite", Val: obj(
+			tjson.Member{Key: "desc", Val: tjson.String(p.InviteDesc)},
+			tjson.Member{Key: "key", Val: tjson.String(p.InviteKey)},
 		)})
 	case twproto.PayloadGroupMembers:
-		members := jvalue{kind: tjson.KindArray, arr: []jvalue{}}
+		members := tjson.Value{Kind: tjson.KindArray, Arr: []tjson.Value{}}
 		for _, m := range p.Members {
-			members.arr = append(members.arr, jstr(m))
+			members.Arr = append(members.Arr, tjson.String(m))
 		}
-		return obj(jmember{"group_members", members})
+		return obj(tjson.Member{Key: "group_members", Val: members})
 	}
 	if p.NewFormat {
-		return obj(jmember{"msg", jstr(p.Msg)}, jmember{"to", jstr(p.To)})
+		return obj(tjson.Member{Key: "msg", Val: tjson.String(p.Msg)}, tjson.Member{Key: "to", Val: tjson.String(p.To)})
 	}
-	return jstr(p.Msg)
+	return tjson.String(p.Msg)
 }

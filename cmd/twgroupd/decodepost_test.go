@@ -263,10 +263,10 @@ func FuzzDecodePost(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if out.kind != tjson.KindObject || len(out.obj) != 3 {
-			t.Fatalf("output %s", writeJSON(nil, out, false))
+		if out.Kind != tjson.KindObject || len(out.Obj) != 3 {
+			t.Fatalf("output %s", tjson.AppendValue(nil, out, false))
 		}
-		if _, err := parseJSON(string(writeJSON(nil, out, true))); err != nil {
+		if _, err := tjson.Parse(tjson.AppendValue(nil, out, true), tjson.TwisterClient); err != nil {
 			t.Fatalf("pretty output does not parse: %v", err)
 		}
 	})

@@ -21,6 +21,7 @@ import (
 
 	"github.com/twgroupd/twgroupd/internal/config"
 	"github.com/twgroupd/twgroupd/internal/sdnotify"
+	"github.com/twgroupd/twgroupd/internal/tjson"
 )
 
 func main() {
@@ -170,7 +171,7 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("decodepost: %w", err)
 			}
-			fmt.Fprintf(stdout, "%s\n", writeJSON(nil, out, true))
+			fmt.Fprintf(stdout, "%s\n", tjson.AppendValue(nil, out, true))
 			return nil
 		},
 	}

@@ -168,8 +168,9 @@ func (b *addrBook) banned(ap netip.AddrPort) bool {
 }
 
 // candidates lists addresses worth a try now, best first: not banned, not
-// in skip, not tried within their backoff (retry << failures, capped).
-func (b *addrBook) candidates(skip func(netip.AddrPort) bool, retry time.Duration, n int) []netip.AddrPort {
+// in skip, not tried within their backoff (retry << failures, at most
+// retry << maxShift).
+func (b *addrBook) candidates(skip func(netip.AddrPort) bool, retry time.Duration, maxShift, n int) []netip.AddrPort {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	now := b.now()
@@ -178,7 +179,7 @@ func (b *addrBook) candidates(skip func(netip.AddrPort) bool, retry time.Duratio
 		if now.Before(e.BannedUntil) || skip(ap) {
 			continue
 		}
-		wait := retry << min(e.Failures, 6)
+		wait := retry << min(e.Failures, maxShift)
 		if !e.LastTry.IsZero() && now.Sub(e.LastTry) < wait {
 			continue
 		}

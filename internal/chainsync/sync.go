@@ -76,12 +76,18 @@ type Syncer struct {
 	book  *addrBook
 	fixed []netip.AddrPort // Connect or AddNodes
 
-	mu       sync.Mutex
-	peers    map[netip.AddrPort]*peer
-	inflight map[chainwire.Hash]*peer // block bodies asked for
-	wake     chan struct{}
-	lastLog  time.Time
-	seededAt time.Time
+	mu        sync.Mutex
+	peers     map[netip.AddrPort]*peer
+	inflight  map[chainwire.Hash]*peer // block bodies asked for
+	wake      chan struct{}
+	lastLog   time.Time
+	loggedTip int32
+	// The start of the current catch-up (zero when synced): the sync rate
+	// is the blocks connected since then over the time since then.
+	behindAt     time.Time
+	behindHeight int32
+	seededAt     time.Time // of the last DNS seed round (Run's goroutine only)
+	seedWG       sync.WaitGroup
 }
 
 // New checks cfg and returns a Syncer; Run starts it.
@@ -268,6 +274,7 @@ func (s *Syncer) Run(ctx context.Context) error {
 	defer func() {
 		cancel()
 		wg.Wait()
+		s.seedWG.Wait()
 		if err := s.book.save(); err != nil {
 			s.log.Warn("chainsync: save address book", "err", err)
 		}
@@ -309,7 +316,8 @@ func (s *Syncer) wanted(ctx context.Context) []netip.AddrPort {
 	connected := func(ap netip.AddrPort) bool { return s.peers[ap] != nil }
 	var out []netip.AddrPort
 	retryOK := func(ap netip.AddrPort) bool {
-		c := s.book.candidates(func(x netip.AddrPort) bool { return x != ap }, s.cfg.RetryInterval, 1)
+		// -connect/-addnode peers back off to at most 4 retry intervals.
+		c := s.book.candidates(func(x netip.AddrPort) bool { return x != ap }, s.cfg.RetryInterval, 2, 1)
 		return len(c) == 1
 	}
 	for _, ap := range s.fixed {
@@ -335,12 +343,17 @@ func (s *Syncer) wanted(ctx context.Context) []netip.AddrPort {
 		return false
 	}
 	s.mu.Lock()
-	cands := s.book.candidates(func(ap netip.AddrPort) bool { return connected(ap) || isFixed(ap) }, s.cfg.RetryInterval, free)
+	cands := s.book.candidates(func(ap netip.AddrPort) bool { return connected(ap) || isFixed(ap) }, s.cfg.RetryInterval, 6, free)
 	s.mu.Unlock()
 	out = append(out, cands...)
 	if len(cands) == 0 && s.cfg.DNSSeed && s.PeerCount() == 0 && s.cfg.Now().Sub(s.seededAt) > 5*time.Minute {
 		s.seededAt = s.cfg.Now()
-		s.dnsSeed(ctx)
+		s.seedWG.Add(1)
+		go func() { // lookups may take seconds; dialing goes on meanwhile
+			defer s.seedWG.Done()
+			s.dnsSeed(ctx)
+			s.poke()
+		}()
 	}
 	return out
 }
@@ -411,29 +424,71 @@ func (s *Syncer) releaseBlock(h chainwire.Hash) {
 	s.mu.Unlock()
 }
 
-// progress logs the sync state at most every 10 s while behind.
-func (s *Syncer) progress(rate float64) {
+// Status is the sync state for getinfo and the progress log.
+type Status struct {
+	Height     int32   // connected tip
+	BestHeader int32   // most-work valid header
+	Target     int32   // max(BestHeader, highest height a peer announced)
+	Syncing    bool    // Height < Target
+	Percent    float64 // 100 * Height / Target (100 when synced)
+	BlocksPerS float64 // blocks connected per second since the catch-up began (0 when synced)
+}
+
+// Status reports the sync state.
+func (s *Syncer) Status() Status {
+	tip, best := s.c.Tip(), s.c.BestHeader()
+	target := max(best.Height, s.PeerHeight())
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.statusLocked(tip.Height, best.Height, target, s.cfg.Now())
+}
+
+func (s *Syncer) statusLocked(tip, best, target int32, now time.Time) Status {
+	st := Status{Height: tip, BestHeader: best, Target: target, Percent: 100}
+	if tip >= target {
+		s.behindAt = time.Time{}
+		return st
+	}
+	st.Syncing = true
+	if target > 0 {
+		st.Percent = 100 * float64(tip) / float64(target)
+	}
+	if s.behindAt.IsZero() {
+		s.behindAt, s.behindHeight = now, tip
+	}
+	if d := now.Sub(s.behindAt).Seconds(); d > 0 {
+		st.BlocksPerS = float64(tip-s.behindHeight) / d
+	}
+	return st
+}
+
+// progress logs the sync state at most every 10 s while behind, and once
+// per new tip when caught up.
+func (s *Syncer) progress() {
+	tip, best := s.c.Tip(), s.c.BestHeader()
+	target := max(best.Height, s.PeerHeight())
 	s.mu.Lock()
 	now := s.cfg.Now()
+	st := s.statusLocked(tip.Height, best.Height, target, now)
+	if !st.Syncing {
+		first := tip.Height != s.loggedTip
+		s.loggedTip = tip.Height
+		s.mu.Unlock()
+		if first {
+			s.log.Info("chainsync: synced", "height", tip.Height, "hash", tip.Hash.String())
+		}
+		return
+	}
 	due := now.Sub(s.lastLog) >= 10*time.Second
 	if due {
 		s.lastLog = now
 	}
 	s.mu.Unlock()
-	tip, best := s.c.Tip(), s.c.BestHeader()
-	if !due && tip.Height != best.Height {
+	if !due {
 		return
 	}
-	if tip.Height == best.Height && !due {
-		s.log.Info("chainsync: synced", "height", tip.Height, "hash", tip.Hash.String())
-		return
-	}
-	pct := 100.0
-	if best.Height > 0 {
-		pct = 100 * float64(tip.Height) / float64(best.Height)
-	}
-	s.log.Info("chainsync: sync progress", "height", tip.Height, "best_header", best.Height,
-		"percent", fmt.Sprintf("%.1f", pct), "blocks_per_s", fmt.Sprintf("%.1f", rate))
+	s.log.Info("chainsync: sync progress", "height", st.Height, "target", st.Target, "best_header", st.BestHeader,
+		"percent", fmt.Sprintf("%.1f", st.Percent), "blocks_per_s", fmt.Sprintf("%.1f", st.BlocksPerS))
 }
 
 // version is the version message we send: no services (we serve no

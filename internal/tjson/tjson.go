@@ -3,8 +3,11 @@
 // escaping, no U+FFFD replacement of invalid UTF-8), only '"', '\\' and the
 // control bytes 0x00–0x1F are escaped, and objects keep insertion order.
 //
-// It also names json_spirit's value kinds, whose names twisterd puts in its
-// parameter type errors, for the RPC server and the CLI client alike.
+// It also reads JSON text the way json_spirit does (read.go: value kinds,
+// raw string bytes, member order, int/real numbers), in two modes: as
+// twisterd's client reads (TwisterClient, for the CLI) and as the server
+// reads requests (RFC8259); and it names json_spirit's value kinds, whose
+// names twisterd puts in its parameter type errors.
 //
 // It owns JSON text only; it knows nothing of posts, RPC or storage.
 package tjson
@@ -43,9 +46,9 @@ func (o Object) Get(key string) (any, bool) {
 
 // Marshal renders v. Supported: nil, bool, all integer kinds, float32/64,
 // string, []byte (as a string of those bytes), json.RawMessage (verbatim),
-// Object, map[string]V (sorted keys), slices and arrays, pointers to those,
-// and json.Marshaler. Anything else falls back to encoding/json without HTML
-// escaping.
+// Object, Value (as AppendValue), map[string]V (sorted keys), slices and
+// arrays, pointers to those, and json.Marshaler. Anything else falls back
+// to encoding/json without HTML escaping.
 func Marshal(v any) ([]byte, error) {
 	return Append(nil, v)
 }
@@ -60,6 +63,8 @@ func Append(dst []byte, v any) ([]byte, error) {
 			return append(dst, "null"...), nil
 		}
 		return append(dst, x...), nil
+	case Value:
+		return AppendValue(dst, x, false), nil
 	case Object:
 		dst = append(dst, '{')
 		for i, f := range x {

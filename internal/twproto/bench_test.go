@@ -158,10 +158,10 @@ func BenchmarkECDHPlans(b *testing.B) {
 	for _, n := range []int{1, 3, 10, 30, 100, 1000} {
 		keys, out := all[:n], make([][32]byte, n)
 		for _, plan := range allPlans() {
-			if plan.w > 0 && (plan.w < 3 || plan.w > 9) || n > 10 && plan.w < 4 {
+			if plan.w > 0 && (plan.w < 3 || plan.w > 9) || n > 10 && plan.w < 4 || plan.comb > 0 && (plan.comb < 4 || plan.comb > 8) {
 				continue
 			}
-			b.Run(fmt.Sprintf("keys=%d/w=%d/affine=%v/wnaf=%v", n, plan.w, plan.affine, plan.wnaf), func(b *testing.B) {
+			b.Run(fmt.Sprintf("keys=%d/w=%d/affine=%v/wnaf=%v/comb=%d", n, plan.w, plan.affine, plan.wnaf, plan.comb), func(b *testing.B) {
 				for b.Loop() {
 					sharedSecretsPlan(&rj, keys, out, plan)
 				}

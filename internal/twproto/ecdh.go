@@ -268,6 +268,7 @@ type ecdhPlan struct {
 	w      int  // window; 0 means plain multiplication per key
 	affine bool // batched affine accumulation, else Jacobian per key
 	wnaf   bool // per key double-and-add over a small table (w unused)
+	comb   int  // teeth of a Lim-Lee comb (w unused), 0 if none
 }
 
 // Costs in tenths of a microsecond on the 2-core amd64 CI machine
@@ -282,13 +283,29 @@ const (
 	costEntry     = 20
 	costWNAFTable = 270  // odd multiples of R to 15·R, with one inversion
 	costWNAFKey   = 1330 // 128 doublings and ~43 mixed additions
+	costDouble    = 7
+	costAdd       = 16 // a Jacobian addition of two Jacobian points
 )
+
+// combCost is a Lim-Lee comb with t teeth for n keys: the table of the
+// 2^t - 1 sums of R·2^(d·i), then per key d doublings and 2d additions.
+func combCost(t, n int) int {
+	d := (glvBits + t - 1) / t
+	entries := 1<<t - 1
+	table := (t-1)*d*costDouble + (entries-t)*costAdd + costInverse + entries*6
+	return table + n*d*(costDouble+2*costMixedAdd) + costInverse
+}
 
 // planECDH picks the cheapest way for n keys.
 func planECDH(n int) ecdhPlan {
 	best, bestCost := ecdhPlan{}, n*costPlain+costInverse
 	if c := costWNAFTable + n*costWNAFKey + costInverse; c < bestCost {
 		best, bestCost = ecdhPlan{wnaf: true}, c
+	}
+	for t := 2; t <= 10; t++ {
+		if c := combCost(t, n); c < bestCost {
+			best, bestCost = ecdhPlan{comb: t}, c
+		}
 	}
 	for w := 2; w <= 10; w++ {
 		m := windows(w)
@@ -316,6 +333,10 @@ func sharedSecrets(r *secp.PublicKey, keys []*secp.ModNScalar, out [][32]byte) {
 func sharedSecretsPlan(r *secp.JacobianPoint, keys []*secp.ModNScalar, out [][32]byte, plan ecdhPlan) {
 	if plan.wnaf {
 		newOddTable(r).secrets(r, keys, out)
+		return
+	}
+	if plan.comb > 0 {
+		newCombTable(r, plan.comb).secrets(r, keys, out)
 		return
 	}
 	if plan.w == 0 {
@@ -642,15 +663,34 @@ func (b *pointBatch) py() []secp.FieldVal { return b.scratch[2*len(b.acc) : 3*le
 
 // sharedSecretsOneKey sets out[i] to the x of k·points[i].
 func sharedSecretsOneKey(k *secp.ModNScalar, points []secp.JacobianPoint, out [][32]byte) {
+	recodeKey(k).sharedSecrets(points, out)
+}
+
+// recodedKey is a scalar split and recoded once for any number of batches
+// of points.
+type recodedKey struct {
+	k      secp.ModNScalar
+	g      glvScalar
+	d1, d2 [glvBits + 2]int32
+	n1, n2 int
+}
+
+func recodeKey(k *secp.ModNScalar) *recodedKey {
+	rk := &recodedKey{k: *k, g: splitScalar(k)}
+	rk.n1 = wnaf(rk.g.k1, retryWindow, rk.d1[:])
+	rk.n2 = wnaf(rk.g.k2, retryWindow, rk.d2[:])
+	return rk
+}
+
+func (rk *recodedKey) sharedSecrets(points []secp.JacobianPoint, out [][32]byte) {
 	m := len(points)
 	if m == 0 {
 		return
 	}
 	const w = retryWindow
 	h := 1 << (w - 2) // odd multiples 1, 3, ..., 2^(w-1)-1
-	g := splitScalar(k)
-	var d1, d2 [glvBits + 2]int32
-	n1, n2 := wnaf(g.k1, w, d1[:]), wnaf(g.k2, w, d2[:])
+	k, g := &rk.k, rk.g
+	d1, d2, n1, n2 := &rk.d1, &rk.d2, rk.n1, rk.n2
 	if n1 < 0 || n2 < 0 {
 		for i := range points {
 			plainOne(&points[i], k, &out[i])
@@ -785,6 +825,84 @@ func (t *oddTable) secrets(r *secp.JacobianPoint, keys []*secp.ModNScalar, out [
 			}
 			if bit < n2 && d2[bit] != 0 {
 				entry(d2[bit], true, g.neg2)
+				secp.AddNonConst(q, &p, q)
+			}
+		}
+	}
+	finishJacobian(r, keys, jac, out)
+}
+
+// combTable is a Lim-Lee comb of R: entry c-1 is Σ 2^(d·i)·R over the set
+// bits i of c, for c in 1..2^t-1, with d = ceil(130/t). A key's half is
+// then d doublings and d additions of entries picked by the bits d apart.
+type combTable struct {
+	t, d int
+	pts  []affinePoint
+}
+
+func newCombTable(r *secp.JacobianPoint, t int) *combTable {
+	d := (glvBits + t - 1) / t
+	jac := make([]secp.JacobianPoint, 1<<t-1)
+	var base secp.JacobianPoint
+	base.Set(r)
+	for i := range t {
+		if i > 0 {
+			for range d {
+				secp.DoubleNonConst(&base, &base)
+			}
+		}
+		jac[1<<i-1].Set(&base)
+	}
+	for c := 1; c < 1<<t; c++ {
+		if low := c & -c; low != c {
+			secp.AddNonConst(&jac[c-low-1], &jac[low-1], &jac[c-1])
+		}
+	}
+	ct := &combTable{t: t, d: d, pts: make([]affinePoint, len(jac))}
+	zs := make([]secp.FieldVal, 2*len(jac))
+	toAffine(jac, ct.pts, zs[:len(jac)], zs[len(jac):])
+	return ct
+}
+
+// column is the comb index of v's bits j, j+d, j+2d, ...
+func (ct *combTable) column(v *limbs, j int) int {
+	c := 0
+	for i := range ct.t {
+		if n := i*ct.d + j; n < 256 && v[n/64]>>(n%64)&1 == 1 {
+			c |= 1 << i
+		}
+	}
+	return c
+}
+
+func (ct *combTable) secrets(r *secp.JacobianPoint, keys []*secp.ModNScalar, out [][32]byte) {
+	jac := make([]secp.JacobianPoint, len(keys))
+	var p secp.JacobianPoint
+	p.Z.SetInt(1)
+	set := func(c int, phi, neg bool) {
+		e := &ct.pts[c-1]
+		if phi {
+			p.X.Set(&e.xb)
+		} else {
+			p.X.Set(&e.x)
+		}
+		if neg {
+			p.Y.NegateVal(&e.y, 1).Normalize()
+		} else {
+			p.Y.Set(&e.y)
+		}
+	}
+	for i, k := range keys {
+		g := splitScalar(k)
+		q := &jac[i]
+		for j := ct.d - 1; j >= 0; j-- {
+			secp.DoubleNonConst(q, q)
+			if c := ct.column(&g.k1, j); c != 0 {
+				set(c, false, g.neg1)
+				secp.AddNonConst(q, &p, q)
+			}
+			if c := ct.column(&g.k2, j); c != 0 {
+				set(c, true, g.neg2)
 				secp.AddNonConst(q, &p, q)
 			}
 		}

@@ -106,6 +106,7 @@ type Trial struct {
 	plan  ecdhPlan
 	table *rTable
 	odd   *oddTable
+	comb  *combTable
 }
 
 // NewTrial checks e and prepares it for n keys.
@@ -122,6 +123,8 @@ func (e *Envelope) NewTrial(n int) (*Trial, error) {
 	switch {
 	case t.plan.wnaf:
 		t.odd = newOddTable(&t.r)
+	case t.plan.comb > 0:
+		t.comb = newCombTable(&t.r, t.plan.comb)
 	case t.plan.w > 0:
 		t.table = newRTable(&t.r, t.plan.w)
 	}
@@ -144,6 +147,8 @@ func (t *Trial) Open(keys []*PrivateKey) (int, []byte, error) {
 	switch {
 	case t.odd != nil:
 		t.odd.secrets(&t.r, scalars, secrets)
+	case t.comb != nil:
+		t.comb.secrets(&t.r, scalars, secrets)
 	case t.table == nil:
 		plainSecrets(&t.r, scalars, secrets)
 	case t.plan.affine:
@@ -169,10 +174,22 @@ func (t *Trial) Open(keys []*PrivateKey) (int, []byte, error) {
 // batched across the envelopes' points (ecdh.go). out[i] is the plaintext
 // of envs[i], or nil where k does not open it or the envelope is malformed.
 func DecryptEach(envs []*Envelope, k *PrivateKey) [][]byte {
-	out := make([][]byte, len(envs))
 	if k == nil || k.Key == nil {
-		return out
+		return make([][]byte, len(envs))
 	}
+	return NewRetryKey(k).DecryptEach(envs)
+}
+
+// RetryKey is a key prepared for DecryptEach over many batches: its scalar
+// split and recoded once.
+type RetryKey struct{ rk *recodedKey }
+
+// NewRetryKey prepares k (not nil).
+func NewRetryKey(k *PrivateKey) *RetryKey { return &RetryKey{rk: recodeKey(&k.Key.Key)} }
+
+// DecryptEach is the package's DecryptEach with the prepared key.
+func (r *RetryKey) DecryptEach(envs []*Envelope) [][]byte {
+	out := make([][]byte, len(envs))
 	idx := make([]int, 0, len(envs))
 	points := make([]secp.JacobianPoint, 0, len(envs))
 	for i, e := range envs {
@@ -189,7 +206,7 @@ func DecryptEach(envs []*Envelope, k *PrivateKey) [][]byte {
 		idx = append(idx, i)
 	}
 	secrets := make([][32]byte, len(points))
-	sharedSecretsOneKey(&k.Key.Key, points, secrets)
+	r.rk.sharedSecrets(points, secrets)
 	var m macer
 	for n, x := range secrets {
 		e := envs[idx[n]]
