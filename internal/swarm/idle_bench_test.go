@@ -116,3 +116,44 @@ func idleSwarms(b *testing.B, follows int) {
 	b.ReportMetric(100*float64(c1-c0)/float64(window), "idleCPU%")
 	b.ReportMetric(float64(f1-f0+a1-a0)/window.Seconds(), "dht-ops/s")
 }
+
+// emptyFinder is a PeerFinder that knows nobody.
+type emptyFinder struct{ finds atomic.Int64 }
+
+func (f *emptyFinder) FindPeers(context.Context, [20]byte) ([]netip.AddrPort, error) {
+	f.finds.Add(1)
+	return nil, nil
+}
+func (f *emptyFinder) AnnouncePeer(context.Context, [20]byte, int) error { return nil }
+func (f *emptyFinder) AddContact(netip.AddrPort)                         {}
+
+// TestIdleSwarmsCostNothingPeriodic: 2,000 followed users with nobody in
+// their swarms add no goroutine per swarm, stay out of the tick's set,
+// and each gets its first DHT lookup through the shared scheduler.
+func TestIdleSwarmsCostNothingPeriodic(t *testing.T) {
+	const follows = 2000
+	ctx := context.Background()
+	f := &emptyFinder{}
+	cfg := fastConfig(t.TempDir(), newTestKeys(100))
+	cfg.Finder = f
+	n := startNodeConfig(t, cfg)
+	g0 := runtime.NumGoroutine()
+	for i := range follows {
+		if err := n.Follow(ctx, fmt.Sprintf("idle%05d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "first lookups", func() bool { return f.finds.Load() >= follows })
+	if g := runtime.NumGoroutine() - g0; g > maxLookups+10 {
+		t.Fatalf("%d goroutines more for %d idle swarms", g, follows)
+	}
+	n.mu.Lock()
+	active, queued := len(n.active), len(n.discQ)
+	n.mu.Unlock()
+	if active != 0 {
+		t.Fatalf("%d idle swarms in the tick's set", active)
+	}
+	if queued < follows-maxLookups {
+		t.Fatalf("%d swarms queued for discovery, want about %d", queued, follows)
+	}
+}
