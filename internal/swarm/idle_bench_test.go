@@ -115,6 +115,7 @@ func idleSwarms(b *testing.B, follows int) {
 	b.ReportMetric(float64(g1-g0)/float64(follows), "goroutines/swarm")
 	b.ReportMetric(100*float64(c1-c0)/float64(window), "idleCPU%")
 	b.ReportMetric(float64(f1-f0+a1-a0)/window.Seconds(), "dht-ops/s")
+	b.ReportMetric(float64(f0)/float64(follows), "lookups/swarm") // < 1: not all had their first yet
 }
 
 // emptyFinder is a PeerFinder that knows nobody.
