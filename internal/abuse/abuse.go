@@ -5,7 +5,8 @@
 // victim's RSS peak, what the victim did for the attacker, and whether
 // legitimate peers were still served.
 //
-// The network drivers are here (PortFlood, HalfOpenFlood, DHTFlood); the
+// The network drivers are here (PortFlood, HalfOpenFlood, DHTFlood), the
+// member-list attack in members.go (MemberList); the
 // RPC drivers and the `abuse` command live in their own files.
 package abuse
 
