@@ -53,7 +53,6 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 
-# The main job: a local network of nodes doing group chat.
 # Issue #11's attacks at full size against a local victim node (127.0.0.0/8
 # only, bounded, stops by itself within 10 minutes): RSS peak, RPC p99 and
 # legitimate acceptance per row (docs/rpc.md "Limits"). ABUSE_FLAGS=--small
@@ -61,6 +60,7 @@ lint:
 abuse: build
 	./$(BIN) abuse $(ABUSE_FLAGS)
 
+# The main job: a local network of nodes doing group chat.
 run: build
 	./$(BIN) devnet
 

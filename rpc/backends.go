@@ -97,6 +97,17 @@ type NodeStatus struct {
 	TotalDHTDown   int64
 	TotalDHTUp     int64
 	Errors         string
+	Chain          *ChainSync // nil unless the registry is twgroupd's own chain
+}
+
+// ChainSync is the -registry=chain initial sync state, shown after
+// twisterd's getinfo fields (twisterd has none: its "blocks" alone tells).
+type ChainSync struct {
+	Headers    int32   // most-work valid header's height
+	Target     int32   // the height being synced to (headers or a peer's announced height)
+	Syncing    bool    // blocks < Target
+	Percent    float64 // 100 * blocks / Target
+	BlocksPerS float64 // blocks connected per second since the sync began
 }
 
 // Forwarder passes a JSON-RPC request body to an upstream twisterd

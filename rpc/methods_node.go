@@ -75,6 +75,15 @@ func (s *Server) getinfo(ctx context.Context, _ params) (any, error) {
 		tjson.Field{Key: "total_payload_download", Value: 0},
 		tjson.Field{Key: "total_payload_upload", Value: 0},
 	)
+	if c := st.Chain; c != nil {
+		// Ours, after all of twisterd's fields (docs/chain.md "Progress").
+		info = append(info,
+			tjson.Field{Key: "chain_headers", Value: c.Headers},
+			tjson.Field{Key: "chain_sync_target", Value: c.Target},
+			tjson.Field{Key: "chain_syncing", Value: c.Syncing},
+			tjson.Field{Key: "chain_sync_percent", Value: json.RawMessage(strconv.FormatFloat(c.Percent, 'f', 2, 64))},
+			tjson.Field{Key: "chain_blocks_per_s", Value: json.RawMessage(strconv.FormatFloat(c.BlocksPerS, 'f', 1, 64))})
+	}
 	return info, nil
 }
 

@@ -224,6 +224,27 @@ func TestGetinfoShape(t *testing.T) {
 	}
 }
 
+// TestGetinfoChainSync: with the chain registry, getinfo keeps twisterd's
+// keys in their order and adds the sync state after them.
+func TestGetinfoChainSync(t *testing.T) {
+	tr := loadTranscript(t, "twisterd-rpc-transcript.md")
+	e := find(t, tr, "node1", "getinfo", "", "")
+	ts := startServer(t, Config{Node: fakeNode{st: NodeStatus{Blocks: 350, Chain: &ChainSync{Headers: 1000, Target: 1000, Syncing: true, Percent: 35, BlocksPerS: 123.45}}}})
+	r := ts.call(t, e.request)
+	if r.status != http.StatusOK {
+		t.Fatalf("getinfo: %d %s", r.status, r.body)
+	}
+	want := append(objectKeys(t, e.response), "chain_headers", "chain_sync_target", "chain_syncing", "chain_sync_percent", "chain_blocks_per_s")
+	if got := objectKeys(t, r.body); strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("getinfo keys\n got %v\nwant %v", got, want)
+	}
+	for _, frag := range []string{`"blocks":350,`, `"chain_headers":1000,`, `"chain_sync_target":1000,`, `"chain_syncing":true,`, `"chain_sync_percent":35.00,`, `"chain_blocks_per_s":123.5}`} {
+		if !strings.Contains(r.body, frag) {
+			t.Errorf("getinfo lacks %s: %s", frag, r.body)
+		}
+	}
+}
+
 func objectKeys(t *testing.T, reply string) []string {
 	t.Helper()
 	start := strings.Index(reply, `{"result":`) + len(`{"result":`)

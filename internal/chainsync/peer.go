@@ -55,8 +55,6 @@ type peer struct {
 	pingNonce   uint64
 	lastSend    time.Time
 	orphans     int
-	blocksGot   int
-	startedAt   time.Time
 	// pending are received blocks not stored yet: stored together in one
 	// chain.db commit (a batch fills up, or the peer pauses).
 	pending []*chainwire.Block
@@ -120,7 +118,6 @@ func (p *peer) run(ctx context.Context) error {
 	}
 	p.isReady.Store(true)
 	p.wasReady = true
-	p.startedAt = cfg.Now()
 	p.s.log.Info("chainsync: connected", "peer", p.addr)
 	conn.SetReadDeadline(time.Time{})
 
@@ -336,9 +333,7 @@ func (p *peer) flush() error {
 	case err != nil:
 		return banIf(err)
 	}
-	p.blocksGot += len(batch)
-	rate := float64(p.blocksGot) / max(p.s.cfg.Now().Sub(p.startedAt).Seconds(), 1e-3)
-	p.s.progress(rate)
+	p.s.progress()
 	return p.requestBlocks()
 }
 

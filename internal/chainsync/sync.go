@@ -82,8 +82,12 @@ type Syncer struct {
 	wake      chan struct{}
 	lastLog   time.Time
 	loggedTip int32
-	seededAt  time.Time // of the last DNS seed round (Run's goroutine only)
-	seedWG    sync.WaitGroup
+	// The start of the current catch-up (zero when synced): the sync rate
+	// is the blocks connected since then over the time since then.
+	behindAt     time.Time
+	behindHeight int32
+	seededAt     time.Time // of the last DNS seed round (Run's goroutine only)
+	seedWG       sync.WaitGroup
 }
 
 // New checks cfg and returns a Syncer; Run starts it.
@@ -420,14 +424,53 @@ func (s *Syncer) releaseBlock(h chainwire.Hash) {
 	s.mu.Unlock()
 }
 
+// Status is the sync state for getinfo and the progress log.
+type Status struct {
+	Height     int32   // connected tip
+	BestHeader int32   // most-work valid header
+	Target     int32   // max(BestHeader, highest height a peer announced)
+	Syncing    bool    // Height < Target
+	Percent    float64 // 100 * Height / Target (100 when synced)
+	BlocksPerS float64 // blocks connected per second since the catch-up began (0 when synced)
+}
+
+// Status reports the sync state.
+func (s *Syncer) Status() Status {
+	tip, best := s.c.Tip(), s.c.BestHeader()
+	target := max(best.Height, s.PeerHeight())
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.statusLocked(tip.Height, best.Height, target, s.cfg.Now())
+}
+
+func (s *Syncer) statusLocked(tip, best, target int32, now time.Time) Status {
+	st := Status{Height: tip, BestHeader: best, Target: target, Percent: 100}
+	if tip >= target {
+		s.behindAt = time.Time{}
+		return st
+	}
+	st.Syncing = true
+	if target > 0 {
+		st.Percent = 100 * float64(tip) / float64(target)
+	}
+	if s.behindAt.IsZero() {
+		s.behindAt, s.behindHeight = now, tip
+	}
+	if d := now.Sub(s.behindAt).Seconds(); d > 0 {
+		st.BlocksPerS = float64(tip-s.behindHeight) / d
+	}
+	return st
+}
+
 // progress logs the sync state at most every 10 s while behind, and once
 // per new tip when caught up.
-func (s *Syncer) progress(rate float64) {
+func (s *Syncer) progress() {
 	tip, best := s.c.Tip(), s.c.BestHeader()
 	target := max(best.Height, s.PeerHeight())
 	s.mu.Lock()
 	now := s.cfg.Now()
-	if tip.Height >= target {
+	st := s.statusLocked(tip.Height, best.Height, target, now)
+	if !st.Syncing {
 		first := tip.Height != s.loggedTip
 		s.loggedTip = tip.Height
 		s.mu.Unlock()
@@ -444,9 +487,8 @@ func (s *Syncer) progress(rate float64) {
 	if !due {
 		return
 	}
-	pct := 100 * float64(tip.Height) / float64(target)
-	s.log.Info("chainsync: sync progress", "height", tip.Height, "target", target, "best_header", best.Height,
-		"percent", fmt.Sprintf("%.1f", pct), "blocks_per_s", fmt.Sprintf("%.1f", rate))
+	s.log.Info("chainsync: sync progress", "height", st.Height, "target", st.Target, "best_header", st.BestHeader,
+		"percent", fmt.Sprintf("%.1f", st.Percent), "blocks_per_s", fmt.Sprintf("%.1f", st.BlocksPerS))
 }
 
 // version is the version message we send: no services (we serve no

@@ -279,3 +279,48 @@ func TestDNSSeeds(t *testing.T) {
 	startSync(t, Config{Chain: c2, DNSSeed: false, LookupHost: none})
 	time.Sleep(300 * time.Millisecond)
 }
+
+// Status tells the initial sync: a peer that gives headers but no bodies
+// leaves the client at 0 of 70; a serving peer takes it to 70, synced.
+func TestStatusWhileSyncing(t *testing.T) {
+	blocks := chaintest.LoadBlocks(t, "testdata/blocks.jsonl")
+	now := time.Unix(int64(blocks[len(blocks)-1].Header.Time)+600, 0)
+	dir := t.TempDir()
+	c := openChain(t, dir, chain.Mainnet(), now)
+	defer c.Close()
+	stall := chaintest.NewPeer(t, blocks, chaintest.StallBlocks)
+	s, stop := startSync(t, Config{Chain: c, Connect: []string{stall.Addr()}, DataDir: dir})
+	waitFor(t, "headers", func() bool { return c.BestHeader().Height == 70 })
+	st := s.Status()
+	if !st.Syncing || st.Height != 0 || st.BestHeader != 70 || st.Target != 70 || st.Percent != 0 {
+		t.Fatalf("stalled: %+v", st)
+	}
+	stop()
+
+	peer := chaintest.NewPeer(t, blocks, chaintest.Serve)
+	s2, _ := startSync(t, Config{Chain: c, Connect: []string{peer.Addr()}, DataDir: dir})
+	waitFor(t, "tip 70", func() bool { return c.Tip().Height == 70 })
+	if st := s2.Status(); st.Syncing || st.Height != 70 || st.Percent != 100 || st.BlocksPerS != 0 {
+		t.Fatalf("synced: %+v", st)
+	}
+}
+
+// The rate is the blocks connected since the catch-up began over the time
+// since then, and starts again after the chain caught up.
+func TestStatusRate(t *testing.T) {
+	s := &Syncer{}
+	t0 := time.Unix(1800000000, 0)
+	if st := s.statusLocked(10, 100, 100, t0); !st.Syncing || st.Percent != 10 || st.BlocksPerS != 0 {
+		t.Fatalf("start: %+v", st)
+	}
+	if st := s.statusLocked(30, 100, 100, t0.Add(2*time.Second)); st.BlocksPerS != 10 || st.Percent != 30 {
+		t.Fatalf("after 2 s: %+v", st)
+	}
+	if st := s.statusLocked(100, 100, 100, t0.Add(4*time.Second)); st.Syncing || st.Percent != 100 || st.BlocksPerS != 0 {
+		t.Fatalf("synced: %+v", st)
+	}
+	s.statusLocked(100, 150, 150, t0.Add(10*time.Second))
+	if st := s.statusLocked(120, 150, 150, t0.Add(14*time.Second)); st.BlocksPerS != 5 {
+		t.Fatalf("second catch-up: %+v", st)
+	}
+}

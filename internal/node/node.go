@@ -360,7 +360,13 @@ func (n *Node) NodeStatus(ctx context.Context) (rpc.NodeStatus, error) {
 				us.DownSince.UTC().Format(time.RFC3339), us.Best, us.BestAt.UTC().Format(time.RFC3339))
 		}
 	}
+	var cs *rpc.ChainSync
+	if n.chain != nil {
+		ss := n.chain.sync.Status()
+		cs = &rpc.ChainSync{Headers: ss.BestHeader, Target: ss.Target, Syncing: ss.Syncing, Percent: ss.Percent, BlocksPerS: ss.BlocksPerS}
+	}
 	return rpc.NodeStatus{
+		Chain:          cs,
 		Blocks:         best,
 		Connections:    conns,
 		Errors:         errs,

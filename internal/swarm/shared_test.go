@@ -27,7 +27,7 @@ type txSink struct {
 
 var bucketSink = []byte("sink")
 
-func newTxSink(t *testing.T, db *bolt.DB) *txSink {
+func newTxSink(t testing.TB, db *bolt.DB) *txSink {
 	t.Helper()
 	err := db.Update(func(tx *bolt.Tx) error { _, err := tx.CreateBucketIfNotExists(bucketSink); return err })
 	if err != nil {
@@ -67,7 +67,7 @@ func (s *txSink) committed(user string, k int64) int {
 	return s.done[fmt.Sprintf("%s/%d", user, k)]
 }
 
-func openShared(t *testing.T, path string) *bolt.DB {
+func openShared(t testing.TB, path string) *bolt.DB {
 	t.Helper()
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
 	if err != nil {

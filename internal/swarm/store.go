@@ -38,6 +38,9 @@ type store struct {
 	// shared: db belongs to the caller (Config.DB) and the swarm's buckets
 	// live under bucketRoot; otherwise db is swarm.db and they are top level.
 	shared bool
+	// soloApply commits each received piece and its sink work alone (the
+	// path before batching; BenchmarkFetch1000Posts compares the two).
+	soloApply bool
 }
 
 // parent is where the swarm's buckets hang: the transaction itself, or the
@@ -288,9 +291,19 @@ func (s *store) putPieceQueued(user string, k int64, meta pieceMeta, post []byte
 
 // putPieceWith stores a piece and runs apply (the sink's work on it) in the
 // same transaction, apply only when the piece is new: one commit for both.
-func (s *store) putPieceWith(user string, k int64, meta pieceMeta, post []byte, apply func(*bolt.Tx) error) (bool, error) {
+//
+// With batch, pieces verified at the same time share one transaction (and
+// one fsync): each (piece, apply) pair still commits together or not at
+// all, so a crash leaves no piece without its work. bolt.Batch reruns fn
+// (and so apply) when another function of the batch fails; apply must
+// rebuild its effects on every run (dm.Engine's does).
+func (s *store) putPieceWith(user string, k int64, meta pieceMeta, post []byte, apply func(*bolt.Tx) error, batch bool) (bool, error) {
 	added := false
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	update := s.db.Update
+	if batch && !s.soloApply {
+		update = s.db.Batch
+	}
+	err := update(func(tx *bolt.Tx) error {
 		var err error
 		if added, err = s.putPieceTx(tx, user, k, meta, post, false); err != nil || !added {
 			return err

@@ -132,7 +132,7 @@ func (t *torrent) addPiece(p *twproto.Post, batch bool) (bool, error) {
 	var err error
 	switch {
 	case st != nil:
-		added, err = s.store.putPieceWith(t.user, p.K, meta, p.Raw, st.apply)
+		added, err = s.store.putPieceWith(t.user, p.K, meta, p.Raw, st.apply, batch)
 		if err != nil && !errors.Is(err, ErrPieceExists) {
 			// The sink's part failed: keep the piece and let the delivery
 			// queue retry the sink (it logs what goes wrong).

@@ -316,3 +316,16 @@ func TestLen(t *testing.T) {
 		}
 	}
 }
+
+// TestDeepValidationIsFlat: validating hostile nesting keeps a byte per
+// level, not a frame or a Go call (the server validates every body).
+func TestDeepValidationIsFlat(t *testing.T) {
+	deep := []byte(strings.Repeat("[", 10000) + strings.Repeat("]", 10000))
+	if n := testing.AllocsPerRun(5, func() {
+		if _, ok := Len(deep, RFC8259); !ok {
+			t.Fatal("10000 levels refused")
+		}
+	}); n > 30 {
+		t.Errorf("%v allocations to validate 10000 levels", n)
+	}
+}
