@@ -265,3 +265,24 @@ func TestSavedPeersRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParsePeers: a saved peer list from swarm.db, whatever its bytes,
+// yields at most maxSavedPeers valid addresses and round-trips them.
+func FuzzParsePeers(f *testing.F) {
+	f.Add([]byte("127.0.0.10:4000\n[2001:db8::1]:29333\n"))
+	f.Add([]byte("garbage\n1.2.3.4:0\n\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got := parsePeers(b)
+		if len(got) > maxSavedPeers {
+			t.Fatalf("%d addresses", len(got))
+		}
+		for _, a := range got {
+			if !a.IsValid() || a.Port() == 0 {
+				t.Fatalf("invalid %v", a)
+			}
+		}
+		if again := parsePeers([]byte(peersText(got))); !slices.Equal(again, got) {
+			t.Fatalf("round trip %v -> %v", got, again)
+		}
+	})
+}

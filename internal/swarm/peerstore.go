@@ -34,7 +34,8 @@ func peersText(addrs []netip.AddrPort) string {
 // maxSavedPeers (s.mu held). It records the lists as saved.
 func (s *Swarm) peersToSave() map[string]string {
 	out := map[string]string{}
-	for user, t := range s.byUser {
+	for t := range s.active { // nothing to save for the others
+		user := t.user
 		seen := map[netip.AddrPort]bool{}
 		var addrs []netip.AddrPort
 		for p := range t.peers {
@@ -99,14 +100,25 @@ func (s *store) loadPeers(user string) ([]netip.AddrPort, error) {
 		if b == nil {
 			return nil
 		}
-		for _, line := range strings.Split(string(b.Get([]byte(user))), "\n") {
-			if a, err := netip.ParseAddrPort(line); err == nil && len(out) < maxSavedPeers {
-				out = append(out, a)
-			}
-		}
+		out = parsePeers(b.Get([]byte(user)))
 		return nil
 	})
 	return out, err
+}
+
+// parsePeers reads a saved list: at most maxSavedPeers addresses, lines
+// that do not parse skipped.
+func parsePeers(b []byte) []netip.AddrPort {
+	var out []netip.AddrPort
+	for _, line := range strings.Split(string(b), "\n") {
+		if len(out) == maxSavedPeers {
+			break
+		}
+		if a, err := netip.ParseAddrPort(line); err == nil && a.Port() != 0 {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // saveSwarms records the swarms joined since the last call in one commit.
