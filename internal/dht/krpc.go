@@ -2,6 +2,7 @@ package dht
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -274,44 +275,37 @@ type nodeInfo struct {
 }
 
 // encodeNodes writes IPv4 contacts as compact 26-byte node infos (the nodes
-// string, dht-swarm §2.5) with anacrolix's CompactIPv4NodeInfo. The result
-// is never nil: twisterd sends `nodes: ""` when it knows none.
+// string, dht-swarm §2.5: id, IPv4, big-endian port), the layout of
+// anacrolix's CompactIPv4NodeInfo written by hand: that one went through
+// reflection and was most of a find_node reply's cost (issue #15). The
+// result is never nil: twisterd sends `nodes: ""` when it knows none.
 func encodeNodes(nodes []nodeInfo) []byte {
-	var c krpc.CompactIPv4NodeInfo
+	b := make([]byte, 0, 26*len(nodes))
 	for _, n := range nodes {
-		if !n.Addr.Addr().Is4() {
+		ip := n.Addr.Addr()
+		if !ip.Is4() {
 			continue
 		}
-		var ni krpc.NodeInfo
-		ni.ID = n.ID
-		ni.Addr.FromAddrPort(n.Addr)
-		c = append(c, ni)
-	}
-	if len(c) == 0 {
-		return []byte{}
-	}
-	b, err := c.MarshalBinary()
-	if err != nil {
-		return []byte{}
+		a4 := ip.As4()
+		b = append(b, n.ID[:]...)
+		b = append(b, a4[:]...)
+		b = binary.BigEndian.AppendUint16(b, n.Addr.Port())
 	}
 	return b
 }
 
 // decodeNodes reads a compact nodes string; trailing bytes short of a whole
-// entry are ignored, as twisterd's reader does.
+// entry are ignored, as twisterd's reader does. Entries with port 0 are
+// dropped.
 func decodeNodes(b []byte) []nodeInfo {
 	b = b[:len(b)-len(b)%26]
-	var c krpc.CompactIPv4NodeInfo
-	if err := c.UnmarshalBinary(b); err != nil {
-		return nil
-	}
-	out := make([]nodeInfo, 0, len(c))
-	for _, ni := range c {
-		ap := ni.Addr.ToNodeAddrPort().AddrPort
-		if !ap.IsValid() || ap.Port() == 0 {
+	out := make([]nodeInfo, 0, len(b)/26)
+	for ; len(b) >= 26; b = b[26:] {
+		port := binary.BigEndian.Uint16(b[24:26])
+		if port == 0 {
 			continue
 		}
-		out = append(out, nodeInfo{ID: ni.ID, Addr: netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())})
+		out = append(out, nodeInfo{ID: krpc.ID(b[:20]), Addr: netip.AddrPortFrom(netip.AddrFrom4([4]byte(b[20:24])), port)})
 	}
 	return out
 }
