@@ -115,6 +115,9 @@ func (t *torrent) addBan(key string, now time.Time) {
 			delete(t.banned, first)
 		}
 	}
+	if t.banned == nil {
+		t.banned = map[string]time.Time{}
+	}
 	t.banned[key] = now.Add(t.s.cfg.BanTime)
 }
 

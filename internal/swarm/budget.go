@@ -300,6 +300,9 @@ func (t *torrent) reconnect(now time.Time) {
 				t.pushLeft--
 			}
 			t.candidates[a].lastAttempt = now
+			if t.dialingTo == nil {
+				t.dialingTo = map[netip.AddrPort]bool{}
+			}
 			t.dialingTo[a] = true
 			s.dialing++
 			dial = append(dial, a)
@@ -340,7 +343,7 @@ func (s *Swarm) rotate(now time.Time) {
 		return
 	}
 	var waiting []*torrent
-	for _, t := range s.byUser {
+	for t := range s.active { // a swarm with no known address cannot dial
 		if len(t.dialingTo) == 0 && t.livePeers() == 0 {
 			waiting = append(waiting, t)
 		}
@@ -390,6 +393,9 @@ func (t *torrent) reconnectOne(now time.Time) {
 	}
 	a := addrs[0]
 	t.candidates[a].lastAttempt = now
+	if t.dialingTo == nil {
+		t.dialingTo = map[netip.AddrPort]bool{}
+	}
 	t.dialingTo[a] = true
 	s.dialing++
 	s.mu.Unlock()
@@ -443,7 +449,11 @@ func (t *torrent) borrowLocked() {
 			break
 		}
 		if _, ok := t.candidates[a]; !ok {
+			if t.candidates == nil {
+				t.candidates = map[netip.AddrPort]*candidate{}
+			}
 			t.candidates[a] = &candidate{borrowed: true}
+			t.activate()
 			n++
 		}
 	}

@@ -20,7 +20,7 @@ var (
 	_ PostSink        = (*dm.Engine)(nil)
 )
 
-func openDHT(t *testing.T, keys *testKeys, bootstrap ...string) *dht.Node {
+func openDHT(t testing.TB, keys *testKeys, bootstrap ...string) *dht.Node {
 	t.Helper()
 	n, err := dht.Open(dht.Config{
 		Listen:       "127.0.0.1:0",

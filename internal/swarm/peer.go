@@ -140,7 +140,11 @@ func (s *Swarm) register(t *torrent, p *peer) bool {
 		q.closing = true
 		go q.close(errors.New("duplicate connection"))
 	}
+	if t.peers == nil {
+		t.peers = map[*peer]struct{}{}
+	}
 	t.peers[p] = struct{}{}
+	t.activate()
 	s.numPeers++
 	s.countConn(p.remote.Addr(), 1)
 	p.since = now
@@ -407,14 +411,23 @@ func (t *torrent) gainAvail(k int64) {
 	if k >= maxAvailIndex {
 		return
 	}
+	if t.avail == nil {
+		t.avail = map[int64]int{}
+	}
 	t.avail[k]++
 	if n := min(t.avail[k], maxSeenCount); n > t.maxSeen[k] {
+		if t.maxSeen == nil {
+			t.maxSeen = map[int64]int{}
+		}
 		t.maxSeen[k] = n
 	}
 }
 
 func (t *torrent) loseAvail(k int64) {
 	if n := t.avail[k] - 1; n > 0 {
+		if t.avail == nil {
+			t.avail = map[int64]int{}
+		}
 		t.avail[k] = n
 	} else {
 		delete(t.avail, k)
@@ -486,6 +499,9 @@ func (p *peer) onRequest(s *Swarm, t *torrent, m Message) error {
 	}
 	s.mu.Lock()
 	if _, seen := t.servable[k]; !verified && (seen || len(t.servable) < maxServableCache) {
+		if t.servable == nil {
+			t.servable = map[int64]time.Time{}
+		}
 		t.servable[k] = time.Now()
 	}
 	p.send(Message{ID: MsgPiece, Index: m.Index, Begin: 0, Data: raw})
@@ -627,7 +643,11 @@ func (p *peer) onExtended(s *Swarm, t *torrent, m Message) error {
 			if c := t.candidates[p.listen]; c != nil {
 				c.lastConnected = time.Now()
 			} else if len(t.candidates) < maxCandidates {
+				if t.candidates == nil {
+					t.candidates = map[netip.AddrPort]*candidate{}
+				}
 				t.candidates[p.listen] = &candidate{lastConnected: time.Now()}
+				t.activate()
 			}
 		}
 	case extUTPex:

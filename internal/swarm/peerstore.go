@@ -34,7 +34,8 @@ func peersText(addrs []netip.AddrPort) string {
 // maxSavedPeers (s.mu held). It records the lists as saved.
 func (s *Swarm) peersToSave() map[string]string {
 	out := map[string]string{}
-	for user, t := range s.byUser {
+	for t := range s.active { // nothing to save for the others
+		user := t.user
 		seen := map[netip.AddrPort]bool{}
 		var addrs []netip.AddrPort
 		for p := range t.peers {

@@ -228,13 +228,17 @@ func (s *store) swarms() ([]string, error) {
 
 // loadPieces returns the metadata of every stored piece of user.
 func (s *store) loadPieces(user string) (map[int64]pieceMeta, map[int64]int, error) {
-	metas := make(map[int64]pieceMeta)
-	seen := make(map[int64]int)
+	// nil maps when there is nothing: an empty swarm allocates none.
+	var metas map[int64]pieceMeta
+	var seen map[int64]int
 	err := s.db.View(func(tx *bolt.Tx) error {
 		if b := s.root(tx).Bucket(bucketPieces).Bucket([]byte(user)); b != nil {
 			err := b.ForEach(func(k, v []byte) error {
 				if len(k) != 8 || len(v) < recordHeader {
 					return fmt.Errorf("corrupt piece record for %s", user)
+				}
+				if metas == nil {
+					metas = make(map[int64]pieceMeta)
 				}
 				metas[int64(binary.BigEndian.Uint64(k))] = pieceMeta{flags: v[0], time: int64(binary.BigEndian.Uint64(v[1:9]))}
 				return nil
@@ -246,6 +250,9 @@ func (s *store) loadPieces(user string) (map[int64]pieceMeta, map[int64]int, err
 		if b := s.root(tx).Bucket(bucketMaxSeen).Bucket([]byte(user)); b != nil {
 			return b.ForEach(func(k, v []byte) error {
 				if len(k) == 8 && len(v) == 1 {
+					if seen == nil {
+						seen = make(map[int64]int)
+					}
 					seen[int64(binary.BigEndian.Uint64(k))] = int(v[0])
 				}
 				return nil

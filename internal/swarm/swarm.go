@@ -196,12 +196,19 @@ type Swarm struct {
 	wg      sync.WaitGroup
 	kick    chan struct{}
 	lookups chan struct{} // DHT lookups in flight (maxLookups)
+	// discWake tells discoverLoop that discQ changed.
+	discWake chan struct{}
 
 	// dialFrom is the listen IP when it is a specific address: outgoing
 	// connections leave from it. Set once in Start before any dial.
 	dialFrom *net.TCPAddr
 
-	mu          sync.Mutex
+	mu    sync.Mutex
+	discQ discHeap // swarms by next discovery time (discover.go)
+	// active: swarms with a connection, a dial or a known address; the
+	// tick, rotation and peer saving visit these only, so an idle swarm
+	// (nothing known) costs no periodic work.
+	active      map[*torrent]struct{}
 	started     bool
 	closed      bool
 	sink        PostSink
@@ -258,8 +265,8 @@ func New(cfg Config) (*Swarm, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Swarm{
 		cfg: cfg, log: log.With("pkg", "swarm"), store: st, peerID: id,
-		ctx: ctx, cancel: cancel, kick: make(chan struct{}, 1), lookups: make(chan struct{}, maxLookups),
-		byHash: make(map[[20]byte]*torrent), byUser: make(map[string]*torrent),
+		ctx: ctx, cancel: cancel, kick: make(chan struct{}, 1), lookups: make(chan struct{}, maxLookups), discWake: make(chan struct{}, 1),
+		byHash: make(map[[20]byte]*torrent), byUser: make(map[string]*torrent), active: make(map[*torrent]struct{}),
 		unsaved:  map[string]bool{},
 		incoming: make(map[net.Conn]struct{}), pendingByIP: make(map[netip.Addr]int), connsByIP: make(map[netip.Addr]int),
 	}
@@ -318,6 +325,10 @@ func (s *Swarm) Start() error {
 	go s.acceptLoop()
 	go s.deliverLoop()
 	go s.tickLoop()
+	if s.cfg.Finder != nil {
+		s.wg.Add(1)
+		go s.discoverLoop()
+	}
 	for _, t := range torrents {
 		s.startTorrent(t)
 	}
@@ -537,6 +548,9 @@ func (s *Swarm) loadTorrent(user string) (*torrent, error) {
 	t.maxSeen = seen
 	t.addSaved(saved)
 	t.savedPeers = peersText(saved)
+	if len(t.candidates) > 0 {
+		t.activate()
+	}
 	for k := range metas {
 		t.have.set(k)
 		t.lastHave = max(t.lastHave, k)
@@ -547,11 +561,20 @@ func (s *Swarm) loadTorrent(user string) (*torrent, error) {
 }
 
 func (s *Swarm) startTorrent(t *torrent) {
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		t.discoverLoop(s.ctx)
-	}()
+	t.reconnect(time.Now())
+	if s.cfg.Finder == nil {
+		return
+	}
+	// The tracker target is {n:user, r:"tracker", t:"m"}: a finder that
+	// cannot invert the info-hash (*dht.Node) is told the user first.
+	if r, ok := s.cfg.Finder.(swarmUserAdder); ok {
+		r.AddSwarmUser(t.user)
+	}
+	s.mu.Lock()
+	if !s.closed && t.discIdx < 0 && t.lookedUp.IsZero() {
+		s.scheduleDiscovery(t, time.Now())
+	}
+	s.mu.Unlock()
 }
 
 // LastHave is the highest piece index held for user, -1 when none or when
@@ -813,8 +836,8 @@ func (s *Swarm) tickLoop() {
 			return
 		case now := <-tk.C:
 			s.mu.Lock()
-			torrents := make([]*torrent, 0, len(s.byUser))
-			for _, t := range s.byUser {
+			torrents := make([]*torrent, 0, len(s.active))
+			for t := range s.active {
 				torrents = append(torrents, t)
 			}
 			s.mu.Unlock()
@@ -822,6 +845,11 @@ func (s *Swarm) tickLoop() {
 				t.expireRequests(now)
 				t.reconnect(now)
 			}
+			s.mu.Lock()
+			for _, t := range torrents {
+				t.deactivateIfIdle()
+			}
+			s.mu.Unlock()
 			s.saveSwarms()
 			s.rotate(now)
 			s.trim(now)

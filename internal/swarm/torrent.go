@@ -65,18 +65,27 @@ type torrent struct {
 	visited    bool                    // had a connection since start
 	borrowAt   time.Time               // last borrowLocked from reconnect
 	savedPeers string                  // what swarm.db holds, to skip unchanged saves
+
+	// Discovery schedule (discover.go).
+	discAt       time.Time
+	discIdx      int // in s.discQ, -1 when not queued
+	backoff      time.Duration
+	lookedUp     time.Time
+	lastAnnounce time.Time
 }
 
 func newTorrent(s *Swarm, user string) *torrent {
 	t := &torrent{
 		s: s, user: user, ih: twproto.SwarmInfoHash(user),
-		have: newBitset(), metas: map[int64]pieceMeta{}, lastHave: -1,
-		peers: map[*peer]struct{}{}, candidates: map[netip.AddrPort]*candidate{},
-		banned: map[string]time.Time{}, inflight: map[int64]*peer{}, avail: map[int64]int{},
-		maxSeen: map[int64]int{}, servable: map[int64]time.Time{},
-		dialingTo: map[netip.AddrPort]bool{},
+		// Maps are made on first write: an idle swarm holds none (a
+		// followed user whose swarm holds nothing costs a few hundred bytes).
+		have: newBitset(), lastHave: -1,
+		discIdx: -1, backoff: minLookupWait,
 	}
 	for _, a := range s.cfg.StaticPeers {
+		if t.candidates == nil {
+			t.candidates = map[netip.AddrPort]*candidate{}
+		}
 		t.candidates[a] = &candidate{static: true}
 	}
 	return t
@@ -162,11 +171,17 @@ func (t *torrent) addPiece(p *twproto.Post, batch bool) (bool, error) {
 func (t *torrent) announce(k int64, meta pieceMeta) {
 	s := t.s
 	s.mu.Lock()
+	if t.metas == nil {
+		t.metas = map[int64]pieceMeta{}
+	}
 	t.metas[k] = meta
 	t.have.set(k)
 	// Validated just now (received, or built by the engine): serving it
 	// needs no second check within serveCheckTTL.
 	if len(t.servable) < maxServableCache {
+		if t.servable == nil {
+			t.servable = map[int64]time.Time{}
+		}
 		t.servable[k] = time.Now()
 	}
 	t.lastHave = max(t.lastHave, k)
@@ -215,6 +230,9 @@ func (t *torrent) schedule(p *peer) {
 			return true
 		}
 		p.requests[k] = time.Now()
+		if t.inflight == nil {
+			t.inflight = map[int64]*peer{}
+		}
 		t.inflight[k] = p
 		p.send(Message{ID: MsgRequest, Index: uint32(k), Begin: 0, Length: BlockSize})
 		free--
@@ -281,7 +299,11 @@ func (t *torrent) addCandidates(addrs []netip.AddrPort) {
 			continue
 		}
 		if _, ok := t.candidates[a]; !ok {
+			if t.candidates == nil {
+				t.candidates = map[netip.AddrPort]*candidate{}
+			}
 			t.candidates[a] = &candidate{}
+			t.activate()
 		}
 	}
 }
@@ -295,89 +317,11 @@ func (t *torrent) addSaved(addrs []netip.AddrPort) {
 		if c := t.candidates[a]; c != nil {
 			c.saved = true
 		} else if len(t.candidates) < maxCandidates {
+			if t.candidates == nil {
+				t.candidates = map[netip.AddrPort]*candidate{}
+			}
 			t.candidates[a] = &candidate{saved: true}
-		}
-	}
-}
-
-// discoverLoop asks the PeerFinder for peers and announces us when the
-// swarm starts, then announces every AnnounceInterval (twisterd:
-// dht_announce_interval 15 min; peers expire from DHT nodes after 45 min,
-// dht-swarm §4.1, §4.10). A swarm that is starving (no connection, no
-// address left that has not failed) asks again after 2 s, doubling up to
-// 2 min, instead of waiting for the next announce.
-func (t *torrent) discoverLoop(ctx context.Context) {
-	s := t.s
-	t.reconnect(time.Now())
-	if s.cfg.Finder == nil {
-		return
-	}
-	// The tracker target is {n:user, r:"tracker", t:"m"}: a finder that
-	// cannot invert the info-hash (*dht.Node) is told the user first.
-	if r, ok := s.cfg.Finder.(swarmUserAdder); ok {
-		r.AddSwarmUser(t.user)
-	}
-	var lastAnnounce time.Time
-	backoff := minLookupWait
-	for {
-		// Until the DHT answers (a lookup waits out its slowest query, up
-		// to 8 s, and DHT nodes cap their replies at 16 kB/s), try peers
-		// of our other swarms: followers of one user mostly follow the
-		// same others.
-		t.borrowCandidates()
-		t.reconnect(time.Now())
-		// At most maxLookups swarms ask the DHT at once: following 100
-		// users must not start 200 traversals in the same instant. The
-		// slot is held for the lookup only; announces take their own.
-		if !s.lookupSlot(ctx) {
-			return
-		}
-		fctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-		peers, err := s.cfg.Finder.FindPeers(fctx, t.ih)
-		cancel()
-		<-s.lookups
-		if err != nil && ctx.Err() == nil {
-			s.log.Debug("find peers", "user", t.user, "err", err)
-		}
-		t.addCandidates(peers)
-		t.reconnect(time.Now())
-		if time.Since(lastAnnounce) >= s.cfg.AnnounceInterval {
-			if !s.lookupSlot(ctx) {
-				return
-			}
-			fctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-			if err := s.cfg.Finder.AnnouncePeer(fctx, t.ih, s.cfg.AnnouncePort); err != nil && ctx.Err() == nil {
-				s.log.Debug("announce", "user", t.user, "err", err)
-			}
-			cancel()
-			<-s.lookups
-			lastAnnounce = time.Now()
-		}
-		lookedUp := time.Now()
-		for {
-			wait := min(healthCheck, s.cfg.AnnounceInterval)
-			s.mu.Lock()
-			starving := t.starving()
-			s.mu.Unlock()
-			if starving {
-				wait = backoff
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(wait):
-			}
-			s.mu.Lock()
-			starving = t.starving()
-			s.mu.Unlock()
-			if starving {
-				backoff = min(backoff*2, maxLookupWait)
-				break
-			}
-			backoff = minLookupWait
-			if time.Since(lookedUp) >= s.cfg.AnnounceInterval {
-				break
-			}
+			t.activate()
 		}
 	}
 }
