@@ -1,6 +1,7 @@
 package dht
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -169,5 +170,71 @@ func BenchmarkHandleFindNodeTable(b *testing.B) {
 			}
 			reportRate(b)
 		})
+	}
+}
+
+// encodeNodesRef and decodeNodesRef are the pre-#15 codecs through
+// anacrolix's CompactIPv4NodeInfo.
+func encodeNodesRef(nodes []nodeInfo) []byte {
+	var c krpc.CompactIPv4NodeInfo
+	for _, n := range nodes {
+		if !n.Addr.Addr().Is4() {
+			continue
+		}
+		var ni krpc.NodeInfo
+		ni.ID = n.ID
+		ni.Addr.FromAddrPort(n.Addr)
+		c = append(c, ni)
+	}
+	if len(c) == 0 {
+		return []byte{}
+	}
+	b, err := c.MarshalBinary()
+	if err != nil {
+		return []byte{}
+	}
+	return b
+}
+
+func decodeNodesRef(b []byte) []nodeInfo {
+	b = b[:len(b)-len(b)%26]
+	var c krpc.CompactIPv4NodeInfo
+	if err := c.UnmarshalBinary(b); err != nil {
+		return nil
+	}
+	out := make([]nodeInfo, 0, len(c))
+	for _, ni := range c {
+		ap := ni.Addr.ToNodeAddrPort().AddrPort
+		if !ap.IsValid() || ap.Port() == 0 {
+			continue
+		}
+		out = append(out, nodeInfo{ID: ni.ID, Addr: netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())})
+	}
+	return out
+}
+
+func TestNodesCodecMatchesAnacrolix(t *testing.T) {
+	r := rand.New(rand.NewPCG(26, 15))
+	addrs := []netip.Addr{
+		netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("203.0.113.9"),
+		netip.MustParseAddr("::ffff:198.51.100.7"), netip.MustParseAddr("2001:db8::1"),
+	}
+	for round := 0; round < 2000; round++ {
+		nodes := make([]nodeInfo, r.IntN(20))
+		for i := range nodes {
+			a := addrs[r.IntN(len(addrs))]
+			if r.IntN(2) == 0 {
+				a = netip.AddrFrom4([4]byte{byte(r.Uint32()), byte(r.Uint32()), byte(r.Uint32()), byte(r.Uint32())})
+			}
+			nodes[i] = nodeInfo{ID: randID(r), Addr: netip.AddrPortFrom(a, uint16(r.IntN(3)*r.IntN(65536)))}
+		}
+		enc, want := encodeNodes(nodes), encodeNodesRef(nodes)
+		if !bytes.Equal(enc, want) || enc == nil {
+			t.Fatalf("encode %v:\n got %x\nwant %x", nodes, enc, want)
+		}
+		raw := append(enc, make([]byte, r.IntN(26))...)
+		if got, want := decodeNodes(raw), decodeNodesRef(raw); !slices.Equal(got, want) || got == nil {
+			t.Fatalf("decode %x:\n got %v\nwant %v", raw, got, want)
+		}
 	}
 }
