@@ -41,7 +41,45 @@ func (s *Server) chainMethods() []*method {
 				"serialized, hex-encoded data for <txid>.\n" +
 				"If verbose is non-zero, returns an Object\n" +
 				"with information about transaction."},
+		// network.html polls these; twgroupd never mines, so they say so.
+		{name: "getmininginfo", minParams: 0, maxParams: 0, handler: s.getmininginfo,
+			help: "getmininginfo\nReturns an object containing mining-related information."},
+		{name: "getgenerate", minParams: 0, maxParams: 0, handler: s.getgenerate,
+			help: "getgenerate\nReturns true or false."},
 	}
+}
+
+// getmininginfo is twisterd's (rpcmining.cpp) for a node that does not
+// mine: the chain's height and difficulty, no block template, no hashing,
+// genproclimit at twisterd's default -1.
+func (s *Server) getmininginfo(_ context.Context, _ params) (any, error) {
+	if s.cfg.Chain == nil {
+		return nil, noBackend("getmininginfo", "blockchain")
+	}
+	tip := s.cfg.Chain.Tip()
+	var diff float64
+	if bi, err := s.cfg.Chain.Block(tip.Hash); err == nil {
+		diff = difficulty(bi.Header.Bits)
+	}
+	return tjson.Object{
+		{Key: "blocks", Value: int64(tip.Height)},
+		{Key: "currentblocksize", Value: 0},
+		{Key: "currentblocktx", Value: 0},
+		{Key: "difficulty", Value: realJSON(diff)},
+		{Key: "errors", Value: ""},
+		{Key: "generate", Value: false},
+		{Key: "genproclimit", Value: -1},
+		{Key: "hashespersec", Value: 0},
+		{Key: "pooledtx", Value: 0},
+		{Key: "testnet", Value: false},
+	}, nil
+}
+
+func (s *Server) getgenerate(_ context.Context, _ params) (any, error) {
+	if s.cfg.Chain == nil {
+		return nil, noBackend("getgenerate", "blockchain")
+	}
+	return false, nil
 }
 
 func (s *Server) getblockcount(_ context.Context, _ params) (any, error) {

@@ -93,6 +93,30 @@ func TestChainMethodsMatchTwisterd(t *testing.T) {
 	wantReply(t, ts.call(t, req("getblock", "00")), 500, errReply(-5, "Block not found"))
 }
 
+// getmininginfo keeps twisterd's keys in their order (the transcript's
+// mining node) with a non-miner's values and the tip's height and
+// difficulty; getgenerate is false. network.html polls both.
+func TestMiningInfoFromChain(t *testing.T) {
+	ts, verbose := recordedChainServer(t)
+	tr := loadTranscript(t, "twisterd-rpc-transcript.md")
+	e := find(t, tr, "node1", "getmininginfo", "", "")
+	r := ts.call(t, e.request)
+	if got, want := objectKeys(t, r.body), objectKeys(t, e.response); strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("getmininginfo keys\n got %v\nwant %v", got, want)
+	}
+	got := result(t, r).(map[string]any)
+	if got["blocks"] != float64(70) || got["generate"] != false || got["hashespersec"] != float64(0) ||
+		math.Abs(got["difficulty"].(float64)-verbose[70]["difficulty"].(float64)) > 1e-8 {
+		t.Fatalf("getmininginfo %v", got)
+	}
+	wantReply(t, ts.call(t, req("getgenerate")), 200, okReply("false"))
+	// Without the chain they are not ours (upstream or Method not found).
+	plain := startServer(t, Config{})
+	if r := plain.call(t, req("getmininginfo")); r.status != 404 {
+		t.Fatalf("without chain: %d %s", r.status, r.body)
+	}
+}
+
 func TestGetRawTransactionMatchesTwisterd(t *testing.T) {
 	ts, _ := recordedChainServer(t)
 	raw, err := os.ReadFile("testdata/chain/getrawtransaction.json")

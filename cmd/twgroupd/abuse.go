@@ -20,15 +20,18 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/twgroupd/twgroupd/dm"
 	"github.com/twgroupd/twgroupd/internal/abuse"
 	"github.com/twgroupd/twgroupd/internal/config"
+	"github.com/twgroupd/twgroupd/internal/registry"
+	"github.com/twgroupd/twgroupd/internal/twproto"
 	"github.com/twgroupd/twgroupd/internal/upstream"
 )
 
 // abuseRows are the attacks of issue #11's table that `twgroupd abuse`
 // reproduces, in the order they run (wrong passwords with 500 guessers
 // last among the RPC rows: their abandoned waiters queue for minutes).
-var abuseRows = []string{"port", "halfopen", "dht", "utp", "slowbody", "passwords", "origin", "batch", "passwords500", "restart"}
+var abuseRows = []string{"port", "halfopen", "dht", "utp", "slowbody", "passwords", "origin", "batch", "passwords500", "members", "restart"}
 
 // abuseTotal bounds a whole run; every driver is bounded too.
 const abuseTotal = 10 * time.Minute
@@ -354,6 +357,15 @@ func runAbuse(ctx context.Context, o abuseOptions, out io.Writer) error {
 			report(abuseRow{fmt.Sprintf("one %d-element batch", res.Elements),
 				fmt.Sprintf("HTTP %d, %d-byte reply in %v, RSS +%d KiB", res.Status, res.ReplyBytes, res.Took.Round(time.Millisecond), max(0, res.RSSPeakKB-res.RSSStartKB)),
 				res.RSSPeakKB, lat.P99, lat.String()}, res)
+		case "members":
+			res, err := memberListRow(ctx, victim, registry, scale(100))
+			if err != nil {
+				return err
+			}
+			report(abuseRow{fmt.Sprintf("one member's member list names %d unregistered and %d registered users", res.Ghosts, res.Registered),
+				fmt.Sprintf("unregistered followed %d -> %d, after a restart %d; registered followed %d (after a restart %d), cap %d per group",
+					res.GhostsBefore, res.GhostsAfter, res.GhostsRestart, res.RegAfter, res.RegRestart, dm.MaxGroupFollows),
+				0, 0, "-"}, res)
 		case "restart":
 			res, err := restartPair(ctx, victim, peer, scale(20))
 			if err != nil {
@@ -412,6 +424,66 @@ func abuseSetup(ctx context.Context, victim, peer *abuseNode) error {
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
+}
+
+// memberListRow: mallory, a registered user whose key the attacker
+// holds, is invited by the victim's alice to her group and posts one
+// member list naming ghosts unregistered users and 80 registered ones
+// (more than the per-group cap); the victim restarts once.
+func memberListRow(ctx context.Context, victim *abuseNode, regPath string, ghosts int) (abuse.MemberListResult, error) {
+	file, err := registry.OpenFile(regPath)
+	if err != nil {
+		return abuse.MemberListResult{}, fmt.Errorf("abuse: registry: %w", err)
+	}
+	register := func(user string) (*twproto.PrivateKey, error) {
+		k, err := twproto.NewPrivateKey()
+		if err != nil {
+			return nil, err
+		}
+		if _, err := file.Register(ctx, user, k.PubKey()); err != nil {
+			return nil, fmt.Errorf("abuse: register %s: %w", user, err)
+		}
+		return k, nil
+	}
+	mallory, err := register("mallory")
+	if err != nil {
+		return abuse.MemberListResult{}, err
+	}
+	var names, real []string
+	for i := range ghosts {
+		names = append(names, fmt.Sprintf("ghost%03d", i))
+	}
+	for i := range 80 {
+		u := fmt.Sprintf("member%03d", i)
+		if _, err := register(u); err != nil {
+			return abuse.MemberListResult{}, err
+		}
+		real = append(real, u)
+	}
+	best, err := file.BestHeight(ctx)
+	if err != nil {
+		return abuse.MemberListResult{}, fmt.Errorf("abuse: best height: %w", err)
+	}
+	// alice's next piece number.
+	var have map[string]int64
+	raw, err := victim.call(ctx, "getlasthave", "alice", []string{"alice"})
+	if err == nil {
+		err = json.Unmarshal(raw, &have)
+	}
+	if err != nil {
+		return abuse.MemberListResult{}, fmt.Errorf("abuse: getlasthave: %w", err)
+	}
+	return abuse.MemberList(ctx, abuse.MemberListConfig{
+		Victim: victim.rpc, Local: "alice", LocalK: max(have["alice"], -1) + 1,
+		Member: "mallory", MemberKey: mallory, Ghosts: names, Registered: real, Height: best,
+		Restart: func(ctx context.Context) (abuse.Caller, error) {
+			victim.stop()
+			if err := victim.start(ctx); err != nil {
+				return nil, err
+			}
+			return victim.rpc, nil
+		},
+	})
 }
 
 // dhtHasStatus is a node's own dhtget of alice's status: it must find it.

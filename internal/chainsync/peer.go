@@ -55,6 +55,7 @@ type peer struct {
 	pingNonce   uint64
 	lastSend    time.Time
 	orphans     int
+	held        []chainwire.BlockHeader // headers answers waiting for a checkpoint (hold)
 	// pending are received blocks not stored yet: stored together in one
 	// chain.db commit (a batch fills up, or the peer pauses).
 	pending []*chainwire.Block
@@ -231,6 +232,29 @@ func (p *peer) getHeaders() error {
 	return p.send(&chainwire.MsgGetHeaders{Locator: chainwire.Locator{Version: chainwire.ProtocolVersion, Hashes: p.s.c.Locator()}})
 }
 
+// maxHeld bounds the headers held back per peer (2.7 MB): more than
+// mainnet's widest gap between checkpoints (24500 to 55450).
+const maxHeld = 32000
+
+// hold reports whether hdrs (linked by hash, all of one peer's answers
+// since the last AddHeaders) should wait for the next answer: a hard
+// checkpoint lies above them within maxHeld of their start, and once a
+// batch reaches it chain.AddHeaders skips their scrypt. A peer sending
+// junk gains nothing: when the batch is added, every header it has not
+// chained to a checkpoint is checked, and a failure bans it.
+func (p *peer) hold(hdrs []chainwire.BlockHeader) bool {
+	cp, ok := p.s.c.CheckpointAfter(hdrs[len(hdrs)-1].Height)
+	if !ok || len(hdrs) >= maxHeld || cp-hdrs[0].Height >= maxHeld {
+		return false
+	}
+	for i := 1; i < len(hdrs); i++ {
+		if hdrs[i].PrevBlock != hdrs[i-1].Hash() {
+			return false
+		}
+	}
+	return true
+}
+
 func (p *peer) handle(m chainwire.Message) error {
 	c := p.s.c
 	switch m := m.(type) {
@@ -253,10 +277,20 @@ func (p *peer) handle(m chainwire.Message) error {
 		}
 	case *chainwire.MsgHeaders:
 		p.headersSent = time.Time{}
-		if len(m.Headers) == 0 {
+		hdrs := m.Headers
+		if len(p.held) > 0 {
+			hdrs = append(p.held, hdrs...)
+			p.held = nil
+		}
+		if len(m.Headers) == chainwire.MaxHeaders && p.hold(hdrs) {
+			p.held = hdrs
+			p.headersSent = p.s.cfg.Now()
+			return p.send(&chainwire.MsgGetHeaders{Locator: chainwire.Locator{Version: chainwire.ProtocolVersion, Hashes: []chainwire.Hash{hdrs[len(hdrs)-1].Hash()}}})
+		}
+		if len(hdrs) == 0 {
 			return p.requestBlocks()
 		}
-		_, err := c.AddHeaders(m.Headers)
+		_, err := c.AddHeaders(hdrs)
 		switch {
 		case errors.Is(err, chain.ErrOrphan):
 			p.orphans++
@@ -269,6 +303,7 @@ func (p *peer) handle(m chainwire.Message) error {
 		case err != nil:
 			return banIf(err)
 		}
+		p.s.progress() // the target may have moved: starts the rate's window
 		if len(m.Headers) == chainwire.MaxHeaders {
 			if err := p.getHeaders(); err != nil {
 				return err

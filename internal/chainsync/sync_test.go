@@ -14,6 +14,7 @@ import (
 
 	"github.com/twgroupd/twgroupd/internal/chain"
 	"github.com/twgroupd/twgroupd/internal/chain/chaintest"
+	"github.com/twgroupd/twgroupd/internal/chainwire"
 )
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -322,5 +323,38 @@ func TestStatusRate(t *testing.T) {
 	s.statusLocked(100, 150, 150, t0.Add(10*time.Second))
 	if st := s.statusLocked(120, 150, 150, t0.Add(14*time.Second)); st.BlocksPerS != 5 {
 		t.Fatalf("second catch-up: %+v", st)
+	}
+}
+
+// Below a hard checkpoint the syncer holds getheaders answers until one
+// reaches it, so chain.AddHeaders skips the scrypt of all of them: a chain
+// whose block 1 fails its proof of work syncs, because the checkpoint at
+// its tip (three answers later) commits to it.
+func TestSyncHoldsHeadersForCheckpoint(t *testing.T) {
+	p := chaintest.Params(0)
+	p.ScryptN = 2 // cheap mining for 4500 blocks
+	b := chaintest.NewBuilder(p)
+	b.Extend(1)
+	b.Blocks[1].Header = chaintest.BadPoW(b.Blocks[1].Header, p)
+	b.Extend(4499)
+	p.Checkpoints = map[int32]chainwire.Hash{4500: b.Tip().Header.Hash()}
+	peer := chaintest.NewPeer(t, b.Blocks, chaintest.Serve)
+	dir := t.TempDir()
+	c := openChain(t, dir, p, time.Unix(int64(b.Tip().Header.Time)+600, 0))
+	defer c.Close()
+	startSync(t, Config{Chain: c, Connect: []string{peer.Addr()}, DataDir: dir})
+	waitFor(t, "tip 4500", func() bool { return c.Tip().Height == 4500 })
+
+	// Under a checkpoint it does not reach, the same chain is held, then
+	// checked in full when added: the bad PoW at 1 bans the peer.
+	p2 := *p
+	p2.Checkpoints = map[int32]chainwire.Hash{4500: {1}}
+	dir2 := t.TempDir()
+	c2 := openChain(t, dir2, &p2, time.Unix(int64(b.Tip().Header.Time)+600, 0))
+	defer c2.Close()
+	s2, _ := startSync(t, Config{Chain: c2, Connect: []string{peer.Addr()}, DataDir: dir2})
+	waitFor(t, "ban", func() bool { return s2.book.banned(mustAddr(t, peer.Addr())) })
+	if n := c2.BestHeader().Height; n != 0 {
+		t.Fatalf("%d junk headers kept", n)
 	}
 }

@@ -1,11 +1,13 @@
 package dht
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"net/netip"
 	"testing"
 
+	"github.com/anacrolix/torrent/bencode"
 	"github.com/twgroupd/twgroupd/internal/twproto"
 )
 
@@ -88,4 +90,50 @@ func FuzzDecodeMsg(f *testing.F) {
 			t.Fatalf("encoding not stable")
 		}
 	})
+}
+
+// rawDict's hand scanner agrees with anacrolix's decoder wherever it
+// answers (it may decline and leave the input to anacrolix).
+func FuzzScanDict(f *testing.F) {
+	for _, p := range loadPackets(f) {
+		raw, _ := hex.DecodeString(p.Hex)
+		f.Add(raw)
+	}
+	for _, s := range []string{
+		"de", "d1:ai0ee", "d1:ai-0ee", "d1:ai03ee", "d1:a01:xe", "d1:ai1e1:ai2ee",
+		"d1:ald1:bi-12eee1:c0:e", "d1:ai9223372036854775808ee", "d1:b1:x1:a1:ye",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) == 0 || b[0] != 'd' {
+			return
+		}
+		got, ok := scanDict(b)
+		if !ok {
+			return
+		}
+		var want map[string]bencode.Bytes
+		if err := bencode.Unmarshal(b, &want); err != nil {
+			t.Fatalf("scanDict accepted %q, anacrolix: %v", b, err)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%q: %d keys, anacrolix %d", b, len(got), len(want))
+		}
+		for k, v := range want {
+			if !bytes.Equal(got[k], v) {
+				t.Fatalf("%q: key %q = %q, anacrolix %q", b, k, got[k], v)
+			}
+		}
+	})
+}
+
+// The captured twisterd datagrams all take the fast path.
+func TestScanDictTakesCapturedPackets(t *testing.T) {
+	for _, p := range loadPackets(t) {
+		raw, _ := hex.DecodeString(p.Hex)
+		if _, ok := scanDict(raw); !ok {
+			t.Fatalf("scanDict declined a captured datagram: %q", raw)
+		}
+	}
 }

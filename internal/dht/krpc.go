@@ -2,6 +2,7 @@ package dht
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -209,11 +210,108 @@ func rawDict(b []byte) (map[string]bencode.Bytes, error) {
 	if len(b) == 0 || b[0] != 'd' {
 		return nil, errNotDict
 	}
+	if m, ok := scanDict(b); ok {
+		return m, nil
+	}
 	var m map[string]bencode.Bytes
 	if err := bencode.Unmarshal(b, &m); err != nil {
 		return nil, err
 	}
 	return m, nil
+}
+
+// scanDict is rawDict's fast path for canonical input (issue #15: the
+// reflective decoder was half of a find_node reply's CPU). It gives up,
+// leaving the case to anacrolix's decoder, on anything not plainly
+// canonical: a leading zero or sign oddity in a number, a repeated key,
+// trailing bytes, deep nesting. Values are copied, never aliasing the
+// datagram buffer.
+func scanDict(b []byte) (map[string]bencode.Bytes, bool) {
+	m := make(map[string]bencode.Bytes, 8)
+	i := 1
+	for i < len(b) {
+		if b[i] == 'e' {
+			return m, i+1 == len(b)
+		}
+		ks, ke, ok := canonString(b, i)
+		if !ok {
+			return nil, false
+		}
+		if _, dup := m[string(b[ks:ke])]; dup {
+			return nil, false
+		}
+		end, ok := canonValue(b, ke, 0)
+		if !ok {
+			return nil, false
+		}
+		m[string(b[ks:ke])] = bytes.Clone(b[ke:end])
+		i = end
+	}
+	return nil, false
+}
+
+// canonValue returns the end of the canonical value at b[i].
+func canonValue(b []byte, i, depth int) (int, bool) {
+	if i >= len(b) || depth >= maxPacketDepth {
+		return 0, false
+	}
+	switch c := b[i]; {
+	case c >= '0' && c <= '9':
+		_, end, ok := canonString(b, i)
+		return end, ok
+	case c == 'i':
+		j := i + 1
+		if j < len(b) && b[j] == '-' {
+			j++
+		}
+		start := j
+		for j < len(b) && j-start < 19 && b[j] >= '0' && b[j] <= '9' {
+			j++
+		}
+		if j == start || j >= len(b) || b[j] != 'e' ||
+			b[start] == '0' && (j-start > 1 || start > i+1) {
+			return 0, false
+		}
+		if _, err := strconv.ParseInt(string(b[i+1:j]), 10, 64); err != nil {
+			return 0, false
+		}
+		return j + 1, true
+	case c == 'l' || c == 'd':
+		j := i + 1
+		for j < len(b) && b[j] != 'e' {
+			if c == 'd' {
+				_, ke, ok := canonString(b, j)
+				if !ok {
+					return 0, false
+				}
+				j = ke
+			}
+			end, ok := canonValue(b, j, depth+1)
+			if !ok {
+				return 0, false
+			}
+			j = end
+		}
+		if j >= len(b) {
+			return 0, false
+		}
+		return j + 1, true
+	}
+	return 0, false
+}
+
+// canonString returns the bounds of the string at b[i] and the end of its
+// encoding; the length has no leading zero and at most 8 digits.
+func canonString(b []byte, i int) (start, end int, ok bool) {
+	j, n := i, 0
+	for j < len(b) && j-i < 8 && b[j] >= '0' && b[j] <= '9' {
+		n = n*10 + int(b[j]-'0')
+		j++
+	}
+	if j == i || j >= len(b) || b[j] != ':' || b[i] == '0' && j-i > 1 || n > len(b)-j-1 {
+		return 0, 0, false
+	}
+	return j + 1, j + 1 + n, true
 }
 
 // rawList decodes a list keeping every element's exact bytes (never nil).
@@ -274,44 +372,37 @@ type nodeInfo struct {
 }
 
 // encodeNodes writes IPv4 contacts as compact 26-byte node infos (the nodes
-// string, dht-swarm §2.5) with anacrolix's CompactIPv4NodeInfo. The result
-// is never nil: twisterd sends `nodes: ""` when it knows none.
+// string, dht-swarm §2.5: id, IPv4, big-endian port), the layout of
+// anacrolix's CompactIPv4NodeInfo written by hand: that one went through
+// reflection and was most of a find_node reply's cost (issue #15). The
+// result is never nil: twisterd sends `nodes: ""` when it knows none.
 func encodeNodes(nodes []nodeInfo) []byte {
-	var c krpc.CompactIPv4NodeInfo
+	b := make([]byte, 0, 26*len(nodes))
 	for _, n := range nodes {
-		if !n.Addr.Addr().Is4() {
+		ip := n.Addr.Addr()
+		if !ip.Is4() {
 			continue
 		}
-		var ni krpc.NodeInfo
-		ni.ID = n.ID
-		ni.Addr.FromAddrPort(n.Addr)
-		c = append(c, ni)
-	}
-	if len(c) == 0 {
-		return []byte{}
-	}
-	b, err := c.MarshalBinary()
-	if err != nil {
-		return []byte{}
+		a4 := ip.As4()
+		b = append(b, n.ID[:]...)
+		b = append(b, a4[:]...)
+		b = binary.BigEndian.AppendUint16(b, n.Addr.Port())
 	}
 	return b
 }
 
 // decodeNodes reads a compact nodes string; trailing bytes short of a whole
-// entry are ignored, as twisterd's reader does.
+// entry are ignored, as twisterd's reader does. Entries with port 0 are
+// dropped.
 func decodeNodes(b []byte) []nodeInfo {
 	b = b[:len(b)-len(b)%26]
-	var c krpc.CompactIPv4NodeInfo
-	if err := c.UnmarshalBinary(b); err != nil {
-		return nil
-	}
-	out := make([]nodeInfo, 0, len(c))
-	for _, ni := range c {
-		ap := ni.Addr.ToNodeAddrPort().AddrPort
-		if !ap.IsValid() || ap.Port() == 0 {
+	out := make([]nodeInfo, 0, len(b)/26)
+	for ; len(b) >= 26; b = b[26:] {
+		port := binary.BigEndian.Uint16(b[24:26])
+		if port == 0 {
 			continue
 		}
-		out = append(out, nodeInfo{ID: ni.ID, Addr: netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())})
+		out = append(out, nodeInfo{ID: krpc.ID(b[:20]), Addr: netip.AddrPortFrom(netip.AddrFrom4([4]byte(b[20:24])), port)})
 	}
 	return out
 }

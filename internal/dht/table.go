@@ -1,6 +1,7 @@
 package dht
 
 import (
+	"encoding/binary"
 	"net/netip"
 	"slices"
 	"sync"
@@ -273,7 +274,59 @@ func (t *table) nodeFailed(id krpc.ID, addr netip.AddrPort) {
 }
 
 // closest returns up to count live nodes nearest target, closest first.
+// It runs for every find_node, getData and announce we answer, so small
+// counts keep the best candidates in a fixed-size sorted array instead of
+// sorting the whole table (issue #15); ids are unique in the table, so the
+// result equals a full sort by XOR distance.
 func (t *table) closest(target krpc.ID, count int, onlyConfirmed bool) []nodeInfo {
+	if count <= 0 {
+		return []nodeInfo{}
+	}
+	if count > maxSelect {
+		return t.closestSorted(target, count, onlyConfirmed)
+	}
+	var best [maxSelect]distNode
+	n := 0
+	t.mu.Lock()
+	for i := range t.buckets {
+		for _, e := range t.buckets[i].live {
+			if onlyConfirmed && !e.confirmed() {
+				continue
+			}
+			d := xorDist(e.ID, target)
+			if n == count && !d.less(best[n-1].d) {
+				continue
+			}
+			j := n
+			if n < count {
+				n++
+			} else {
+				j = n - 1
+			}
+			for ; j > 0 && d.less(best[j-1].d); j-- {
+				best[j] = best[j-1]
+			}
+			best[j] = distNode{d, e.nodeInfo}
+		}
+	}
+	t.mu.Unlock()
+	out := make([]nodeInfo, n)
+	for i := range out {
+		out[i] = best[i].n
+	}
+	return out
+}
+
+// maxSelect bounds the insertion selection; larger counts (persistence,
+// KnownNodes) sort everything.
+const maxSelect = 4 * bucketK
+
+type distNode struct {
+	d xdist
+	n nodeInfo
+}
+
+func (t *table) closestSorted(target krpc.ID, count int, onlyConfirmed bool) []nodeInfo {
 	t.mu.Lock()
 	all := make([]nodeInfo, 0, 64)
 	for i := range t.buckets {
@@ -291,9 +344,45 @@ func (t *table) closest(target krpc.ID, count int, onlyConfirmed bool) []nodeInf
 	return all
 }
 
+// xdist is the XOR distance as big-endian words: comparing them in order
+// equals int160.Cmp on the distance, without building int160 values.
+type xdist struct {
+	hi, mid uint64
+	lo      uint32
+}
+
+func xorDist(id, target krpc.ID) xdist {
+	be := binary.BigEndian
+	return xdist{
+		be.Uint64(id[0:]) ^ be.Uint64(target[0:]),
+		be.Uint64(id[8:]) ^ be.Uint64(target[8:]),
+		be.Uint32(id[16:]) ^ be.Uint32(target[16:]),
+	}
+}
+
+func (x xdist) less(y xdist) bool {
+	if x.hi != y.hi {
+		return x.hi < y.hi
+	}
+	if x.mid != y.mid {
+		return x.mid < y.mid
+	}
+	return x.lo < y.lo
+}
+
+func (x xdist) cmp(y xdist) int {
+	switch {
+	case x.less(y):
+		return -1
+	case y.less(x):
+		return 1
+	}
+	return 0
+}
+
 func sortByDistance(nodes []nodeInfo, target krpc.ID) {
 	slices.SortFunc(nodes, func(a, b nodeInfo) int {
-		return distance(a.ID, target).Cmp(distance(b.ID, target))
+		return xorDist(a.ID, target).cmp(xorDist(b.ID, target))
 	})
 }
 
