@@ -303,6 +303,7 @@ func (p *peer) handle(m chainwire.Message) error {
 		case err != nil:
 			return banIf(err)
 		}
+		p.s.progress() // the target may have moved: starts the rate's window
 		if len(m.Headers) == chainwire.MaxHeaders {
 			if err := p.getHeaders(); err != nil {
 				return err

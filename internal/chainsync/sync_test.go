@@ -344,4 +344,17 @@ func TestSyncHoldsHeadersForCheckpoint(t *testing.T) {
 	defer c.Close()
 	startSync(t, Config{Chain: c, Connect: []string{peer.Addr()}, DataDir: dir})
 	waitFor(t, "tip 4500", func() bool { return c.Tip().Height == 4500 })
+
+	// Under a checkpoint it does not reach, the same chain is held, then
+	// checked in full when added: the bad PoW at 1 bans the peer.
+	p2 := *p
+	p2.Checkpoints = map[int32]chainwire.Hash{4500: {1}}
+	dir2 := t.TempDir()
+	c2 := openChain(t, dir2, &p2, time.Unix(int64(b.Tip().Header.Time)+600, 0))
+	defer c2.Close()
+	s2, _ := startSync(t, Config{Chain: c2, Connect: []string{peer.Addr()}, DataDir: dir2})
+	waitFor(t, "ban", func() bool { return s2.book.banned(mustAddr(t, peer.Addr())) })
+	if n := c2.BestHeader().Height; n != 0 {
+		t.Fatalf("%d junk headers kept", n)
+	}
 }

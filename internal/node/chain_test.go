@@ -39,6 +39,15 @@ func TestChainRegistryStandalone(t *testing.T) {
 	}
 	waitUntil(t, "blocks 70", func() bool { b, _ := getinfo(); return b == 70 })
 	waitUntil(t, "one connection", func() bool { _, n := getinfo(); return n == 1 })
+	var sync struct {
+		Headers int64   `json:"chain_headers"`
+		Target  int64   `json:"chain_sync_target"`
+		Syncing bool    `json:"chain_syncing"`
+		Percent float64 `json:"chain_sync_percent"`
+	}
+	if err := json.Unmarshal(mustCall(t, c, "getinfo"), &sync); err != nil || sync.Headers != 70 || sync.Target != 70 || sync.Syncing || sync.Percent != 100 {
+		t.Fatalf("getinfo sync fields %+v %v", sync, err)
+	}
 	var key string
 	json.Unmarshal(mustCall(t, c, "dumppubkey", "bob"), &key)
 	if key != "033d30e84f48bfaa260b959f16e21e145069c98397b5f8130a33e742f1a6f5a392" {
