@@ -95,13 +95,145 @@ func (e KRPCError) MarshalBencode() ([]byte, error) {
 	return append(b, 'e'), nil
 }
 
-// Marshal encodes m canonically.
+// Marshal encodes m canonically: by hand (issue #15: reflection was a
+// fifth of a find_node reply's CPU), or through anacrolix for a message
+// holding an empty raw value, whose encoding is anacrolix's business.
 func (m *Msg) Marshal() ([]byte, error) {
+	if b, ok := appendMsg(make([]byte, 0, 512), m); ok {
+		return b, nil
+	}
+	return m.marshalReflect()
+}
+
+// marshalReflect is anacrolix's encoding of m, the reference appendMsg
+// follows (FuzzMsgMarshal).
+func (m *Msg) marshalReflect() ([]byte, error) {
 	b, err := bencode.Marshal(m)
 	if err != nil {
 		return nil, fmt.Errorf("encode krpc: %w", err)
 	}
 	return b, nil
+}
+
+// appendMsg writes m as anacrolix's encoder does from the struct tags:
+// keys sorted, omitempty fields left out when nil (or "" for strings),
+// others written even when nil. It reports false for an empty raw value.
+func appendMsg(b []byte, m *Msg) ([]byte, bool) {
+	b = append(b, 'd')
+	if m.E != nil {
+		b = appendStr(b, "e")
+		b = fmt.Appendf(b, "li%de", m.E.Code)
+		b = appendStr(b, m.E.Msg)
+		b = append(b, 'e')
+	}
+	if m.Q != "" {
+		b = appendStr(appendStr(b, "q"), m.Q)
+	}
+	if m.R != nil {
+		var ok bool
+		if b, ok = appendReturn(appendStr(b, "r"), m.R); !ok {
+			return nil, false
+		}
+	}
+	b = appendBytes(appendStr(b, "t"), m.T)
+	if m.V != nil {
+		b = appendBytes(appendStr(b, "v"), m.V)
+	}
+	if m.X != nil {
+		var ok bool
+		if b, ok = appendArgs(appendStr(b, "x"), m.X); !ok {
+			return nil, false
+		}
+	}
+	b = appendStr(appendStr(b, "z"), m.Z)
+	return append(b, 'e'), true
+}
+
+func appendReturn(b []byte, r *Return) ([]byte, bool) {
+	b = append(b, 'd')
+	if r.Data != nil {
+		b = append(appendStr(b, "data"), 'l')
+		for _, d := range r.Data {
+			if len(d) == 0 {
+				return nil, false
+			}
+			b = append(b, d...)
+		}
+		b = append(b, 'e')
+	}
+	b = optInt(b, "followers", r.Followers)
+	b = appendBytes(appendStr(b, "id"), r.ID)
+	b = optBytes(b, "ip", r.IP)
+	b = optBytes(b, "n", r.N)
+	b = optBytes(b, "nodes", r.Nodes)
+	b = optList(b, "nodes2", r.Nodes2)
+	b = optBytes(b, "token", r.Token)
+	b = optList(b, "values", r.Values)
+	return append(b, 'e'), true
+}
+
+func appendArgs(b []byte, x *Args) ([]byte, bool) {
+	b = append(b, 'd')
+	b = appendBytes(appendStr(b, "id"), x.ID)
+	b = optInt(b, "implied_port", x.ImpliedPort)
+	b = optBytes(b, "infoHash", x.InfoHash)
+	b = optInt(b, "justtoken", x.JustToken)
+	b = optBytes(b, "n", x.N)
+	b = optInt(b, "noseed", x.NoSeed)
+	if x.P != nil {
+		if len(x.P) == 0 {
+			return nil, false
+		}
+		b = append(appendStr(b, "p"), x.P...)
+	}
+	b = optInt(b, "port", x.Port)
+	b = optInt(b, "seed", x.Seed)
+	b = optBytes(b, "sig_p", x.SigP)
+	b = optBytes(b, "sig_user", x.SigUser)
+	if x.Target != nil {
+		if len(x.Target) == 0 {
+			return nil, false
+		}
+		b = append(appendStr(b, "target"), x.Target...)
+	}
+	b = optBytes(b, "token", x.Token)
+	return append(b, 'e'), true
+}
+
+func appendStr(b []byte, s string) []byte {
+	b = strconv.AppendInt(b, int64(len(s)), 10)
+	return append(append(b, ':'), s...)
+}
+
+func appendBytes(b, s []byte) []byte {
+	b = strconv.AppendInt(b, int64(len(s)), 10)
+	return append(append(b, ':'), s...)
+}
+
+func optBytes(b []byte, key string, v []byte) []byte {
+	if v == nil {
+		return b
+	}
+	return appendBytes(appendStr(b, key), v)
+}
+
+func optInt(b []byte, key string, v *int64) []byte {
+	if v == nil {
+		return b
+	}
+	b = append(appendStr(b, key), 'i')
+	return append(strconv.AppendInt(b, *v, 10), 'e')
+}
+
+func optList(b []byte, key string, l [][]byte) []byte {
+	if l == nil {
+		return b
+	}
+	b = append(appendStr(b, key), 'l')
+	for _, s := range l {
+		b = appendBytes(b, s)
+	}
+	return append(b, 'e')
 }
 
 var errNotDict = errors.New("not a bencoded dict")
