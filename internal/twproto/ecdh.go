@@ -174,6 +174,21 @@ type affinePoint struct {
 	x, xb, y secp.FieldVal
 }
 
+// load sets x, y to the point, to φ of it, negated as asked: the four
+// signed endomorphic variants every table lookup needs.
+func (e *affinePoint) load(phi, neg bool, x, y *secp.FieldVal) {
+	if phi {
+		x.Set(&e.xb)
+	} else {
+		x.Set(&e.x)
+	}
+	if neg {
+		y.NegateVal(&e.y, 1).Normalize()
+	} else {
+		y.Set(&e.y)
+	}
+}
+
 // batchInverse replaces every v[i] by 1/v[i] with one field inversion
 // (Montgomery's trick); scratch has len(v) entries. All v[i] are nonzero
 // and of magnitude <= 8.
@@ -251,16 +266,7 @@ func (t *rTable) entry(j int, d int32, phi, neg bool, x, y *secp.FieldVal) {
 		d, neg = -d, !neg
 	}
 	e := &t.pts[j*t.h+int(d)-1]
-	if phi {
-		x.Set(&e.xb)
-	} else {
-		x.Set(&e.x)
-	}
-	if neg {
-		y.NegateVal(&e.y, 1).Normalize()
-	} else {
-		y.Set(&e.y)
-	}
+	e.load(phi, neg, x, y)
 }
 
 // ecdhPlan is how one post's keys are multiplied.
@@ -727,16 +733,7 @@ func (rk *recodedKey) sharedSecrets(points []secp.JacobianPoint, out [][32]byte)
 			d, neg = -d, !neg
 		}
 		e := &tab[i*h+int(d-1)/2]
-		if phi {
-			x.Set(&e.xb)
-		} else {
-			x.Set(&e.x)
-		}
-		if neg {
-			y.NegateVal(&e.y, 1).Normalize()
-		} else {
-			y.Set(&e.y)
-		}
+		e.load(phi, neg, x, y)
 	}
 	// Left to right over the digits; until the first addition the sum is
 	// the point at infinity (all accumulators empty together).
@@ -798,16 +795,7 @@ func (t *oddTable) secrets(r *secp.JacobianPoint, keys []*secp.ModNScalar, out [
 			d, neg = -d, !neg
 		}
 		e := &t[(d-1)/2]
-		if phi {
-			p.X.Set(&e.xb)
-		} else {
-			p.X.Set(&e.x)
-		}
-		if neg {
-			p.Y.NegateVal(&e.y, 1).Normalize()
-		} else {
-			p.Y.Set(&e.y)
-		}
+		e.load(phi, neg, &p.X, &p.Y)
 	}
 	for i, k := range keys {
 		g := splitScalar(k)
@@ -881,16 +869,7 @@ func (ct *combTable) secrets(r *secp.JacobianPoint, keys []*secp.ModNScalar, out
 	p.Z.SetInt(1)
 	set := func(c int, phi, neg bool) {
 		e := &ct.pts[c-1]
-		if phi {
-			p.X.Set(&e.xb)
-		} else {
-			p.X.Set(&e.x)
-		}
-		if neg {
-			p.Y.NegateVal(&e.y, 1).Normalize()
-		} else {
-			p.Y.Set(&e.y)
-		}
+		e.load(phi, neg, &p.X, &p.Y)
 	}
 	for i, k := range keys {
 		g := splitScalar(k)
