@@ -3,6 +3,7 @@ package swarm
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"testing"
 	"time"
 
@@ -63,8 +64,11 @@ func TestDiscoveryThroughRealDHT(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "post from a peer found through the DHT", func() bool { return b.sink.has("alice", 1) == 1 })
+	// Either side may have dialed: a's starving swarm asks the DHT again
+	// after 2 s and finds b's announce too (a loaded machine gets there).
 	peers := b.Swarms()[0].Peers
-	if len(peers) != 1 || peers[0] != a.Addr() {
-		t.Fatalf("peers %v, want %v", peers, a.Addr())
+	aPeers := a.Swarms()[0].Peers
+	if len(peers) != 1 || (peers[0] != a.Addr() && !slices.Contains(aPeers, b.Addr())) {
+		t.Fatalf("peers %v (a's %v), want %v or a dialing %v", peers, aPeers, a.Addr(), b.Addr())
 	}
 }
