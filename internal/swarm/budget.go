@@ -78,25 +78,61 @@ func (s *Swarm) target(t *torrent, now time.Time) int {
 }
 
 // markHot makes t hot and starts a push round: up to HotPeers dials at
-// once, to peers that may lack the new piece. A burst of pieces (an
-// invite is 100 posts) gets one round every pushRound, not one per piece.
+// once, to peers we are not connected to (they may lack the new piece;
+// the connected ones got its HAVE). A burst of pieces (an invite is 100
+// posts) gets one round every pushRound, not one per piece: a piece that
+// comes after a round has used its dials but within pushRound marks a
+// round pending, which the tick starts once pushRound has passed (without
+// it, that piece reached only the peers connected at the time).
 func (t *torrent) markHot(now time.Time) {
 	s := t.s
 	s.mu.Lock()
-	round := !t.hot(now) && now.Sub(t.pushAt) >= pushRound && !s.closed && s.started
+	wasHot := t.hot(now)
 	t.hotUntil = now.Add(s.cfg.HotPeriod)
-	if round {
-		t.pushLeft, t.pushAt = s.cfg.HotPeers, now
-	}
+	round := !wasHot && t.pushRoundDue(now)
 	s.mu.Unlock()
-	if !round {
-		return
+	if round {
+		t.startPush()
 	}
+}
+
+// pushRoundDue decides whether a push round starts now for a swarm not
+// in one (s.mu held): not within pushRound of the last one (then it is
+// left pending for the tick).
+func (t *torrent) pushRoundDue(now time.Time) bool {
+	s := t.s
+	if s.closed || !s.started || !now.Before(t.hotUntil) {
+		return false
+	}
+	if now.Sub(t.pushAt) < pushRound {
+		t.pushPending = true
+		return false
+	}
+	t.pushLeft, t.pushAt, t.pushPending = s.cfg.HotPeers, now, false
+	s.log.Debug("push round", "user", t.user, "peers", t.livePeers(), "candidates", len(t.candidates))
+	return true
+}
+
+// startPush dials for a round pushRoundDue started.
+func (t *torrent) startPush() {
+	s := t.s
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		t.reconnect(time.Now())
 	}()
+}
+
+// pendingPush starts a push round left pending by markHot once pushRound
+// has passed (from the tick).
+func (t *torrent) pendingPush(now time.Time) {
+	s := t.s
+	s.mu.Lock()
+	round := t.pushPending && !t.hot(now) && t.pushRoundDue(now)
+	s.mu.Unlock()
+	if round {
+		t.startPush()
+	}
 }
 
 // evictOne closes the connection that costs least to lose, to make room
@@ -274,6 +310,11 @@ func (t *torrent) reconnect(now time.Time) {
 		return
 	}
 	need := s.target(t, now) - t.livePeers() - len(t.dialingTo)
+	if t.hot(now) {
+		// A push round dials peers not connected yet, however many are:
+		// topping up to HotPeers dialed nobody in a swarm that had them.
+		need = min(t.pushLeft, s.cfg.MaxPeersPerSwarm-t.livePeers()) - len(t.dialingTo)
+	}
 	if need > 0 && s.liveConns() >= s.cfg.MaxConnections && !t.hot(now) {
 		need = 0 // rotate's turn; this runs every tick for every swarm
 	}

@@ -843,6 +843,7 @@ func (s *Swarm) tickLoop() {
 			s.mu.Unlock()
 			for _, t := range torrents {
 				t.expireRequests(now)
+				t.pendingPush(now)
 				t.reconnect(now)
 			}
 			s.mu.Lock()

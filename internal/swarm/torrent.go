@@ -57,14 +57,15 @@ type torrent struct {
 	bound   int64 // highest k twisterd's validatePostNumberForUser allows
 	boundAt time.Time
 
-	dialingTo  map[netip.AddrPort]bool // dials in progress (budget.go)
-	hotUntil   time.Time               // a piece arrived or was published recently
-	pushLeft   int                     // push dials left while hot
-	pushAt     time.Time               // start of the last push round
-	lastVisit  time.Time               // last rotation into this swarm
-	visited    bool                    // had a connection since start
-	borrowAt   time.Time               // last borrowLocked from reconnect
-	savedPeers string                  // what swarm.db holds, to skip unchanged saves
+	dialingTo   map[netip.AddrPort]bool // dials in progress (budget.go)
+	hotUntil    time.Time               // a piece arrived or was published recently
+	pushLeft    int                     // push dials left while hot
+	pushAt      time.Time               // start of the last push round
+	pushPending bool                    // a new piece came within pushRound of the last round
+	lastVisit   time.Time               // last rotation into this swarm
+	visited     bool                    // had a connection since start
+	borrowAt    time.Time               // last borrowLocked from reconnect
+	savedPeers  string                  // what swarm.db holds, to skip unchanged saves
 
 	// Discovery schedule (discover.go).
 	discAt       time.Time
