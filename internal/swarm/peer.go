@@ -473,10 +473,12 @@ func (p *peer) onBitfield(s *Swarm, t *torrent, bits []byte) error {
 func (p *peer) onRequest(s *Swarm, t *torrent, m Message) error {
 	k := int64(m.Index)
 	s.mu.Lock()
-	ok := p.peerInterested && m.Begin == 0 && m.Length > 0 && m.Length <= BlockSize && t.have.has(k)
+	interested, have := p.peerInterested, t.have.has(k)
+	ok := interested && m.Begin == 0 && m.Length > 0 && m.Length <= BlockSize && have
 	verified := time.Since(t.servable[k]) < serveCheckTTL
 	s.mu.Unlock()
-	reject := func() error {
+	reject := func(why string) error {
+		s.log.Debug("request rejected", "user", t.user, "k", k, "peer", p.remote.String(), "why", why)
 		if p.hs.SupportsFast() {
 			s.mu.Lock()
 			p.send(Message{ID: MsgReject, Index: m.Index, Begin: m.Begin, Length: m.Length})
@@ -485,16 +487,16 @@ func (p *peer) onRequest(s *Swarm, t *torrent, m Message) error {
 		return nil
 	}
 	if !ok {
-		return reject()
+		return reject(fmt.Sprintf("interested %v, have %v, begin %d, length %d", interested, have, m.Begin, m.Length))
 	}
 	raw, err := s.store.piece(t.user, k)
 	if err != nil || raw == nil {
-		return reject()
+		return reject("not in the store")
 	}
 	if !verified {
 		if _, err := twproto.ValidatePost(s.ctx, raw, t.user, k, s.cfg.Keys); err != nil {
 			s.log.Warn("not serving a stored post twisterd would reject", "user", t.user, "k", k, "err", err)
-			return reject()
+			return reject("invalid")
 		}
 	}
 	s.mu.Lock()
@@ -507,6 +509,7 @@ func (p *peer) onRequest(s *Swarm, t *torrent, m Message) error {
 	p.send(Message{ID: MsgPiece, Index: m.Index, Begin: 0, Data: raw})
 	s.mu.Unlock()
 	s.stats.payloadUp.Add(int64(len(raw)))
+	s.log.Debug("piece served", "user", t.user, "k", k, "peer", p.remote.String())
 	return nil
 }
 

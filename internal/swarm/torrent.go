@@ -192,6 +192,9 @@ func (t *torrent) announce(k int64, meta pieceMeta) {
 		delete(q.verifying, k)
 		q.send(Message{ID: MsgHave, Index: uint32(k)})
 	}
+	// Where a new piece went first: for late deliveries (docs/swarm.md
+	// "Open: late delivery").
+	s.log.Debug("have sent", "user", t.user, "k", k, "peers", len(t.peers))
 	for q := range t.peers {
 		t.schedule(q)
 	}
