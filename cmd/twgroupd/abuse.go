@@ -5,11 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/twgroupd/twgroupd/internal/devnet"
 	"io"
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"slices"
@@ -74,8 +74,7 @@ type abuseNode struct {
 	bootstrap                      []string
 	rpcPort                        int
 	dhtPort                        int // 0 until the first start picked one; kept across restarts
-	cmd                            *exec.Cmd
-	done                           chan struct{}
+	proc                           *devnet.Process
 	rpc                            *upstream.Client
 	pass                           string
 }
@@ -103,21 +102,12 @@ func (n *abuseNode) start(ctx context.Context) error {
 	for _, b := range n.bootstrap {
 		args = append(args, "-bootstrap="+b)
 	}
-	logf, err := os.OpenFile(filepath.Join(n.dir, "twgroupd.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	p, err := devnet.StartProcess(n.bin, filepath.Join(n.dir, "twgroupd.log"), append(args, "serve")...)
 	if err != nil {
-		return fmt.Errorf("abuse: %w", err)
+		return fmt.Errorf("abuse: %s: %w", n.name, err)
 	}
-	n.cmd = exec.Command(n.bin, append(args, "serve")...)
-	n.cmd.Stdout, n.cmd.Stderr = logf, logf
-	n.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := n.cmd.Start(); err != nil {
-		logf.Close()
-		return fmt.Errorf("abuse: start %s: %w", n.name, err)
-	}
-	done := make(chan struct{})
-	n.done = done
-	cmd := n.cmd
-	go func() { cmd.Wait(); logf.Close(); close(done) }()
+	n.proc = p
+	done := p.Done
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if _, pass, err := config.ReadCookie(n.dir); err == nil {
@@ -163,27 +153,16 @@ func (n *abuseNode) call(ctx context.Context, method string, params ...any) (jso
 }
 
 func (n *abuseNode) stop() {
-	if n == nil || n.cmd == nil || n.cmd.Process == nil {
+	if n == nil || n.proc == nil {
 		return
 	}
-	select {
-	case <-n.done:
-		return
-	default:
-	}
-	_ = n.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-n.done:
-	case <-time.After(15 * time.Second):
-		_ = n.cmd.Process.Kill()
-		<-n.done
-	}
+	n.proc.Stop(15 * time.Second)
 }
 
 func (n *abuseNode) target() abuse.RPCTarget {
 	return abuse.RPCTarget{
 		Addr: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(n.rpcPort)),
-		User: config.CookieUser, Password: n.pass, VictimPID: n.cmd.Process.Pid,
+		User: config.CookieUser, Password: n.pass, VictimPID: n.proc.PID(),
 	}
 }
 
@@ -243,7 +222,7 @@ func runAbuse(ctx context.Context, o abuseOptions, out io.Writer) error {
 	}
 	defer victim.stop()
 	fmt.Fprintf(out, "victim: pid %d, rpc 127.0.0.1:%d, dht/swarm 127.0.0.1:%d; honest peer on 127.0.0.4:%d\n",
-		victim.cmd.Process.Pid, victim.rpcPort, victim.dhtPort, peer.dhtPort)
+		victim.proc.PID(), victim.rpcPort, victim.dhtPort, peer.dhtPort)
 	if err := abuseSetup(ctx, victim, peer); err != nil {
 		return err
 	}

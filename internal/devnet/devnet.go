@@ -28,7 +28,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/twgroupd/twgroupd/internal/config"
@@ -67,31 +66,17 @@ type Node struct {
 	args     []string
 	cmd      *exec.Cmd
 	done     chan struct{} // closed when the process has exited
-	exitErr  error         // its Wait error, valid once done is closed
+	proc     *Process      // the running process; nil when stopped
 	rpc      *upstream.Client
 }
 
 // start launches the node's process with its log in Dir/twgroupd.log.
 func (n *Node) start() error {
-	logf, err := os.OpenFile(filepath.Join(n.Dir, "twgroupd.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	p, err := StartProcess(n.binary, filepath.Join(n.Dir, "twgroupd.log"), n.args...)
 	if err != nil {
-		return fmt.Errorf("devnet: %w", err)
+		return fmt.Errorf("%s: %w", n.Name, err)
 	}
-	n.cmd = exec.Command(n.binary, n.args...)
-	n.cmd.Stdout, n.cmd.Stderr = logf, logf
-	n.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := n.cmd.Start(); err != nil {
-		logf.Close()
-		return fmt.Errorf("devnet: start %s: %w", n.Name, err)
-	}
-	done := make(chan struct{})
-	n.done = done
-	cmd := n.cmd
-	go func() {
-		n.exitErr = cmd.Wait()
-		logf.Close()
-		close(done)
-	}()
+	n.proc, n.cmd, n.done = p, p.Cmd, p.Done
 	n.rpc = nil // each start writes a new cookie; waitReady reads it
 	return nil
 }
@@ -110,27 +95,20 @@ func (n *Node) connect() error {
 
 // Stop ends the node's process (SIGTERM, then SIGKILL after 10 s).
 func (n *Node) Stop() {
-	if n.cmd == nil || n.cmd.Process == nil {
+	if n.proc == nil {
 		return
 	}
-	_ = n.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-n.done:
-	case <-time.After(10 * time.Second):
-		_ = n.cmd.Process.Kill()
-		<-n.done
-	}
-	n.cmd = nil
+	n.proc.Stop(10 * time.Second)
+	n.proc, n.cmd = nil, nil
 }
 
 // Kill ends the node's process with SIGKILL at once (crash tests).
 func (n *Node) Kill() {
-	if n.cmd == nil || n.cmd.Process == nil {
+	if n.proc == nil {
 		return
 	}
-	_ = n.cmd.Process.Kill()
-	<-n.done
-	n.cmd = nil
+	n.proc.Kill()
+	n.proc, n.cmd = nil, nil
 }
 
 // PID is the node's process id, 0 when it is not running.
@@ -390,7 +368,7 @@ func (n *Node) waitReady(ctx context.Context, limit time.Duration) error {
 		}
 		select {
 		case <-n.done:
-			return fmt.Errorf("devnet: %s exited: %v (see %s)", n.Name, n.exitErr, filepath.Join(n.Dir, "twgroupd.log"))
+			return fmt.Errorf("devnet: %s exited: %v (see %s)", n.Name, n.proc.Err(), filepath.Join(n.Dir, "twgroupd.log"))
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(100 * time.Millisecond):
