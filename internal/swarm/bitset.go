@@ -75,3 +75,19 @@ func (s *bitset) each(fn func(k int64) bool) {
 		}
 	}
 }
+
+// nextClear returns the lowest index >= k that is not set (every index
+// past the end is clear), skipping full bytes.
+func (s *bitset) nextClear(k int64) int64 {
+	if k < 0 {
+		k = 0
+	}
+	for k/8 < int64(len(s.b)) {
+		c := s.b[k/8] | ^(0xFF >> (k % 8)) // bits before k count as set
+		if c != 0xFF {
+			return k/8*8 + int64(bits.LeadingZeros8(^c))
+		}
+		k = (k/8 + 1) * 8
+	}
+	return k
+}

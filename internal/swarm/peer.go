@@ -48,6 +48,7 @@ type peer struct {
 	portAt         time.Time // last PORT passed to the finder
 	since          time.Time // registered
 	evicted        bool      // closing for the budget, counted in s.evicting
+	x              xstate    // twg_swarms (crossswarm.go)
 }
 
 // send queues a framed message without blocking (s.mu may be held).
@@ -185,6 +186,9 @@ func (s *Swarm) greet(t *torrent, p *peer) {
 			b := ip.As4()
 			eh.YourIP = string(b[:])
 		}
+		if !s.cfg.NoCrossSwarm {
+			eh.M[xswarmName] = int(extTwgSwarms)
+		}
 		if body, err := eh.Bytes(); err == nil {
 			p.send(Message{ID: MsgExtended, ExtID: extHandshake, Data: body})
 		}
@@ -225,6 +229,7 @@ func (s *Swarm) unregister(t *torrent, p *peer) {
 	for k := range p.requests {
 		t.releaseRequest(p, k, false)
 	}
+	s.xdrop(p)
 	p.has.each(func(k int64) bool {
 		t.loseAvail(k)
 		return true
@@ -473,9 +478,7 @@ func (p *peer) onBitfield(s *Swarm, t *torrent, bits []byte) error {
 func (p *peer) onRequest(s *Swarm, t *torrent, m Message) error {
 	k := int64(m.Index)
 	s.mu.Lock()
-	interested, have := p.peerInterested, t.have.has(k)
-	ok := interested && m.Begin == 0 && m.Length > 0 && m.Length <= BlockSize && have
-	verified := time.Since(t.servable[k]) < serveCheckTTL
+	interested := p.peerInterested
 	s.mu.Unlock()
 	reject := func(why string) error {
 		s.log.Debug("request rejected", "user", t.user, "k", k, "peer", p.remote.String(), "why", why)
@@ -486,26 +489,14 @@ func (p *peer) onRequest(s *Swarm, t *torrent, m Message) error {
 		}
 		return nil
 	}
-	if !ok {
-		return reject(fmt.Sprintf("interested %v, have %v, begin %d, length %d", interested, have, m.Begin, m.Length))
+	if !interested || m.Begin != 0 || m.Length == 0 || m.Length > BlockSize {
+		return reject(fmt.Sprintf("interested %v, begin %d, length %d", interested, m.Begin, m.Length))
 	}
-	raw, err := s.store.piece(t.user, k)
-	if err != nil || raw == nil {
-		return reject("not in the store")
-	}
-	if !verified {
-		if _, err := twproto.ValidatePost(s.ctx, raw, t.user, k, s.cfg.Keys); err != nil {
-			s.log.Warn("not serving a stored post twisterd would reject", "user", t.user, "k", k, "err", err)
-			return reject("invalid")
-		}
+	raw, why := t.pieceToServe(k)
+	if raw == nil {
+		return reject(why)
 	}
 	s.mu.Lock()
-	if _, seen := t.servable[k]; !verified && (seen || len(t.servable) < maxServableCache) {
-		if t.servable == nil {
-			t.servable = map[int64]time.Time{}
-		}
-		t.servable[k] = time.Now()
-	}
 	p.send(Message{ID: MsgPiece, Index: m.Index, Begin: 0, Data: raw})
 	s.mu.Unlock()
 	s.stats.payloadUp.Add(int64(len(raw)))
@@ -619,6 +610,7 @@ func (p *peer) onExtended(s *Swarm, t *torrent, m Message) error {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		p.reqq = eh.Reqq
+		s.onXHandshake(p, eh.M[xswarmName])
 		if id := eh.M["ut_pex"]; id > 0 && id < 256 && !p.pexSent {
 			// One ut_pex per connection with the other peers we know, under
 			// the peer's id for it; libtorrent disconnects peers sending
@@ -659,6 +651,12 @@ func (p *peer) onExtended(s *Swarm, t *torrent, m Message) error {
 			return err
 		}
 		t.addCandidates(peers)
+	case extTwgSwarms:
+		xm, err := ParseXMessage(m.Data)
+		if err != nil {
+			return err
+		}
+		return p.onX(s, xm)
 	case extLTDonthave:
 		if len(m.Data) != 4 {
 			return fmt.Errorf("%w: lt_donthave of %d bytes", ErrBadMessage, len(m.Data))

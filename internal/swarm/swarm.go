@@ -132,6 +132,9 @@ type Config struct {
 	// (twisterd's -multiconnperip; needed when several nodes share an IP,
 	// e.g. a devnet on 127.0.0.1). Default: one per IP per swarm.
 	MultiConnPerIP bool
+	// NoCrossSwarm turns off twg_swarms, the cross-swarm HAVE between
+	// twgroupd nodes (crossswarm.go); for comparisons in tests.
+	NoCrossSwarm bool
 	// MaxPendingPerIP bounds one IP's accepted connections still in the
 	// handshake (default 8 of the 256 slots).
 	MaxPendingPerIP int
@@ -218,10 +221,12 @@ type Swarm struct {
 	pendingByIP map[netip.Addr]int    // len(incoming) per remote IP
 	connsByIP   map[netip.Addr]int    // registered peers per remote IP
 	numPeers    int
-	unsaved     map[string]bool // swarms joined but not yet in the store (saveSwarms)
-	evicting    int             // peers closing for the budget, still in numPeers
-	dialing     int             // outgoing dials not yet registered
-	lastRotate  time.Time       // last steady rotation (budget.go)
+	unsaved     map[string]bool       // swarms joined but not yet in the store (saveSwarms)
+	evicting    int                   // peers closing for the budget, still in numPeers
+	dialing     int                   // outgoing dials not yet registered
+	lastRotate  time.Time             // last steady rotation (budget.go)
+	xpending    map[*torrent]struct{} // new highest pieces for twg_swarms peers
+	xwake       chan struct{}
 
 	stats stats
 }
@@ -266,6 +271,7 @@ func New(cfg Config) (*Swarm, error) {
 	s := &Swarm{
 		cfg: cfg, log: log.With("pkg", "swarm"), store: st, peerID: id,
 		ctx: ctx, cancel: cancel, kick: make(chan struct{}, 1), lookups: make(chan struct{}, maxLookups), discWake: make(chan struct{}, 1),
+		xwake:  make(chan struct{}, 1),
 		byHash: make(map[[20]byte]*torrent), byUser: make(map[string]*torrent), active: make(map[*torrent]struct{}),
 		unsaved:  map[string]bool{},
 		incoming: make(map[net.Conn]struct{}), pendingByIP: make(map[netip.Addr]int), connsByIP: make(map[netip.Addr]int),
@@ -321,10 +327,11 @@ func (s *Swarm) Start() error {
 		torrents = append(torrents, t)
 	}
 	s.mu.Unlock()
-	s.wg.Add(3)
+	s.wg.Add(4)
 	go s.acceptLoop()
 	go s.deliverLoop()
 	go s.tickLoop()
+	go s.xflushLoop()
 	if s.cfg.Finder != nil {
 		s.wg.Add(1)
 		go s.discoverLoop()

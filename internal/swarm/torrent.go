@@ -54,6 +54,11 @@ type torrent struct {
 	servable   map[int64]time.Time // when a stored piece last passed ValidatePost
 	maxSeen    map[int64]int
 
+	// twg_swarms (crossswarm.go)
+	xinflight map[int64]*peer    // pieces requested over another swarm's connection
+	xholders  map[*peer]struct{} // peers that announced pieces of t over twg_swarms
+	xlow      int64              // no piece below it is missing
+
 	bound   int64 // highest k twisterd's validatePostNumberForUser allows
 	boundAt time.Time
 
@@ -185,8 +190,15 @@ func (t *torrent) announce(k int64, meta pieceMeta) {
 		}
 		t.servable[k] = time.Now()
 	}
-	t.lastHave = max(t.lastHave, k)
+	if k > t.lastHave {
+		t.lastHave = k
+		t.xannounce()
+	}
 	delete(t.inflight, k)
+	if q := t.xinflight[k]; q != nil {
+		delete(q.x.reqs, xkey{t, k}) // a late copy of it is dropped as unrequested
+		delete(t.xinflight, k)
+	}
 	for q := range t.peers {
 		delete(q.requests, k)
 		delete(q.verifying, k)
@@ -224,6 +236,9 @@ func (t *torrent) schedule(p *peer) {
 			delete(p.failed, k)
 		}
 		if _, busy := t.inflight[k]; busy {
+			return true
+		}
+		if _, busy := t.xinflight[k]; busy {
 			return true
 		}
 		wanted = true
@@ -291,6 +306,7 @@ func (t *torrent) expireRequests(now time.Time) {
 	for p := range t.peers {
 		t.schedule(p)
 	}
+	t.xexpire(now)
 }
 
 // addCandidates records peer addresses from the DHT or PEX (bounded).

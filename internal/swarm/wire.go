@@ -57,6 +57,7 @@ const (
 	extHandshake  byte = 0
 	extUTPex      byte = 1
 	extLTDonthave byte = 7
+	extTwgSwarms  byte = 20 // twgroupd's twg_swarms (crossswarm.go)
 )
 
 // Reserved bits exactly as twisterd sets them: extension protocol
@@ -386,4 +387,127 @@ func allowedFastSet(peer netip.Addr, infoHash [20]byte, numPieces int) []uint32 
 		}
 		h = sha1.Sum(h[:])
 	}
+}
+
+// twg_swarms is twgroupd's own BEP 10 extension (docs/swarm.md "Cross-swarm
+// HAVE"): HAVEs and pieces of any swarm both ends hold, sent over a
+// connection of one swarm. Each connection names one info-hash, and at 100
+// follows under a cap of 72 connections most swarms have no connection at
+// any moment; through this extension every connection carries news of all
+// swarms. It is advertised in our extended handshake `m` and sent only to
+// peers that advertised it: twisterd never sees it.
+const xswarmName = "twg_swarms"
+
+// Bounds of one twg_swarms message.
+const (
+	xRefLen     = 24  // info-hash + 4-byte piece index
+	maxXEntries = 256 // refs in one h, r or x list
+)
+
+// XRef names piece K of the swarm with info-hash IH.
+type XRef struct {
+	IH [20]byte
+	K  int64
+}
+
+// XMessage is one twg_swarms message; any of its parts may be empty.
+// Have: the sender holds the swarm up to K (its highest piece). Req: please
+// send these pieces. Reject: these requests are refused. Piece with Data:
+// one requested piece.
+type XMessage struct {
+	Have   []XRef
+	Req    []XRef
+	Reject []XRef
+	Piece  *XRef
+	Data   []byte
+}
+
+type xmessageWire struct {
+	Have   string `bencode:"h,omitempty"`
+	Req    string `bencode:"r,omitempty"`
+	Reject string `bencode:"x,omitempty"`
+	Piece  string `bencode:"p,omitempty"`
+	Data   string `bencode:"d,omitempty"`
+}
+
+func appendRefs(b []byte, refs []XRef) []byte {
+	for _, r := range refs {
+		b = append(b, r.IH[:]...)
+		b = binary.BigEndian.AppendUint32(b, uint32(r.K))
+	}
+	return b
+}
+
+func parseRefs(what, s string) ([]XRef, error) {
+	if len(s)%xRefLen != 0 {
+		return nil, fmt.Errorf("%w: twg_swarms %s has %d bytes, not a multiple of %d", ErrBadMessage, what, len(s), xRefLen)
+	}
+	if n := len(s) / xRefLen; n > maxXEntries {
+		return nil, fmt.Errorf("%w: twg_swarms %s has %d entries, more than %d", ErrBadMessage, what, n, maxXEntries)
+	}
+	var refs []XRef
+	for i := 0; i < len(s); i += xRefLen {
+		var r XRef
+		copy(r.IH[:], s[i:i+20])
+		r.K = int64(binary.BigEndian.Uint32([]byte(s[i+20 : i+24])))
+		if r.K >= maxPieceIndex {
+			return nil, fmt.Errorf("%w: twg_swarms %s piece %d beyond %d", ErrBadMessage, what, r.K, maxPieceIndex)
+		}
+		refs = append(refs, r)
+	}
+	return refs, nil
+}
+
+// Bytes bencodes m. Lists longer than maxXEntries are an error: callers
+// split them.
+func (m XMessage) Bytes() ([]byte, error) {
+	if len(m.Have) > maxXEntries || len(m.Req) > maxXEntries || len(m.Reject) > maxXEntries {
+		return nil, fmt.Errorf("twg_swarms: more than %d entries", maxXEntries)
+	}
+	if len(m.Data) > BlockSize || (m.Piece == nil) != (m.Data == nil) {
+		return nil, errors.New("twg_swarms: piece needs data of at most BlockSize bytes")
+	}
+	w := xmessageWire{
+		Have:   string(appendRefs(nil, m.Have)),
+		Req:    string(appendRefs(nil, m.Req)),
+		Reject: string(appendRefs(nil, m.Reject)),
+		Data:   string(m.Data),
+	}
+	if m.Piece != nil {
+		w.Piece = string(appendRefs(nil, []XRef{*m.Piece}))
+	}
+	return bencode.Marshal(w)
+}
+
+// ParseXMessage decodes a twg_swarms body; unknown keys are ignored.
+func ParseXMessage(b []byte) (XMessage, error) {
+	var w xmessageWire
+	var m XMessage
+	if err := bencode.Unmarshal(b, &w); err != nil {
+		return m, fmt.Errorf("%w: twg_swarms: %v", ErrBadMessage, err)
+	}
+	var err error
+	if m.Have, err = parseRefs("have", w.Have); err != nil {
+		return m, err
+	}
+	if m.Req, err = parseRefs("request", w.Req); err != nil {
+		return m, err
+	}
+	if m.Reject, err = parseRefs("reject", w.Reject); err != nil {
+		return m, err
+	}
+	if w.Piece != "" || w.Data != "" {
+		p, err := parseRefs("piece", w.Piece)
+		if err != nil {
+			return m, err
+		}
+		if len(p) != 1 {
+			return m, fmt.Errorf("%w: twg_swarms piece names %d pieces, not 1", ErrBadMessage, len(p))
+		}
+		if len(w.Data) == 0 || len(w.Data) > BlockSize {
+			return m, fmt.Errorf("%w: twg_swarms piece of %d bytes (1 to %d)", ErrBadMessage, len(w.Data), BlockSize)
+		}
+		m.Piece, m.Data = &p[0], []byte(w.Data)
+	}
+	return m, nil
 }
