@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"sort"
 	"time"
 )
@@ -321,6 +322,9 @@ func (t *torrent) reconnect(now time.Time) {
 	var dial []netip.AddrPort
 	if need > 0 {
 		addrs := t.dialable(now)
+		if t.hot(now) {
+			addrs = s.withoutXNodes(addrs)
+		}
 		if len(addrs) == 0 && t.livePeers() == 0 && now.Sub(t.borrowAt) >= time.Second {
 			t.borrowAt = now
 			t.borrowLocked()
@@ -357,6 +361,24 @@ func (t *torrent) reconnect(now time.Time) {
 			s.dial(t, a)
 		}()
 	}
+}
+
+// withoutXNodes drops addresses of nodes we hold a twg_swarms connection
+// with (s.mu held): they hear of a new piece over it, a push dial to them
+// only costs a socket.
+func (s *Swarm) withoutXNodes(addrs []netip.AddrPort) []netip.AddrPort {
+	x := map[netip.AddrPort]bool{}
+	for t := range s.active {
+		for p := range t.peers {
+			if p.x.id != 0 && p.listenKnown && !p.closing {
+				x[p.listen] = true
+			}
+		}
+	}
+	if len(x) == 0 {
+		return addrs
+	}
+	return slices.DeleteFunc(addrs, func(a netip.AddrPort) bool { return x[a] })
 }
 
 // dialDone releases the dial slot taken in reconnect.
