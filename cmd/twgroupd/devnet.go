@@ -39,6 +39,10 @@ func newDevnetCmd(stdout io.Writer) *cobra.Command {
 			if f := cmd.Flags().Lookup("htmldir"); f != nil {
 				o.HTMLDir = f.Value.String()
 			}
+			if f := cmd.Flags().Lookup("debug"); f != nil && f.Changed {
+				v := f.Value.String()
+				o.Debug = v != "" && v != "0" && v != "false"
+			}
 			switch scenario {
 			case "chat":
 				return runDevnet(cmd.Context(), o, keep, stdout)

@@ -47,6 +47,8 @@ type Options struct {
 	// BlockInterval, when set, creates the registry file with this pretend
 	// block time (else the nodes create it with the registry's default).
 	BlockInterval time.Duration
+	// Debug makes every node log at debug level (devnet --debug).
+	Debug bool
 }
 
 // Node is one running twgroupd process.
@@ -169,6 +171,7 @@ type nodeConf struct {
 	registry         string
 	bootstrap        []string // DHT addresses of a few nodes started before
 	htmlDir          string
+	debug            bool
 }
 
 func (c nodeConf) text() string {
@@ -182,6 +185,9 @@ func (c nodeConf) text() string {
 	}
 	if c.htmlDir != "" {
 		fmt.Fprintf(&b, "htmldir=%s\n", c.htmlDir)
+	}
+	if c.debug {
+		b.WriteString("debug=1\n")
 	}
 	return b.String()
 }
@@ -298,7 +304,7 @@ func Start(ctx context.Context, o Options) (*Net, error) {
 			User: o.Users[i%len(o.Users)],
 			IP:   LoopbackIP(i),
 		}
-		conf := nodeConf{ip: n.IP, registry: registry, htmlDir: htmlDir}
+		conf := nodeConf{ip: n.IP, registry: registry, htmlDir: htmlDir, debug: o.Debug}
 		if rpcPort, dhtPort, ok := readConf(n.Dir); ok {
 			// An earlier run's node: its ports while free.
 			n.Resumed = true

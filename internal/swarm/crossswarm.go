@@ -26,9 +26,12 @@ const (
 	maxXRequests = 32
 	// xRequestTimeout: a request unanswered this long is asked elsewhere.
 	xRequestTimeout = 5 * time.Second
-	// xFailedWait: a refused or failed piece is not asked of that peer again
-	// for this long.
-	xFailedWait = 30 * time.Second
+	// A piece a peer refused is asked of it again after xRejectWait: its
+	// HAVE names its highest piece, and while it fetches a burst (an
+	// invite) it lacks some below that for a moment. One it did not send
+	// in time, after xTimeoutWait.
+	xRejectWait  = time.Second
+	xTimeoutWait = 10 * time.Second
 	// maxXScan bounds missing pieces looked at per schedule of one peer.
 	maxXScan = 256
 	// maxXServe bounds pieces served to one peer per second over
@@ -52,9 +55,9 @@ type xstate struct {
 	id      int                // the peer's id for twg_swarms; 0: not offered
 	has     map[*torrent]int64 // highest piece it announced, per swarm of ours
 	reqs    map[xkey]time.Time // our requests in flight to it
-	failed  map[xkey]time.Time
-	serveAt time.Time // start of the current serving second
-	served  int       // pieces served in it
+	failed  map[xkey]time.Time // not to be asked of it again before then
+	serveAt time.Time          // start of the current serving second
+	served  int                // pieces served in it
 }
 
 // xsend queues a twg_swarms message to p (s.mu held).
@@ -187,7 +190,7 @@ func (p *peer) onX(s *Swarm, m XMessage) error {
 	}
 	for _, r := range m.Reject {
 		if t := s.byHash[r.IH]; t != nil {
-			t.xrelease(p, r.K, true)
+			t.xrelease(p, r.K, xRejectWait)
 			t.xscheduleAll()
 		}
 	}
@@ -242,8 +245,8 @@ func (t *torrent) xschedule(p *peer) {
 			continue
 		}
 		key := xkey{t, k}
-		if at, ok := p.x.failed[key]; ok {
-			if now.Sub(at) < xFailedWait {
+		if until, ok := p.x.failed[key]; ok {
+			if now.Before(until) {
 				continue
 			}
 			delete(p.x.failed, key)
@@ -271,8 +274,9 @@ func (t *torrent) xscheduleAll() {
 	}
 }
 
-// xrelease forgets our request for piece k of t to p (s.mu held).
-func (t *torrent) xrelease(p *peer, k int64, failed bool) {
+// xrelease forgets our request for piece k of t to p and, with wait > 0,
+// does not ask p for it again within wait (s.mu held).
+func (t *torrent) xrelease(p *peer, k int64, wait time.Duration) {
 	key := xkey{t, k}
 	if _, ok := p.x.reqs[key]; !ok {
 		return
@@ -281,36 +285,33 @@ func (t *torrent) xrelease(p *peer, k int64, failed bool) {
 	if t.xinflight[k] == p {
 		delete(t.xinflight, k)
 	}
-	if failed {
+	if wait > 0 {
 		if p.x.failed == nil {
 			p.x.failed = map[xkey]time.Time{}
 		}
 		if len(p.x.failed) < maxXScan*4 {
-			p.x.failed[key] = time.Now()
+			p.x.failed[key] = time.Now().Add(wait)
 		}
 	}
 }
 
-// xexpire drops twg_swarms requests of t unanswered for xRequestTimeout
-// and asks other holders (s.mu held).
+// xexpire drops twg_swarms requests of t unanswered for xRequestTimeout,
+// then asks the holders again: for those and for refused pieces whose
+// wait is over (s.mu held, from the tick).
 func (t *torrent) xexpire(now time.Time) {
-	expired := false
 	for k, p := range t.xinflight {
 		at, ok := p.x.reqs[xkey{t, k}]
 		if ok && !at.IsZero() && now.Sub(at) > xRequestTimeout {
-			t.xrelease(p, k, true)
-			expired = true
+			t.xrelease(p, k, xTimeoutWait)
 		}
 	}
-	if expired {
-		t.xscheduleAll()
-	}
+	t.xscheduleAll()
 }
 
 // xdrop forgets a closed peer's twg_swarms state (s.mu held).
 func (s *Swarm) xdrop(p *peer) {
 	for key := range p.x.reqs {
-		key.t.xrelease(p, key.k, false)
+		key.t.xrelease(p, key.k, 0)
 	}
 	for t := range p.x.has {
 		delete(t.xholders, p)
@@ -372,14 +373,14 @@ func (p *peer) xstore(s *Swarm, t *torrent, k int64, data []byte) error {
 			t.addBan(string(p.hs.PeerID[:]), now)
 			t.addBan(banKey(p.listen), now)
 			t.addBan(banKey(p.remote), now)
-			t.xrelease(p, k, false)
+			t.xrelease(p, k, 0)
 			p.closing = true
 			s.mu.Unlock()
 			s.log.Warn("banned peer for an invalid twg_swarms piece", "user", t.user, "k", k, "peer", p.remote.String(), "err", err)
 			return fmt.Errorf("%w: %v", errBanned, err)
 		}
 		s.mu.Lock()
-		t.xrelease(p, k, true)
+		t.xrelease(p, k, xTimeoutWait)
 		t.xscheduleAll()
 		s.mu.Unlock()
 		return nil
@@ -388,7 +389,7 @@ func (p *peer) xstore(s *Swarm, t *torrent, k int64, data []byte) error {
 		s.log.Error("store piece", "user", t.user, "k", k, "err", err)
 	}
 	s.mu.Lock()
-	t.xrelease(p, k, false)
+	t.xrelease(p, k, 0)
 	t.xschedule(p)
 	s.mu.Unlock()
 	return nil
