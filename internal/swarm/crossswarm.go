@@ -39,9 +39,12 @@ const (
 	maxXServe = 512
 	// maxXSummary bounds the swarms listed when a connection opens.
 	maxXSummary = 2048
-	// xFlushDelay coalesces the HAVEs of a burst of pieces (an invite
-	// stores ~N pieces in a row) into one message per peer.
+	// HAVEs go out xFlushDelay after a new piece, and at most once per
+	// xFlushEvery: a burst of pieces (an invite stores ~N in a row) sends
+	// one message per peer per xFlushEvery, not one per piece; at N = 100
+	// every flush is ~60 messages, at every node.
 	xFlushDelay = 10 * time.Millisecond
+	xFlushEvery = 100 * time.Millisecond
 )
 
 // xkey names a piece of one swarm in a peer's twg_swarms bookkeeping.
@@ -123,21 +126,24 @@ func (t *torrent) xannounce() {
 	}
 }
 
-// xflushLoop sends queued HAVEs once per xFlushDelay, to one connection of
-// each node that speaks twg_swarms.
+// xflushLoop sends queued HAVEs to one connection of each node that
+// speaks twg_swarms.
 func (s *Swarm) xflushLoop() {
 	defer s.wg.Done()
+	var last time.Time
 	for {
 		select {
 		case <-s.ctx.Done():
 			return
 		case <-s.xwake:
 		}
+		wait := max(xFlushDelay, time.Until(last.Add(xFlushEvery)))
 		select {
 		case <-s.ctx.Done():
 			return
-		case <-time.After(xFlushDelay):
+		case <-time.After(wait):
 		}
+		last = time.Now()
 		s.mu.Lock()
 		var refs []XRef
 		for t := range s.xpending {
