@@ -37,6 +37,10 @@ const (
 	// maxXServe bounds pieces served to one peer per second over
 	// twg_swarms; beyond it requests are refused (work per remote).
 	maxXServe = 512
+	// maxXHaveMsgs bounds HAVE-bearing messages taken from one peer a
+	// second; more are ignored. An honest node sends at most 1/xFlushEvery
+	// (10) plus its summary (maxXSummary/maxXEntries, 8) when it connects.
+	maxXHaveMsgs = 32
 	// maxXSummary bounds the swarms listed when a connection opens.
 	maxXSummary = 2048
 	// HAVEs go out xFlushDelay after a new piece, and at most once per
@@ -61,6 +65,8 @@ type xstate struct {
 	failed  map[xkey]time.Time // not to be asked of it again before then
 	serveAt time.Time          // start of the current serving second
 	served  int                // pieces served in it
+	haveAt  time.Time          // start of the current second of HAVEs taken
+	haves   int                // HAVE messages taken in it
 }
 
 // xsend queues a twg_swarms message to p (s.mu held).
@@ -175,6 +181,15 @@ func (p *peer) onX(s *Swarm, m XMessage) error {
 	if p.x.id == 0 {
 		s.mu.Unlock()
 		return errors.New("twg_swarms from a peer that did not offer it")
+	}
+	if len(m.Have) > 0 {
+		now := time.Now()
+		if now.Sub(p.x.haveAt) >= time.Second {
+			p.x.haveAt, p.x.haves = now, 0
+		}
+		if p.x.haves++; p.x.haves > maxXHaveMsgs {
+			m.Have = nil // a flood: each entry can start a schedule
+		}
 	}
 	for _, r := range m.Have {
 		t := s.byHash[r.IH]

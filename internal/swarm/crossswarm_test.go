@@ -363,3 +363,44 @@ func TestBitsetNextClear(t *testing.T) {
 		}
 	}
 }
+
+// TestCrossSwarmHaveFloodIgnored: past maxXHaveMsgs HAVE messages a second
+// from one peer the rest are ignored (each could start a schedule), and the
+// connection stays up.
+func TestCrossSwarmHaveFloodIgnored(t *testing.T) {
+	n, _, _, _ := xnode(t)
+	aliceIH := twproto.SwarmInfoHash("alice")
+	x := newXClient(t, n, true)
+	start := time.Now()
+	for i := range maxXHaveMsgs {
+		// Tops 0 .. maxXHaveMsgs-1 of a swarm of nothing: nothing to ask for
+		// beyond a first window, but every message is taken.
+		x.sendX(XMessage{Have: []XRef{{IH: carolIH(), K: int64(i)}}})
+	}
+	x.sendX(XMessage{Have: []XRef{{IH: aliceIH, K: 3}}}) // over the bound
+	x.sendX(XMessage{Req: []XRef{{IH: aliceIH, K: 9}}})  // still answered
+	for {
+		m := x.nextX()
+		if len(m.Req) > 0 {
+			for _, r := range m.Req {
+				if r.IH == aliceIH && time.Since(start) < time.Second {
+					t.Fatalf("the node acted on a HAVE past the bound: %+v", m.Req)
+				}
+			}
+		}
+		if len(m.Reject) == 1 && m.Reject[0].K == 9 {
+			break
+		}
+	}
+	n.mu.Lock()
+	top, ok := n.byUser["alice"].xholders, false
+	for p := range top {
+		_, ok = p.x.has[n.byUser["alice"]]
+	}
+	n.mu.Unlock()
+	if ok && time.Since(start) < time.Second {
+		t.Fatal("alice's HAVE past the bound was recorded")
+	}
+}
+
+func carolIH() [20]byte { return twproto.SwarmInfoHash("carol") }
