@@ -392,8 +392,9 @@ func (t *torrent) dialDone(a netip.AddrPort) {
 	s.mu.Unlock()
 }
 
-// rotate runs once a tick: at the cap, swarms without connections get
-// one by evicting an idle connection elsewhere, those that have waited
+// rotate runs once a tick: at the cap, swarms without connections (and
+// without a twg_swarms peer holding them) get one by evicting an idle
+// connection elsewhere, those that have waited
 // longest first: up to rotateFirst a tick of swarms not connected once
 // since start (a restarted node catches up on every swarm within seconds),
 // and one a second of the others (the steady rotation, cheap enough for
@@ -407,7 +408,9 @@ func (s *Swarm) rotate(now time.Time) {
 	}
 	var waiting []*torrent
 	for t := range s.active { // a swarm with no known address cannot dial
-		if len(t.dialingTo) == 0 && t.livePeers() == 0 {
+		// A swarm a twg_swarms peer holds hears of new pieces through it
+		// (crossswarm.go): no need to take a connection from another.
+		if len(t.dialingTo) == 0 && t.livePeers() == 0 && len(t.xholders) == 0 {
 			waiting = append(waiting, t)
 		}
 	}
