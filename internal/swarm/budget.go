@@ -74,6 +74,13 @@ func (s *Swarm) target(t *torrent, now time.Time) int {
 	if t.hot(now) {
 		return s.cfg.HotPeers
 	}
+	if len(t.xholders) > 0 && s.xnodes >= xMinNodes {
+		// Its news comes over twg_swarms (crossswarm.go). Dialing for it
+		// anyway made each dial evict a connection at the far end, whose
+		// swarm then dialed again: a churn of several connections a second
+		// per node at N = 100.
+		return 0
+	}
 	share := s.cfg.MaxConnections * 3 / 4 / max(len(s.byUser), 1)
 	return max(1, min(s.cfg.TargetPeers, share))
 }
@@ -140,13 +147,24 @@ func (t *torrent) pendingPush(now time.Time) {
 // for a swarm with fewer connections than its target (s.mu held): never
 // one of except, younger than MinHold (time to exchange bitfields and
 // deliver what we lack) or one we are still fetching from; of the rest,
-// one of a swarm that is not hot, then of the swarm with the most
-// connections, then the oldest (that is the rotation); with coldOnly,
+// one of a swarm that is not hot, then one to a node we hold another
+// connection with, then of the swarm with the most connections, then the
+// oldest (that is the rotation); with coldOnly,
 // only one of a swarm that is not hot (hot swarms must not push each
 // other out). It reports whether it closed one.
 func (s *Swarm) evictOne(except *torrent, coldOnly bool, now time.Time) bool {
+	// Connections per node: of two to one node, one can go without
+	// losing that node's twg_swarms news.
+	perNode := map[[20]byte]int{}
+	for _, t := range s.byUser {
+		for p := range t.peers {
+			if !p.closing {
+				perNode[p.hs.PeerID]++
+			}
+		}
+	}
 	var best *peer
-	bestHot, bestN := false, 0
+	bestHot, bestDup, bestN := false, false, 0
 	for _, t := range s.byUser {
 		if t == except {
 			continue
@@ -159,18 +177,21 @@ func (s *Swarm) evictOne(except *torrent, coldOnly bool, now time.Time) bool {
 			if p.closing || now.Sub(p.since) < s.cfg.MinHold || p.amInterested || len(p.requests) > 0 {
 				continue
 			}
+			dup := perNode[p.hs.PeerID] > 1
 			better := best == nil
 			switch {
 			case better:
 			case hot != bestHot:
 				better = !hot
+			case dup != bestDup:
+				better = dup
 			case n != bestN:
 				better = n > bestN
 			default:
 				better = p.since.Before(best.since)
 			}
 			if better {
-				best, bestHot, bestN = p, hot, n
+				best, bestHot, bestDup, bestN = p, hot, dup, n
 			}
 		}
 	}

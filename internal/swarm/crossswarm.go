@@ -41,6 +41,11 @@ const (
 	// second; more are ignored. An honest node sends at most 1/xFlushEvery
 	// (10) plus its summary (maxXSummary/maxXEntries, 8) when it connects.
 	maxXHaveMsgs = 32
+	// xMinNodes: while we hold twg_swarms connections with at least this
+	// many nodes, a swarm one of them holds needs no connection of its own
+	// (target 0, no rotation). Fewer, and the budget dials as without it,
+	// so a node just started meets more than its first few nodes.
+	xMinNodes = 12
 	// maxXSummary bounds the swarms listed when a connection opens.
 	maxXSummary = 2048
 	// HAVEs go out xFlushDelay after a new piece, and at most once per
@@ -103,16 +108,36 @@ func (s *Swarm) onXHandshake(p *peer, id int) {
 			}
 		}
 	}
-	var refs []XRef
+	// Swarms with pieces first; then those we run and hold nothing of
+	// (-1): the peer then knows it will hear of their first piece from us,
+	// and needs no connection of its own for them (target).
+	var refs, empty []XRef
 	for _, t := range s.byUser {
 		if t.lastHave >= 0 {
 			refs = append(refs, XRef{IH: t.ih, K: t.lastHave})
-			if len(refs) == maxXSummary {
-				break
+		} else if len(empty) < maxXSummary {
+			empty = append(empty, XRef{IH: t.ih, K: -1})
+		}
+		if len(refs) == maxXSummary {
+			break
+		}
+	}
+	refs = append(refs, empty[:min(len(empty), maxXSummary-len(refs))]...)
+	p.xsendHaves(refs)
+}
+
+// countXNodes counts the nodes we hold a twg_swarms connection with, for
+// target (s.mu held; from the tick).
+func (s *Swarm) countXNodes() {
+	nodes := map[[20]byte]bool{}
+	for t := range s.active {
+		for p := range t.peers {
+			if p.x.id != 0 && !p.closing {
+				nodes[p.hs.PeerID] = true
 			}
 		}
 	}
-	p.xsendHaves(refs)
+	s.xnodes = len(nodes)
 }
 
 // xannounce queues t's new highest piece for the twg_swarms peers (s.mu

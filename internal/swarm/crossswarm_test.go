@@ -209,9 +209,9 @@ func TestCrossSwarmWire(t *testing.T) {
 		t.Fatal(err)
 	}
 	x := newXClient(t, n, true)
-	// The summary: alice up to 0.
-	if m := x.nextX(); len(m.Have) != 1 || m.Have[0] != (XRef{IH: aliceIH, K: 0}) {
-		t.Fatalf("summary %+v, want alice 0", m)
+	// The summary: alice up to 0, then carol, run and empty (-1).
+	if m := x.nextX(); len(m.Have) != 2 || m.Have[0] != (XRef{IH: aliceIH, K: 0}) || m.Have[1] != (XRef{IH: carolIH(), K: -1}) {
+		t.Fatalf("summary %+v, want alice 0, carol -1", m)
 	}
 	// Served: alice 0; refused: alice 7 (not held) and an unknown swarm.
 	other := XRef{IH: twproto.SwarmInfoHash("nobody"), K: 1}
@@ -307,7 +307,7 @@ func TestCrossSwarmServeBound(t *testing.T) {
 func TestXMessageRoundTrip(t *testing.T) {
 	ih := twproto.SwarmInfoHash("alice")
 	for _, m := range []XMessage{
-		{Have: []XRef{{IH: ih, K: 0}, {IH: ih, K: maxPieceIndex - 1}}},
+		{Have: []XRef{{IH: ih, K: 0}, {IH: ih, K: maxPieceIndex - 1}, {IH: ih, K: -1}}},
 		{Req: []XRef{{IH: ih, K: 5}}, Reject: []XRef{{IH: ih, K: 6}}},
 		{Piece: &XRef{IH: ih, K: 3}, Data: []byte("post")},
 	} {
@@ -329,7 +329,8 @@ func TestXMessageRoundTrip(t *testing.T) {
 		"d1:h3:abce",
 		"d1:p24:" + string(ih[:]) + "\x00\x00\x00\x01e", // piece without data
 		"d1:d1:xe", // data without piece
-		"d1:h24:" + string(ih[:]) + "\xff\xff\xff\xffe", // index beyond maxPieceIndex
+		"d1:h24:" + string(ih[:]) + "\x00\x20\x00\x00e", // index beyond maxPieceIndex
+		"d1:r24:" + string(ih[:]) + "\xff\xff\xff\xffe", // "none" is for HAVEs only
 		"d1:p48:" + string(ih[:]) + "\x00\x00\x00\x01" + string(ih[:]) + "\x00\x00\x00\x02" + "1:d1:xe",
 	} {
 		if _, err := ParseXMessage([]byte(bad)); err == nil {

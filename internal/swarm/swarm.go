@@ -227,6 +227,7 @@ type Swarm struct {
 	lastRotate  time.Time             // last steady rotation (budget.go)
 	xpending    map[*torrent]struct{} // new highest pieces for twg_swarms peers
 	xwake       chan struct{}
+	xnodes      int // nodes with a twg_swarms connection, as of the last tick
 
 	stats stats
 }
@@ -843,6 +844,7 @@ func (s *Swarm) tickLoop() {
 			return
 		case now := <-tk.C:
 			s.mu.Lock()
+			s.countXNodes()
 			torrents := make([]*torrent, 0, len(s.active))
 			for t := range s.active {
 				torrents = append(torrents, t)

@@ -411,7 +411,8 @@ type XRef struct {
 }
 
 // XMessage is one twg_swarms message; any of its parts may be empty.
-// Have: the sender holds the swarm up to K (its highest piece). Req: please
+// Have: the sender holds the swarm up to K (its highest piece; -1, sent as
+// 0xFFFFFFFF, for a swarm it runs and holds nothing of). Req: please
 // send these pieces. Reject: these requests are refused. Piece with Data:
 // one requested piece.
 type XMessage struct {
@@ -438,6 +439,10 @@ func appendRefs(b []byte, refs []XRef) []byte {
 	return b
 }
 
+// xNone as a HAVE's index: the sender holds the swarm and no piece of it
+// yet (lastHave -1).
+const xNone = 0xFFFFFFFF
+
 func parseRefs(what, s string) ([]XRef, error) {
 	if len(s)%xRefLen != 0 {
 		return nil, fmt.Errorf("%w: twg_swarms %s has %d bytes, not a multiple of %d", ErrBadMessage, what, len(s), xRefLen)
@@ -450,7 +455,9 @@ func parseRefs(what, s string) ([]XRef, error) {
 		var r XRef
 		copy(r.IH[:], s[i:i+20])
 		r.K = int64(binary.BigEndian.Uint32([]byte(s[i+20 : i+24])))
-		if r.K >= maxPieceIndex {
+		if r.K == xNone && what == "have" {
+			r.K = -1
+		} else if r.K >= maxPieceIndex {
 			return nil, fmt.Errorf("%w: twg_swarms %s piece %d beyond %d", ErrBadMessage, what, r.K, maxPieceIndex)
 		}
 		refs = append(refs, r)
