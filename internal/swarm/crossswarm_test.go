@@ -417,3 +417,36 @@ func TestCrossSwarmHaveFloodIgnored(t *testing.T) {
 }
 
 func carolIH() [20]byte { return twproto.SwarmInfoHash("carol") }
+
+// TestCoveredSwarmTargetZero: a swarm a twg_swarms peer holds needs no
+// connection while we hold twg_swarms connections with xMinNodes nodes;
+// with fewer, or when hot, the budget's usual target applies.
+func TestCoveredSwarmTargetZero(t *testing.T) {
+	keys := newTestKeys(100)
+	s, err := New(fastConfig(t.TempDir(), keys))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	tr := newTorrent(s, "alice")
+	s.byUser["alice"] = tr
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if got := s.target(tr, now); got != s.cfg.TargetPeers {
+		t.Fatalf("uncovered target %d, want %d", got, s.cfg.TargetPeers)
+	}
+	tr.xholders = map[*peer]struct{}{{}: {}}
+	s.xnodes = xMinNodes - 1
+	if got := s.target(tr, now); got != s.cfg.TargetPeers {
+		t.Fatalf("covered with %d twg_swarms nodes: target %d, want %d", s.xnodes, got, s.cfg.TargetPeers)
+	}
+	s.xnodes = xMinNodes
+	if got := s.target(tr, now); got != 0 {
+		t.Fatalf("covered with %d twg_swarms nodes: target %d, want 0", s.xnodes, got)
+	}
+	tr.hotUntil, tr.pushLeft = now.Add(time.Second), 1
+	if got := s.target(tr, now); got != s.cfg.HotPeers {
+		t.Fatalf("covered and hot: target %d, want %d", got, s.cfg.HotPeers)
+	}
+}
