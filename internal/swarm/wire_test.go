@@ -396,6 +396,21 @@ func FuzzPeerSession(f *testing.F) {
 		}
 	}
 	f.Add(Message{ID: MsgHave, Index: 1}.AppendTo(nil))
+	// A twg_swarms session: offer, HAVE, request, an unrequested piece.
+	{
+		ih := twproto.SwarmInfoHash("alice")
+		eh, _ := ExtHandshake{M: map[string]int{xswarmName: 9}}.Bytes()
+		b := Message{ID: MsgExtended, ExtID: extHandshake, Data: eh}.AppendTo(nil)
+		for _, m := range []XMessage{
+			{Have: []XRef{{IH: ih, K: 3}, {IH: ih, K: -1}}},
+			{Req: []XRef{{IH: ih, K: 0}}, Reject: []XRef{{IH: ih, K: 1}}},
+			{Piece: &XRef{IH: ih, K: 0}, Data: []byte("junk")},
+		} {
+			body, _ := m.Bytes()
+			b = Message{ID: MsgExtended, ExtID: extTwgSwarms, Data: body}.AppendTo(b)
+		}
+		f.Add(b)
+	}
 	keys := newTestKeys(12)
 	keys.add("alice", mustHex(f, "0289466f49cd83149b97fb61513d87e43ea62cafe646c42e7f53ac84778e41b475"), 1)
 	cfg := fastConfig(f.TempDir(), keys)
