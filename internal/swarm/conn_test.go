@@ -17,12 +17,17 @@ import (
 // the node's handshake.
 func rawClient(t *testing.T, n *testNode, user string, reserved [8]byte) (net.Conn, *messageReader) {
 	t.Helper()
+	return rawClientID(t, n, user, reserved, [20]byte{'-', 'R', 'C'})
+}
+
+// rawClientID is rawClient with peer id id.
+func rawClientID(t *testing.T, n *testNode, user string, reserved [8]byte, id [20]byte) (net.Conn, *messageReader) {
+	t.Helper()
 	c, err := net.Dial("tcp", n.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	id := [20]byte{'-', 'R', 'C'}
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	if _, err := c.Write(Handshake{Reserved: reserved, InfoHash: twproto.SwarmInfoHash(user), PeerID: id}.AppendTo(nil)); err != nil {
 		t.Fatal(err)

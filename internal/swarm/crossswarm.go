@@ -62,10 +62,14 @@ type xkey struct {
 	k int64
 }
 
+// xhave is what a peer announced of one swarm: its highest piece, and
+// that it holds every piece below low.
+type xhave struct{ top, low int64 }
+
 // xstate is a peer's twg_swarms state, guarded by s.mu.
 type xstate struct {
 	id      int                // the peer's id for twg_swarms; 0: not offered
-	has     map[*torrent]int64 // highest piece it announced, per swarm of ours
+	has     map[*torrent]xhave // what it announced, per swarm of ours
 	reqs    map[xkey]time.Time // our requests in flight to it
 	failed  map[xkey]time.Time // not to be asked of it again before then
 	serveAt time.Time          // start of the current serving second
@@ -114,7 +118,7 @@ func (s *Swarm) onXHandshake(p *peer, id int) {
 	var refs, empty []XRef
 	for _, t := range s.byUser {
 		if t.lastHave >= 0 {
-			refs = append(refs, XRef{IH: t.ih, K: t.lastHave})
+			refs = append(refs, t.xref())
 		} else if len(empty) < maxXSummary {
 			empty = append(empty, XRef{IH: t.ih, K: -1})
 		}
@@ -140,8 +144,15 @@ func (s *Swarm) countXNodes() {
 	s.xnodes = len(nodes)
 }
 
-// xannounce queues t's new highest piece for the twg_swarms peers (s.mu
+// xref is t's HAVE: its highest piece and its first missing one (s.mu
 // held).
+func (t *torrent) xref() XRef {
+	t.xlow = t.have.nextClear(t.xlow)
+	return XRef{IH: t.ih, K: t.lastHave, Low: min(t.xlow, t.lastHave+1)}
+}
+
+// xannounce queues t's new highest or first missing piece for the
+// twg_swarms peers (s.mu held).
 func (t *torrent) xannounce() {
 	s := t.s
 	if s.cfg.NoCrossSwarm {
@@ -179,7 +190,7 @@ func (s *Swarm) xflushLoop() {
 		var refs []XRef
 		for t := range s.xpending {
 			if t.lastHave >= 0 {
-				refs = append(refs, XRef{IH: t.ih, K: t.lastHave})
+				refs = append(refs, t.xref())
 			}
 		}
 		clear(s.xpending)
@@ -221,13 +232,14 @@ func (p *peer) onX(s *Swarm, m XMessage) error {
 		if t == nil {
 			continue // not a swarm we hold
 		}
-		if old, ok := p.x.has[t]; ok && old >= r.K {
+		if old, ok := p.x.has[t]; ok && old.top >= r.K && old.low >= r.Low {
 			continue
 		}
 		if p.x.has == nil {
-			p.x.has = map[*torrent]int64{}
+			p.x.has = map[*torrent]xhave{}
 		}
-		p.x.has[t] = r.K
+		p.x.has[t] = xhave{top: r.K, low: r.Low}
+		t.xmaxLow = max(t.xmaxLow, r.Low)
 		if t.xholders == nil {
 			t.xholders = map[*peer]struct{}{}
 		}
@@ -270,11 +282,16 @@ func (p *peer) onX(s *Swarm, m XMessage) error {
 }
 
 // xschedule requests from p pieces of t it holds and we lack (s.mu held).
+// A piece p may lack (between its low and its top) is asked of it only
+// when no holder has announced it for sure: without that rule, at N = 100
+// an invite of 112 pieces drew 47,000 refusals (peers announce their top
+// while they still fetch the pieces below it).
 func (t *torrent) xschedule(p *peer) {
-	top, ok := p.x.has[t]
+	h, ok := p.x.has[t]
 	if !ok || p.closing || p.x.id == 0 {
 		return
 	}
+	top := h.top
 	free := maxXRequests - len(p.x.reqs)
 	if free <= 0 {
 		return
@@ -289,6 +306,9 @@ func (t *torrent) xschedule(p *peer) {
 		}
 		if _, busy := t.xinflight[k]; busy {
 			continue
+		}
+		if k >= h.low && k != top && k < t.xmaxLow {
+			continue // another holder has it for sure
 		}
 		key := xkey{t, k}
 		if until, ok := p.x.failed[key]; ok {
@@ -361,6 +381,10 @@ func (s *Swarm) xdrop(p *peer) {
 	}
 	for t := range p.x.has {
 		delete(t.xholders, p)
+		t.xmaxLow = 0
+		for q := range t.xholders {
+			t.xmaxLow = max(t.xmaxLow, q.x.has[t].low)
+		}
 		t.xscheduleAll()
 	}
 	p.x.has = nil

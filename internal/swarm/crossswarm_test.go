@@ -126,7 +126,11 @@ type xclient struct {
 }
 
 func newXClient(t *testing.T, n *testNode, offer bool) *xclient {
-	c, mr := rawClient(t, n, "carol", twisterReserved)
+	return newXClientID(t, n, offer, [20]byte{'-', 'R', 'C'})
+}
+
+func newXClientID(t *testing.T, n *testNode, offer bool, id [20]byte) *xclient {
+	c, mr := rawClientID(t, n, "carol", twisterReserved, id)
 	m := map[string]int{"ut_pex": 1}
 	if offer {
 		m[xswarmName] = 42
@@ -210,7 +214,7 @@ func TestCrossSwarmWire(t *testing.T) {
 	}
 	x := newXClient(t, n, true)
 	// The summary: alice up to 0, then carol, run and empty (-1).
-	if m := x.nextX(); len(m.Have) != 2 || m.Have[0] != (XRef{IH: aliceIH, K: 0}) || m.Have[1] != (XRef{IH: carolIH(), K: -1}) {
+	if m := x.nextX(); len(m.Have) != 2 || m.Have[0] != (XRef{IH: aliceIH, K: 0, Low: 1}) || m.Have[1] != (XRef{IH: carolIH(), K: -1}) {
 		t.Fatalf("summary %+v, want alice 0, carol -1", m)
 	}
 	// Served: alice 0; refused: alice 7 (not held) and an unknown swarm.
@@ -307,7 +311,7 @@ func TestCrossSwarmServeBound(t *testing.T) {
 func TestXMessageRoundTrip(t *testing.T) {
 	ih := twproto.SwarmInfoHash("alice")
 	for _, m := range []XMessage{
-		{Have: []XRef{{IH: ih, K: 0}, {IH: ih, K: maxPieceIndex - 1}, {IH: ih, K: -1}}},
+		{Have: []XRef{{IH: ih, K: 0, Low: 1}, {IH: ih, K: maxPieceIndex - 1, Low: 7}, {IH: ih, K: -1}}},
 		{Req: []XRef{{IH: ih, K: 5}}, Reject: []XRef{{IH: ih, K: 6}}},
 		{Piece: &XRef{IH: ih, K: 3}, Data: []byte("post")},
 	} {
@@ -329,8 +333,10 @@ func TestXMessageRoundTrip(t *testing.T) {
 		"d1:h3:abce",
 		"d1:p24:" + string(ih[:]) + "\x00\x00\x00\x01e", // piece without data
 		"d1:d1:xe", // data without piece
-		"d1:h24:" + string(ih[:]) + "\x00\x20\x00\x00e", // index beyond maxPieceIndex
-		"d1:r24:" + string(ih[:]) + "\xff\xff\xff\xffe", // "none" is for HAVEs only
+		"d1:h24:" + string(ih[:]) + "\x00\x20\x00\x00e",                      // index beyond maxPieceIndex
+		"d1:r24:" + string(ih[:]) + "\xff\xff\xff\xffe",                      // "none" is for HAVEs only
+		"d1:h24:" + string(ih[:]) + "\x00\x00\x00\x011:l4:\x00\x00\x00\x03e", // low above top+1
+		"d1:h24:" + string(ih[:]) + "\x00\x00\x00\x011:l2:\x00\x00e",         // lows do not match
 		"d1:p48:" + string(ih[:]) + "\x00\x00\x00\x01" + string(ih[:]) + "\x00\x00\x00\x02" + "1:d1:xe",
 	} {
 		if _, err := ParseXMessage([]byte(bad)); err == nil {
@@ -448,5 +454,28 @@ func TestCoveredSwarmTargetZero(t *testing.T) {
 	tr.hotUntil, tr.pushLeft = now.Add(time.Second), 1
 	if got := s.target(tr, now); got != s.cfg.HotPeers {
 		t.Fatalf("covered and hot: target %d, want %d", got, s.cfg.HotPeers)
+	}
+}
+
+// TestCrossSwarmAsksCertainHolders: a peer whose HAVE says it holds every
+// piece (low above them) is asked for them; a second peer announcing the
+// same top with a low of 0 (it may still be fetching) is asked for none.
+func TestCrossSwarmAsksCertainHolders(t *testing.T) {
+	n, _, _, _ := xnode(t)
+	aliceIH := twproto.SwarmInfoHash("alice")
+	c := newXClient(t, n, true)
+	c.nextX() // summary
+	c.sendX(XMessage{Have: []XRef{{IH: aliceIH, K: 9, Low: 10}}})
+	if m := c.nextReply(); len(m.Req) != 10 {
+		t.Fatalf("the certain holder was asked for %v, want pieces 0..9", m.Req)
+	}
+	u := newXClientID(t, n, true, [20]byte{'-', 'R', 'U'})
+	u.nextX()
+	u.sendX(XMessage{Have: []XRef{{IH: aliceIH, K: 9, Low: 0}}})
+	// Messages on u's connection are handled in order: requests for its
+	// HAVE would come before the refusal of this request.
+	u.sendX(XMessage{Req: []XRef{{IH: aliceIH, K: 99}}})
+	if m := u.nextReply(); len(m.Req) > 0 || len(m.Reject) != 1 {
+		t.Fatalf("the uncertain holder got %+v, want only the refusal", m)
 	}
 }

@@ -58,6 +58,7 @@ type torrent struct {
 	xinflight map[int64]*peer    // pieces requested over another swarm's connection
 	xholders  map[*peer]struct{} // peers that announced pieces of t over twg_swarms
 	xlow      int64              // no piece below it is missing
+	xmaxLow   int64              // highest low a twg_swarms holder announced
 
 	bound   int64 // highest k twisterd's validatePostNumberForUser allows
 	boundAt time.Time
@@ -181,6 +182,8 @@ func (t *torrent) announce(k int64, meta pieceMeta) {
 		t.metas = map[int64]pieceMeta{}
 	}
 	t.metas[k] = meta
+	t.xlow = t.have.nextClear(t.xlow)
+	lowMoved := k == t.xlow
 	t.have.set(k)
 	// Validated just now (received, or built by the engine): serving it
 	// needs no second check within serveCheckTTL.
@@ -190,9 +193,12 @@ func (t *torrent) announce(k int64, meta pieceMeta) {
 		}
 		t.servable[k] = time.Now()
 	}
-	if k > t.lastHave {
+	switch {
+	case k > t.lastHave:
 		t.lastHave = k
 		t.xannounce()
+	case lowMoved:
+		t.xannounce() // a hole filled: peers may now ask for what is below
 	}
 	delete(t.inflight, k)
 	if q := t.xinflight[k]; q != nil {

@@ -404,10 +404,13 @@ const (
 	maxXEntries = 256 // refs in one h, r or x list
 )
 
-// XRef names piece K of the swarm with info-hash IH.
+// XRef names piece K of the swarm with info-hash IH. In a HAVE, Low also
+// says that the sender holds every piece below it (pieces between Low and
+// K it may or may not hold).
 type XRef struct {
-	IH [20]byte
-	K  int64
+	IH  [20]byte
+	K   int64
+	Low int64
 }
 
 // XMessage is one twg_swarms message; any of its parts may be empty.
@@ -425,6 +428,7 @@ type XMessage struct {
 
 type xmessageWire struct {
 	Have   string `bencode:"h,omitempty"`
+	Low    string `bencode:"l,omitempty"` // 4 bytes per Have ref: its Low
 	Req    string `bencode:"r,omitempty"`
 	Reject string `bencode:"x,omitempty"`
 	Piece  string `bencode:"p,omitempty"`
@@ -474,8 +478,13 @@ func (m XMessage) Bytes() ([]byte, error) {
 	if len(m.Data) > BlockSize || (m.Piece == nil) != (m.Data == nil) {
 		return nil, errors.New("twg_swarms: piece needs data of at most BlockSize bytes")
 	}
+	var lows []byte
+	for _, r := range m.Have {
+		lows = binary.BigEndian.AppendUint32(lows, uint32(r.Low))
+	}
 	w := xmessageWire{
 		Have:   string(appendRefs(nil, m.Have)),
+		Low:    string(lows),
 		Req:    string(appendRefs(nil, m.Req)),
 		Reject: string(appendRefs(nil, m.Reject)),
 		Data:   string(m.Data),
@@ -496,6 +505,18 @@ func ParseXMessage(b []byte) (XMessage, error) {
 	var err error
 	if m.Have, err = parseRefs("have", w.Have); err != nil {
 		return m, err
+	}
+	if w.Low != "" {
+		if len(w.Low) != 4*len(m.Have) {
+			return m, fmt.Errorf("%w: twg_swarms has %d lows for %d HAVEs", ErrBadMessage, len(w.Low)/4, len(m.Have))
+		}
+		for i := range m.Have {
+			low := int64(binary.BigEndian.Uint32([]byte(w.Low[4*i : 4*i+4])))
+			if low > m.Have[i].K+1 {
+				return m, fmt.Errorf("%w: twg_swarms low %d above HAVE %d", ErrBadMessage, low, m.Have[i].K)
+			}
+			m.Have[i].Low = low
+		}
 	}
 	if m.Req, err = parseRefs("request", w.Req); err != nil {
 		return m, err
