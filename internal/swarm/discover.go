@@ -109,14 +109,17 @@ func (s *Swarm) discoverStep(t *torrent) bool {
 	now := time.Now()
 	s.mu.Lock()
 	starving := t.starving()
-	round := t.lookedUp.IsZero() || starving || now.Sub(t.lookedUp) >= s.cfg.AnnounceInterval
+	// A failed announce is retried at the backoff of a starving swarm:
+	// others find us only through it (a node started before its DHT
+	// bootstrap peer failed its first announces and waited 15 min).
+	round := t.lookedUp.IsZero() || starving || now.Sub(t.lookedUp) >= s.cfg.AnnounceInterval || t.announceFailures > 0
 	if !round {
 		t.backoff = minLookupWait
 		s.scheduleDiscovery(t, now.Add(jitter(min(healthCheck, s.cfg.AnnounceInterval))))
 		s.mu.Unlock()
 		return true
 	}
-	if starving && !t.lookedUp.IsZero() {
+	if (starving || t.announceFailures > 0) && !t.lookedUp.IsZero() {
 		t.backoff = min(t.backoff*2, max(maxLookupWait, s.cfg.AnnounceInterval))
 		if t.backoff > maxLookupWait && now.Sub(t.lookedUp) < maxLookupWait {
 			t.backoff = maxLookupWait
@@ -157,25 +160,32 @@ func (t *torrent) discoverRound(ctx context.Context) {
 	s.mu.Lock()
 	announce := time.Since(t.lastAnnounce) >= s.cfg.AnnounceInterval
 	s.mu.Unlock()
+	announced := false
 	if announce && ctx.Err() == nil {
 		fctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-		if err := s.cfg.Finder.AnnouncePeer(fctx, t.ih, s.cfg.AnnouncePort); err != nil && ctx.Err() == nil {
+		err := s.cfg.Finder.AnnouncePeer(fctx, t.ih, s.cfg.AnnouncePort)
+		if err != nil && ctx.Err() == nil {
 			s.log.Debug("announce", "user", t.user, "err", err)
 		}
+		announced = err == nil
 		cancel()
 	}
 	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if announce {
+	switch {
+	case announced:
 		t.lastAnnounce = now
+		t.announceFailures = 0
+	case announce:
+		t.announceFailures++
 	}
 	t.lookedUp = now
 	if s.closed {
 		return
 	}
 	wait := min(healthCheck, s.cfg.AnnounceInterval)
-	if t.starving() {
+	if t.starving() || t.announceFailures > 0 {
 		wait = t.backoff
 	}
 	s.scheduleDiscovery(t, now.Add(jitter(wait)))

@@ -79,6 +79,8 @@ type torrent struct {
 	backoff      time.Duration
 	lookedUp     time.Time
 	lastAnnounce time.Time
+	// announceFailures counts failed announces since the last success.
+	announceFailures int
 }
 
 func newTorrent(s *Swarm, user string) *torrent {
