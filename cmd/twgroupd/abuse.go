@@ -31,7 +31,7 @@ import (
 // abuseRows are the attacks of issue #11's table that `twgroupd abuse`
 // reproduces, in the order they run (wrong passwords with 500 guessers
 // last among the RPC rows: their abandoned waiters queue for minutes).
-var abuseRows = []string{"port", "halfopen", "dht", "utp", "slowbody", "passwords", "origin", "batch", "passwords500", "members", "restart"}
+var abuseRows = []string{"port", "halfopen", "xswarm", "dht", "utp", "slowbody", "passwords", "origin", "batch", "passwords500", "members", "restart"}
 
 // abuseTotal bounds a whole run; every driver is bounded too.
 const abuseTotal = 10 * time.Minute
@@ -271,6 +271,19 @@ func runAbuse(ctx context.Context, o abuseOptions, out io.Writer) error {
 			report(abuseRow{fmt.Sprintf("%d half-open TCP connections from one address", res.Opened),
 				fmt.Sprintf("%d still open; %d of %d handshakes from other addresses answered", res.StillOpen, res.LegitAnswered, res.LegitTried),
 				res.RSSPeakKB, lat.P99, fmt.Sprintf("peers %d/%d; rpc %s", res.LegitAnswered, res.LegitTried, lat)}, res)
+		case "xswarm":
+			legit := abuse.StartLegit(ctx, target, 200*time.Millisecond)
+			res, err := abuse.XFlood(ctx, abuse.XFloodConfig{
+				Target: swarmAddr, Source: netip.MustParseAddr("127.0.0.2"), User: "alice",
+				Messages: scale(30_000), VictimPID: target.VictimPID,
+			})
+			lat := legit.Stop()
+			if err != nil {
+				return err
+			}
+			report(abuseRow{fmt.Sprintf("%d full twg_swarms messages (256 HAVEs, requests or refusals each) from one peer", res.Sent),
+				fmt.Sprintf("%d bytes answered; victim closed the connection: %v", res.Answered, res.Closed),
+				res.RSSPeakKB, lat.P99, lat.String()}, res)
 		case "dht", "utp":
 			legit := abuse.StartLegit(ctx, target, 200*time.Millisecond)
 			res, err := abuse.DHTFlood(ctx, abuse.DHTFloodConfig{

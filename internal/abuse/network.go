@@ -454,3 +454,141 @@ func RunNetwork(ctx context.Context, v NetworkTarget) (NetworkReport, error) {
 	r.UTP, err = DHTFlood(ctx, DHTFloodConfig{Target: v.DHT, Source: src, UTP: true, VictimPID: v.VictimPID})
 	return r, err
 }
+
+// XFloodConfig: one peer completes a swarm handshake, offers twg_swarms
+// (the twgroupd cross-swarm extension, docs/swarm.md) and sends it full
+// messages: 256 HAVEs with ever higher indices, 256 requests, 256 refusals.
+type XFloodConfig struct {
+	Target    netip.AddrPort // the victim's swarm (TCP)
+	Source    netip.Addr     // the attacker's IP
+	User      string         // a user whose swarm the victim runs
+	Messages  int            // twg_swarms messages (default 30,000: 10,000 of each kind)
+	Timeout   time.Duration  // the whole run (default 60 s)
+	VictimPID int
+}
+
+// XFloodResult: what the flood cost the victim, and what it answered.
+type XFloodResult struct {
+	Sent                  int   // messages written before the victim closed, or all
+	Closed                bool  // the victim ended the connection
+	Answered              int64 // bytes the victim sent back
+	RSSStartKB, RSSPeakKB int64
+	Elapsed               time.Duration
+}
+
+func (r XFloodResult) String() string {
+	return fmt.Sprintf("twg_swarms flood: %d messages, victim closed %v, %d bytes answered, RSS %d -> peak %d KiB, %v",
+		r.Sent, r.Closed, r.Answered, r.RSSStartKB, r.RSSPeakKB, r.Elapsed.Round(time.Millisecond))
+}
+
+// XFlood runs the twg_swarms flood.
+func XFlood(ctx context.Context, cfg XFloodConfig) (XFloodResult, error) {
+	var res XFloodResult
+	if err := CheckLoopback(cfg.Target.Addr(), cfg.Source); err != nil {
+		return res, err
+	}
+	msgs := clampCount(cfg.Messages, 30_000)
+	ctx, cancel := withBound(ctx, bound(cfg.Timeout, 60*time.Second))
+	defer cancel()
+	start := time.Now()
+	rss := StartRSS(cfg.VictimPID)
+	c, err := handshake(ctx, cfg.Source, cfg.Target, cfg.User)
+	if err != nil {
+		rss.Stop()
+		return res, err
+	}
+	defer c.Close()
+	eh, _ := swarm.ExtHandshake{M: map[string]int{"twg_swarms": 9}}.Bytes()
+	if _, err := c.Write(swarm.Message{ID: swarm.MsgExtended, Data: eh}.AppendTo(nil)); err != nil {
+		rss.Stop()
+		return res, fmt.Errorf("abuse: extended handshake: %w", err)
+	}
+	// The victim's id for twg_swarms, from its extended handshake.
+	id, err := victimExtID(c, "twg_swarms")
+	if err != nil {
+		rss.Stop()
+		return res, err
+	}
+	var answered atomic.Int64
+	closed := make(chan struct{})
+	go func() {
+		n, _ := io.Copy(io.Discard, c)
+		answered.Store(n)
+		close(closed)
+	}()
+	ih := twproto.SwarmInfoHash(cfg.User)
+	refs := make([]swarm.XRef, 256)
+	top := int64(0)
+	for res.Sent < msgs && ctx.Err() == nil {
+		var m swarm.XMessage
+		switch res.Sent % 3 {
+		case 0:
+			for i := range refs {
+				top = (top + 1) % (1 << 21)
+				refs[i] = swarm.XRef{IH: ih, K: top, Low: top + 1}
+			}
+			m.Have = refs
+		case 1:
+			for i := range refs {
+				refs[i] = swarm.XRef{IH: ih, K: int64(i)}
+			}
+			m.Req = refs
+		default:
+			m.Reject = refs
+		}
+		body, err := m.Bytes()
+		if err != nil {
+			return res, err
+		}
+		c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		if _, err := c.Write(swarm.Message{ID: swarm.MsgExtended, ExtID: id, Data: body}.AppendTo(nil)); err != nil {
+			break // the victim may drop a flooding peer
+		}
+		res.Sent++
+	}
+	select {
+	case <-closed:
+		res.Closed = true
+	case <-time.After(500 * time.Millisecond):
+	}
+	c.Close()
+	<-closed
+	res.Answered = answered.Load()
+	res.RSSStartKB, res.RSSPeakKB = rss.Stop()
+	res.Elapsed = time.Since(start)
+	return res, nil
+}
+
+// victimExtID reads the victim's greeting up to its extended handshake and
+// returns its id for the extension name.
+func victimExtID(c net.Conn, name string) (byte, error) {
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	defer c.SetReadDeadline(time.Time{})
+	var n [4]byte
+	for range 64 {
+		if _, err := io.ReadFull(c, n[:]); err != nil {
+			return 0, fmt.Errorf("abuse: reading the victim's greeting: %w", err)
+		}
+		size := binary.BigEndian.Uint32(n[:])
+		if size > swarm.MaxMessageLen {
+			return 0, fmt.Errorf("abuse: victim sent a %d-byte frame", size)
+		}
+		body := make([]byte, size)
+		if _, err := io.ReadFull(c, body); err != nil {
+			return 0, fmt.Errorf("abuse: reading the victim's greeting: %w", err)
+		}
+		m, err := swarm.ParseMessage(body)
+		if err != nil || m.KeepAlive || m.ID != swarm.MsgExtended || m.ExtID != 0 {
+			continue
+		}
+		eh, err := swarm.ParseExtHandshake(m.Data)
+		if err != nil {
+			return 0, err
+		}
+		if id := eh.M[name]; id > 0 && id < 256 {
+			return byte(id), nil
+		}
+		return 0, fmt.Errorf("abuse: the victim does not offer %s", name)
+	}
+	return 0, errors.New("abuse: no extended handshake from the victim")
+}

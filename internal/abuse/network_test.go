@@ -187,3 +187,24 @@ func TestDHTFlood(t *testing.T) {
 		})
 	}
 }
+
+// TestXFlood: a peer flooding full twg_swarms messages leaves the node's
+// memory bounded (the HAVEs past 32 a second are ignored, requests past 512
+// a second refused) and the node still serves.
+func TestXFlood(t *testing.T) {
+	reg := newKeys(t)
+	v := newVictim(t, reg)
+	res, err := XFlood(context.Background(), XFloodConfig{
+		Target: v.swarm.Addr(), Source: netip.MustParseAddr("127.0.0.2"), User: "alice", Messages: 3_000,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Log(res)
+	if res.Sent == 0 {
+		t.Fatal("sent nothing")
+	}
+	if grow := res.RSSPeakKB - res.RSSStartKB; grow > 80<<10 {
+		t.Fatalf("RSS grew %d KiB", grow)
+	}
+}
