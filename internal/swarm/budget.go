@@ -74,7 +74,7 @@ func (s *Swarm) target(t *torrent, now time.Time) int {
 	if t.hot(now) {
 		return s.cfg.HotPeers
 	}
-	if len(t.xholders) > 0 && s.xnodes >= xMinNodes {
+	if t.covered() {
 		// Its news comes over twg_swarms (crossswarm.go). Dialing for it
 		// anyway made each dial evict a connection at the far end, whose
 		// swarm then dialed again: a churn of several connections a second

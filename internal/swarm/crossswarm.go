@@ -130,6 +130,12 @@ func (s *Swarm) onXHandshake(p *peer, id int) {
 	p.xsendHaves(refs)
 }
 
+// covered reports whether t's news comes over twg_swarms: a peer holds
+// it and we hold twg_swarms connections with xMinNodes nodes (s.mu held).
+// Such a swarm needs no connection of its own and no DHT lookup when it
+// has none; it still announces every AnnounceInterval.
+func (t *torrent) covered() bool { return len(t.xholders) > 0 && t.s.xnodes >= xMinNodes }
+
 // countXNodes counts the nodes we hold a twg_swarms connection with, for
 // target (s.mu held; from the tick).
 func (s *Swarm) countXNodes() {
