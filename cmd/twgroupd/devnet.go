@@ -61,28 +61,43 @@ func newDevnetCmd(stdout io.Writer) *cobra.Command {
 	return c
 }
 
+// prepareDevnet sets o.Binary to this executable and, without --dir, o.Dir
+// to a new temporary directory named prefix*; the returned done removes it
+// at the end unless keep (a removal error goes to *err if it is nil).
+func prepareDevnet(o *devnet.Options, prefix string, keep bool, out io.Writer) (done func(err *error), temp bool, err error) {
+	done = func(*error) {}
+	bin, err := os.Executable()
+	if err != nil {
+		return done, false, fmt.Errorf("devnet: find own binary: %w", err)
+	}
+	o.Binary = bin
+	if o.Dir != "" {
+		return done, false, nil
+	}
+	if o.Dir, err = os.MkdirTemp("", prefix); err != nil {
+		return done, false, fmt.Errorf("devnet: %w", err)
+	}
+	dir := o.Dir
+	return func(err *error) {
+		if keep {
+			fmt.Fprintf(out, "devnet kept in %s (run again with --dir %s to resume it)\n", dir, dir)
+			return
+		}
+		if rerr := os.RemoveAll(dir); rerr != nil && *err == nil {
+			*err = fmt.Errorf("devnet: remove %s: %w", dir, rerr)
+		}
+	}, true, nil
+}
+
 func runDevnet(ctx context.Context, o devnet.Options, keep bool, out io.Writer) (err error) {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	bin, err := os.Executable()
+	done, temp, err := prepareDevnet(&o, "twgroupd-devnet-", keep, out)
+	defer done(&err)
 	if err != nil {
-		return fmt.Errorf("devnet: find own binary: %w", err)
+		return err
 	}
-	o.Binary = bin
-	if o.Dir == "" {
-		if o.Dir, err = os.MkdirTemp("", "twgroupd-devnet-"); err != nil {
-			return fmt.Errorf("devnet: %w", err)
-		}
-		dir := o.Dir
-		defer func() {
-			if keep {
-				fmt.Fprintf(out, "devnet kept in %s (run again with --dir %s to resume it)\n", dir, dir)
-				return
-			}
-			if rerr := os.RemoveAll(dir); rerr != nil && err == nil {
-				err = fmt.Errorf("devnet: remove %s: %w", dir, rerr)
-			}
-		}()
+	if temp {
 		fmt.Fprintf(out, "devnet in %s (node logs in nodeN/twgroupd.log; removed at exit, --keep keeps it, --dir DIR makes a network you can resume)\n", o.Dir)
 	} else {
 		if o.Dir, err = filepath.Abs(o.Dir); err != nil {
@@ -101,7 +116,7 @@ func runDevnet(ctx context.Context, o devnet.Options, keep bool, out io.Writer) 
 	}
 	devnet.PrintViews(out, nw, views)
 	if o.KeepOpen {
-		devnet.PrintAccess(out, nw, bin)
+		devnet.PrintAccess(out, nw, o.Binary)
 		<-ctx.Done()
 	}
 	return nil

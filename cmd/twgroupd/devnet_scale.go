@@ -18,30 +18,15 @@ import (
 func runScale(ctx context.Context, o devnet.Options, keep bool, out io.Writer) (err error) {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	bin, err := os.Executable()
+	done, _, err := prepareDevnet(&o, "twgroupd-scale-", keep, out)
+	defer done(&err)
 	if err != nil {
-		return fmt.Errorf("devnet: find own binary: %w", err)
+		return err
 	}
-	o.Binary = bin
 	o.Users = devnet.ScaleUsers(o.Nodes)
 	// One-second blocks: the creator can post its n+n/16 invites after
 	// about n/2 s instead of n*5 s (registry.DefaultBlockInterval is 10 s).
 	o.BlockInterval = time.Second
-	if o.Dir == "" {
-		if o.Dir, err = os.MkdirTemp("", "twgroupd-scale-"); err != nil {
-			return fmt.Errorf("devnet: %w", err)
-		}
-		dir := o.Dir
-		defer func() {
-			if keep {
-				fmt.Fprintf(out, "devnet kept in %s\n", dir)
-				return
-			}
-			if rerr := os.RemoveAll(dir); rerr != nil && err == nil {
-				err = fmt.Errorf("devnet: remove %s: %w", dir, rerr)
-			}
-		}()
-	}
 	fmt.Fprintf(out, "devnet scale in %s (node logs in nodeN/twgroupd.log)\n", o.Dir)
 	nw, err := devnet.Start(ctx, o)
 	if err != nil {
