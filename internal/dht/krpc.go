@@ -180,24 +180,31 @@ func appendArgs(b []byte, x *Args) ([]byte, bool) {
 	b = optInt(b, "justtoken", x.JustToken)
 	b = optBytes(b, "n", x.N)
 	b = optInt(b, "noseed", x.NoSeed)
-	if x.P != nil {
-		if len(x.P) == 0 {
-			return nil, false
-		}
-		b = append(appendStr(b, "p"), x.P...)
+	b, ok := optRaw(b, "p", x.P)
+	if !ok {
+		return nil, false
 	}
 	b = optInt(b, "port", x.Port)
 	b = optInt(b, "seed", x.Seed)
 	b = optBytes(b, "sig_p", x.SigP)
 	b = optBytes(b, "sig_user", x.SigUser)
-	if x.Target != nil {
-		if len(x.Target) == 0 {
-			return nil, false
-		}
-		b = append(appendStr(b, "target"), x.Target...)
+	if b, ok = optRaw(b, "target", x.Target); !ok {
+		return nil, false
 	}
 	b = optBytes(b, "token", x.Token)
 	return append(b, 'e'), true
+}
+
+// optRaw appends key and v, an already-bencoded value, when v is set; an
+// empty (set but not bencoded) v cannot be written.
+func optRaw(b []byte, key string, v []byte) ([]byte, bool) {
+	switch {
+	case v == nil:
+		return b, true
+	case len(v) == 0:
+		return nil, false
+	}
+	return append(appendStr(b, key), v...), true
 }
 
 func appendStr(b []byte, s string) []byte {
