@@ -13,19 +13,28 @@ import (
 
 	"github.com/twgroupd/twgroupd/internal/chain"
 	"github.com/twgroupd/twgroupd/internal/chain/chaintest"
+	"github.com/twgroupd/twgroupd/internal/chainwire"
 )
 
-// The chain source answers, at every height of the recorded twisterd chain
-// and beyond, the key twisterd's users.json says was valid then, with the
-// height it was registered (or replaced) at.
-func TestChainSourceEveryHeight(t *testing.T) {
+// recordedChain loads the recorded twisterd chain's blocks and opens an
+// empty chain store whose clock is 10 minutes past the last block.
+func recordedChain(t *testing.T) ([]*chainwire.Block, *chain.Chain) {
+	t.Helper()
 	blocks := chaintest.LoadBlocks(t, "testdata/chain/blocks.jsonl")
 	now := time.Unix(int64(blocks[len(blocks)-1].Header.Time)+600, 0)
 	c, err := chain.Open(filepath.Join(t.TempDir(), "chain.db"), chain.Mainnet(), chain.Options{Now: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
+	return blocks, c
+}
+
+// The chain source answers, at every height of the recorded twisterd chain
+// and beyond, the key twisterd's users.json says was valid then, with the
+// height it was registered (or replaced) at.
+func TestChainSourceEveryHeight(t *testing.T) {
+	blocks, c := recordedChain(t)
 	if err := c.AddBlocks(blocks[1:]); err != nil {
 		t.Fatal(err)
 	}
@@ -82,13 +91,7 @@ func TestChainSourceEveryHeight(t *testing.T) {
 // While the initial sync runs, heights and unknown names are retryable
 // errors, not verdicts; known keys are still answered.
 func TestChainSourceWhileSyncing(t *testing.T) {
-	blocks := chaintest.LoadBlocks(t, "testdata/chain/blocks.jsonl")
-	now := time.Unix(int64(blocks[len(blocks)-1].Header.Time)+600, 0)
-	c, err := chain.Open(filepath.Join(t.TempDir(), "chain.db"), chain.Mainnet(), chain.Options{Now: func() time.Time { return now }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	blocks, c := recordedChain(t)
 	if err := c.AddBlocks(blocks[1:20]); err != nil {
 		t.Fatal(err)
 	}
