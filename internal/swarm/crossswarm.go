@@ -440,21 +440,17 @@ func (p *peer) xserve(s *Swarm, reqs []XRef) {
 // t's own connections does (verifyAndStore).
 func (p *peer) xstore(s *Swarm, t *torrent, k int64, data []byte) error {
 	s.stats.payloadDown.Add(int64(len(data)))
-	post, err := twproto.ValidatePost(s.ctx, data, t.user, k, s.cfg.Keys)
-	if err != nil {
-		var pe *twproto.PostError
-		if errors.As(err, &pe) && !chainViewDependent(pe) {
-			s.mu.Lock()
-			now := time.Now()
-			t.addBan(string(p.hs.PeerID[:]), now)
-			t.addBan(banKey(p.listen), now)
-			t.addBan(banKey(p.remote), now)
-			t.xrelease(p, k, 0)
-			p.closing = true
-			s.mu.Unlock()
-			s.log.Warn("banned peer for an invalid twg_swarms piece", "user", t.user, "k", k, "peer", p.remote.String(), "err", err)
-			return fmt.Errorf("%w: %v", errBanned, err)
-		}
+	post, bad := t.checkPiece(k, data)
+	if bad != nil {
+		s.mu.Lock()
+		t.banPeer(p)
+		t.xrelease(p, k, 0)
+		p.closing = true
+		s.mu.Unlock()
+		s.log.Warn("banned peer for an invalid twg_swarms piece", "user", t.user, "k", k, "peer", p.remote.String(), "err", bad)
+		return fmt.Errorf("%w: %v", errBanned, bad)
+	}
+	if post == nil {
 		s.mu.Lock()
 		t.xrelease(p, k, xTimeoutWait)
 		t.xscheduleAll()

@@ -541,17 +541,30 @@ func (p *peer) onPiece(s *Swarm, t *torrent, m Message) error {
 	return nil
 }
 
-func (p *peer) verifyAndStore(s *Swarm, t *torrent, k int64, data []byte) error {
-	post, err := twproto.ValidatePost(s.ctx, data, t.user, k, s.cfg.Keys)
+// checkPiece validates data as piece k of t (spec §3.3). A refusal that is
+// the sender's fault comes back as bad (ban it); registry trouble, or a
+// refusal that only reflects our view of the chain, as neither a post nor
+// bad: ask again later.
+func (t *torrent) checkPiece(k int64, data []byte) (post *twproto.Post, bad error) {
+	post, err := twproto.ValidatePost(t.s.ctx, data, t.user, k, t.s.cfg.Keys)
 	if err != nil {
 		var pe *twproto.PostError
 		if errors.As(err, &pe) && !chainViewDependent(pe) {
-			s.ban(t, p)
-			s.log.Warn("banned peer for an invalid piece", "user", t.user, "k", k, "peer", p.remote.String(), "err", err)
-			return fmt.Errorf("%w: %v", errBanned, err)
+			return nil, err
 		}
-		// Registry trouble, or a refusal that only reflects our view of
-		// the chain, is not the peer's fault: try again later.
+		return nil, nil
+	}
+	return post, nil
+}
+
+func (p *peer) verifyAndStore(s *Swarm, t *torrent, k int64, data []byte) error {
+	post, bad := t.checkPiece(k, data)
+	if bad != nil {
+		s.ban(t, p)
+		s.log.Warn("banned peer for an invalid piece", "user", t.user, "k", k, "peer", p.remote.String(), "err", bad)
+		return fmt.Errorf("%w: %v", errBanned, bad)
+	}
+	if post == nil {
 		s.mu.Lock()
 		t.releaseRequest(p, k, true)
 		for q := range t.peers {
@@ -587,13 +600,18 @@ func chainViewDependent(pe *twproto.PostError) bool {
 	return strings.HasPrefix(pe.Msg, "post from future") || strings.HasPrefix(pe.Msg, "too much posts")
 }
 
-func (s *Swarm) ban(t *torrent, p *peer) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// banPeer bans p's peer id and addresses from t (s.mu held).
+func (t *torrent) banPeer(p *peer) {
 	now := time.Now()
 	t.addBan(string(p.hs.PeerID[:]), now)
 	t.addBan(banKey(p.listen), now)
 	t.addBan(banKey(p.remote), now)
+}
+
+func (s *Swarm) ban(t *torrent, p *peer) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t.banPeer(p)
 	for k := range p.requests {
 		t.releaseRequest(p, k, false)
 	}
