@@ -308,9 +308,11 @@ func (t *torrent) canDial(now time.Time) bool {
 }
 
 // starving: no connection and no address that has not failed twice in a
-// row: time to ask the DHT again (s.mu held).
+// row: time to ask the DHT again (s.mu held). A covered swarm
+// (crossswarm.go) is not: it has no connection by design, and asking the
+// DHT every few seconds for each such swarm was wasted work at N = 100.
 func (t *torrent) starving() bool {
-	if t.livePeers() > 0 || len(t.dialingTo) > 0 {
+	if t.covered() || t.livePeers() > 0 || len(t.dialingTo) > 0 {
 		return false
 	}
 	for _, c := range t.candidates {
@@ -414,7 +416,7 @@ func (t *torrent) dialDone(a netip.AddrPort) {
 }
 
 // rotate runs once a tick: at the cap, swarms without connections (and
-// without a twg_swarms peer holding them) get one by evicting an idle
+// not covered over twg_swarms) get one by evicting an idle
 // connection elsewhere, those that have waited
 // longest first: up to rotateFirst a tick of swarms not connected once
 // since start (a restarted node catches up on every swarm within seconds),
@@ -429,9 +431,9 @@ func (s *Swarm) rotate(now time.Time) {
 	}
 	var waiting []*torrent
 	for t := range s.active { // a swarm with no known address cannot dial
-		// A swarm a twg_swarms peer holds hears of new pieces through it
+		// A covered swarm hears of new pieces over twg_swarms
 		// (crossswarm.go): no need to take a connection from another.
-		if len(t.dialingTo) == 0 && t.livePeers() == 0 && len(t.xholders) == 0 {
+		if len(t.dialingTo) == 0 && t.livePeers() == 0 && !t.covered() {
 			waiting = append(waiting, t)
 		}
 	}

@@ -108,10 +108,7 @@ func (s *Swarm) discoverLoop() {
 func (s *Swarm) discoverStep(t *torrent) bool {
 	now := time.Now()
 	s.mu.Lock()
-	// A covered swarm without connections is not starving: with target 0
-	// it has none by design, and asking the DHT again every few seconds
-	// for each such swarm was a large part of an idle node's CPU at N = 100.
-	starving := t.starving() && !t.covered()
+	starving := t.starving()
 	// A failed announce is retried at the backoff of a starving swarm:
 	// others find us only through it (a node started before its DHT
 	// bootstrap peer failed its first announces and waited 15 min).
@@ -188,7 +185,7 @@ func (t *torrent) discoverRound(ctx context.Context) {
 		return
 	}
 	wait := min(healthCheck, s.cfg.AnnounceInterval)
-	if (t.starving() && !t.covered()) || t.announceFailures > 0 {
+	if t.starving() || t.announceFailures > 0 {
 		wait = t.backoff
 	}
 	s.scheduleDiscovery(t, now.Add(jitter(wait)))
