@@ -479,3 +479,38 @@ func TestCrossSwarmAsksCertainHolders(t *testing.T) {
 		t.Fatalf("the uncertain holder got %+v, want only the refusal", m)
 	}
 }
+
+// TestCrossSwarmPieceAfterOtherPath: a piece requested over twg_swarms that
+// arrives by another path first (here published on the node itself) is
+// stored once; the late twg_swarms copy is dropped as unrequested, the
+// sink sees the post once and the peer is not punished.
+func TestCrossSwarmPieceAfterOtherPath(t *testing.T) {
+	n, _, alice, bob := xnode(t)
+	aliceIH := twproto.SwarmInfoHash("alice")
+	x := newXClient(t, n, true)
+	x.nextX() // summary
+	x.sendX(XMessage{Have: []XRef{{IH: aliceIH, K: 0, Low: 1}}})
+	if m := x.nextReply(); len(m.Req) != 1 || m.Req[0].K != 0 {
+		t.Fatalf("requests %v, want alice 0", m.Req)
+	}
+	raw := dmPost(t, alice, 0, bob, "zero")
+	if err := n.Publish(context.Background(), "alice", 0, raw); err != nil {
+		t.Fatal(err)
+	}
+	x.sendX(XMessage{Piece: &XRef{IH: aliceIH, K: 0}, Data: raw})
+	// Still connected and served: a request after the late piece is answered.
+	x.sendX(XMessage{Req: []XRef{{IH: aliceIH, K: 0}}})
+	if m := x.nextReply(); m.Piece == nil || m.Piece.K != 0 {
+		t.Fatalf("after the late piece: %+v, want piece alice 0", m)
+	}
+	n.mu.Lock()
+	inflight := len(n.byUser["alice"].xinflight)
+	n.mu.Unlock()
+	if inflight != 0 {
+		t.Fatalf("%d twg_swarms requests still in flight", inflight)
+	}
+	waitFor(t, "the post at the sink", func() bool { return n.sink.has("alice", 0) >= 1 })
+	if got := n.sink.has("alice", 0); got != 1 {
+		t.Fatalf("sink got alice/0 %d times", got)
+	}
+}
